@@ -1,0 +1,1 @@
+"""Asyncio runtime of the EV gateway: listeners, pipeline, sinks, CLI."""

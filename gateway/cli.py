@@ -1,0 +1,80 @@
+"""The ``gateway`` console script: every mode is a subcommand.
+
+User errors (bad hex, unknown codec, unreadable file) print one line on stderr and exit 2; a
+traceback is never a user's answer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gateway import decode, schema
+from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gateway", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("decode", help="decode device bytes with one codec and print JSON lines")
+    p.add_argument("--codec", required=True, help="codec name (see `gateway codecs`)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hex", help="the bytes as hex (whitespace allowed)")
+    src.add_argument("--file", help="a capture file (binary, or hex text)")
+    src.add_argument("stdin", nargs="?", choices=["-"], help="read the bytes from stdin")
+    p.add_argument(
+        "--format",
+        choices=["auto", "hex", "binary"],
+        default="auto",
+        help="how to read --file/stdin (auto: hex text if it is only hex digits)",
+    )
+    p.add_argument(
+        "--layout-dir",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="extra directory of codec layout files (repeatable)",
+    )
+
+    p = sub.add_parser("codecs", help="list the available codecs and any that failed to load")
+    p.add_argument("--layout-dir", action="append", type=Path, metavar="DIR")
+
+    p = sub.add_parser("schema", help="write or check the JSON Schemas of the records")
+    p.add_argument("--write", type=Path, metavar="DIR", help="write the schema files into DIR")
+    p.add_argument("--check", type=Path, metavar="DIR", help="exit 1 if DIR's files are stale")
+    return parser
+
+
+def _registry(extra: list[Path] | None) -> CodecRegistry:
+    return CodecRegistry.load([*default_layout_dirs(), *(extra or [])])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "decode":
+            codec = _registry(args.layout_dir).create(args.codec)
+            data = decode.read_input(args.hex, args.file, sys.stdin.buffer, args.format)
+            decode.run(codec, data)
+        elif args.command == "codecs":
+            registry = _registry(args.layout_dir)
+            problems = registry.problems()
+            for name in registry.names():
+                print(name if name not in problems else f"{name}  (unusable: {problems[name]})")
+        elif args.command == "schema":
+            return schema.command(args.write, args.check)
+    except (UnknownCodecError, decode.InputError) as exc:
+        print(f"gateway {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `gateway decode ... | head` is fine
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""``gateway decode``: feed bytes to one fresh codec session and print its events as JSON lines."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import msgspec
+
+from parser.codec import Codec
+from parser.events import Event, Frame, Login
+from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, parsed_records
+
+_HEX_TEXT = re.compile(rb"^[0-9a-fA-F\s]+$")
+
+
+class InputError(ValueError):
+    """The bytes to decode could not be read or are not valid hex."""
+
+
+def read_input(hex_text: str | None, path: str | None, stdin: BinaryIO, fmt: str) -> bytes:
+    """The bytes to decode from ``--hex``, ``--file`` or ``-`` (stdin)."""
+    if hex_text is not None:
+        return parse_hex(hex_text)
+    if path is None or path == "-":
+        data = stdin.read()
+    else:
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
+    # A file of hex text (a capture pasted from a log) is the common case; real binary frames
+    # always contain bytes outside [0-9a-fA-F whitespace], so "auto" cannot mistake one for it.
+    if fmt == "hex" or (fmt == "auto" and _HEX_TEXT.match(data)):
+        return parse_hex(data.decode("ascii", "replace"))
+    return data
+
+
+def parse_hex(text: str) -> bytes:
+    cleaned = "".join(text.split())
+    if cleaned[:2].lower() == "0x":
+        cleaned = cleaned[2:]
+    try:
+        return bytes.fromhex(cleaned)
+    except ValueError:
+        bad = next((c for c in cleaned if c not in "0123456789abcdefABCDEF"), None)
+        why = f"invalid character {bad!r}" if bad else "odd number of hex digits"
+        raise InputError(f"invalid hex input: {why}") from None
+
+
+def event_lines(codec: Codec, data: bytes, transport: str = "tcp") -> Iterator[dict[str, Any]]:
+    """The JSON objects ``gateway decode`` prints, one per event of one fresh session."""
+    session = codec.session()
+    ids = RecordIds(int.from_bytes(os.urandom(4), "big"))
+    events: list[Event] = [*session.feed(data), *session.eof()]
+    for event in events:
+        if isinstance(event, Login):
+            yield {"event": "login", "device_id": event.device_id, "reply": event.reply.hex()}
+        elif isinstance(event, Frame):
+            now_ms = time.time_ns() // 1_000_000
+            raw = RawRecord(
+                RAW_SCHEMA,
+                ids.next(now_ms),
+                event.device_id,
+                codec.name,
+                transport,
+                None,
+                iso_ms(now_ms),
+                event.payload,
+            )
+            line: dict[str, Any] = {
+                "event": "frame",
+                "device_id": event.device_id,
+                "reply": event.reply.hex(),
+                "records": msgspec.to_builtins(parsed_records(raw, event.readings)),
+            }
+            if event.error_code is not None:
+                line["error"] = f"{event.error_code}: {event.error_detail}"
+            yield line
+        else:
+            yield {
+                "event": "reject",
+                "reason": event.reason,
+                "detail": event.detail,
+                "reply": event.reply.hex(),
+            }
+
+
+def run(codec: Codec, data: bytes) -> None:
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+    for line in event_lines(codec, data):
+        out.write(encoder.encode(line) + b"\n")
+    out.flush()

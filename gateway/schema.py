@@ -1,0 +1,42 @@
+"""``gateway schema``: the published JSON Schemas of the raw and parsed records."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from parser.records import ParsedRecord, RawRecord, json_schema
+
+FILES: dict[str, type[RawRecord] | type[ParsedRecord]] = {
+    "raw-record.schema.json": RawRecord,
+    "parsed-record.schema.json": ParsedRecord,
+}
+
+
+def documents() -> dict[str, str]:
+    return {
+        name: json.dumps(json_schema(kind), indent=2, sort_keys=True) + "\n"
+        for name, kind in FILES.items()
+    }
+
+
+def command(write: Path | None, check: Path | None) -> int:
+    docs = documents()
+    if write is not None:
+        write.mkdir(parents=True, exist_ok=True)
+        for name, text in docs.items():
+            (write / name).write_text(text)
+    if check is not None:
+        stale = [
+            n for n, t in docs.items() if not (check / n).is_file() or (check / n).read_text() != t
+        ]
+        if stale:
+            print(
+                f"stale schema files in {check}: {', '.join(stale)}; run `make schema`",
+                file=sys.stderr,
+            )
+            return 1
+    if write is None and check is None:
+        sys.stdout.write(json.dumps({n: json.loads(t) for n, t in docs.items()}, indent=2) + "\n")
+    return 0

@@ -1,0 +1,174 @@
+"""Canonical record types: what a codec decodes (:class:`Reading`) and what the streams carry.
+
+Field names and order are a contract with analytics (Firehose → S3 → Glue/Athena): change them
+only with a new ``schema`` version. ``config/schema/`` holds the generated JSON Schemas and a test
+keeps them current. msgspec Structs are used because they build and encode faster than dicts +
+orjson on this machine (``bench/decode.py`` measures both).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Literal, get_args
+
+import msgspec
+
+RAW_SCHEMA = "ev.raw/1"
+PARSED_SCHEMA = "ev.parsed/1"
+
+Kind = Literal["telemetry", "alarm", "heartbeat", "login"]
+KINDS: tuple[str, ...] = get_args(Kind)
+# ISO 8601 UTC with milliseconds, e.g. 2019-06-10T10:04:46.000Z
+Timestamp = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
+        description="UTC, ISO 8601 with milliseconds",
+    ),
+]
+SEVERITIES = ("info", "warning", "critical")
+
+MetricValue = bool | int | float | str | list[float] | None
+AttrValue = bool | int | float | str | None
+
+
+class Position(msgspec.Struct, frozen=True, gc=False):
+    """A fix. ``valid`` is the device's own statement that the fix is current."""
+
+    lat: float
+    lon: float
+    alt_m: float | None = None
+    speed_kmh: float | None = None
+    heading_deg: float | None = None
+    satellites: int | None = None
+    valid: bool = True
+
+
+class Alarm(msgspec.Struct, frozen=True, gc=False):
+    code: str
+    severity: str
+    subsystem: str | None = None
+    value: int | float | None = None
+
+
+class Reading(msgspec.Struct, frozen=True, gc=False):
+    """One decoded reading of a frame: the part of a parsed record a codec is responsible for."""
+
+    kind: Kind
+    ts_ms: int | None
+    position: Position | None = None
+    metrics: dict[str, MetricValue] = {}
+    io: dict[str, int | str] = {}
+    alarms: tuple[Alarm, ...] = ()
+    attrs: dict[str, AttrValue] = {}
+
+
+class RawRecord(msgspec.Struct, frozen=True, gc=False):
+    """One per frame, decodable or not; ``payload`` is serialized as base64."""
+
+    schema: str
+    id: str
+    device_id: str | None
+    codec: str
+    transport: str
+    peer: str | None
+    received_at: Timestamp
+    payload: bytes
+
+
+class ParsedRecord(msgspec.Struct, frozen=True, gc=False):
+    """One per reading. ``id`` is ``<raw_id>-<index>``, so a replay yields the same ids."""
+
+    schema: str
+    id: str
+    raw_id: str
+    device_id: str | None
+    codec: str
+    kind: Kind
+    ts: Timestamp | None
+    received_at: Timestamp
+    position: Position | None
+    metrics: dict[str, MetricValue]
+    io: dict[str, int | str]
+    alarms: tuple[Alarm, ...]
+    attrs: dict[str, AttrValue]
+
+
+def parsed_records(raw: RawRecord, readings: tuple[Reading, ...]) -> list[ParsedRecord]:
+    """The parsed records of one raw record, ids derived from the raw id and reading index."""
+    return [
+        ParsedRecord(
+            PARSED_SCHEMA,
+            f"{raw.id}-{index}",
+            raw.id,
+            raw.device_id,
+            raw.codec,
+            r.kind,
+            None if r.ts_ms is None else iso_ms(r.ts_ms),
+            raw.received_at,
+            r.position,
+            r.metrics,
+            r.io,
+            r.alarms,
+            r.attrs,
+        )
+        for index, r in enumerate(readings)
+    ]
+
+
+_second_cache: dict[int, str] = {}
+
+
+def iso_ms(ms: int) -> str:
+    """``2019-06-10T10:04:46.000Z`` for a Unix time in milliseconds (UTC)."""
+    seconds, millis = divmod(ms, 1000)
+    prefix = _second_cache.get(seconds)
+    if prefix is None:
+        # Consecutive records share their second; the cache turns gmtime + format into a lookup.
+        if len(_second_cache) > 4096:
+            _second_cache.clear()
+        t = time.gmtime(seconds)
+        prefix = f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}."
+        _second_cache[seconds] = prefix
+    return f"{prefix}{millis:03d}Z"
+
+
+class RecordIds:
+    """Time-ordered, unique record ids: 12 hex digits of ms, 8 of node, 6 of sequence.
+
+    The caller passes the clock reading and a node number (random per process) so that ids from
+    several processes and hosts do not collide; within one millisecond the sequence orders them.
+    """
+
+    __slots__ = ("_last_ms", "_node", "_seq")
+
+    def __init__(self, node: int) -> None:
+        self._node = f"{node & 0xFFFFFFFF:08x}"
+        self._last_ms = -1
+        self._seq = 0
+
+    def next(self, now_ms: int) -> str:
+        if now_ms <= self._last_ms:
+            # Never step backwards (clock adjustments): stay in the last millisecond and count on.
+            now_ms = self._last_ms
+            self._seq += 1
+            if self._seq > 0xFFFFFF:
+                now_ms += 1
+                self._seq = 0
+        else:
+            self._seq = 0
+        self._last_ms = now_ms
+        return f"{now_ms:012x}{self._node}{self._seq:06x}"
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def to_json(record: RawRecord | ParsedRecord) -> bytes:
+    """The record as one compact JSON document (no trailing newline)."""
+    return _encoder.encode(record)
+
+
+def json_schema(record_type: type[RawRecord] | type[ParsedRecord]) -> dict[str, object]:
+    """The published JSON Schema of a record type."""
+    return msgspec.json.schema(record_type)

@@ -1,0 +1,125 @@
+"""``gateway decode`` as a user runs it: the installed console script, bytes in, JSON lines out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.parser.streams import load_vectors
+
+GATEWAY = Path(sys.executable).with_name("gateway")
+
+
+def decode(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [str(GATEWAY), "decode", *args], input=stdin, capture_output=True, timeout=60, check=False
+    )
+
+
+def lines(result: subprocess.CompletedProcess[bytes]) -> list[dict[str, Any]]:
+    assert result.returncode == 0, result.stderr.decode()
+    return [json.loads(line) for line in result.stdout.decode().splitlines()]
+
+
+VECTOR_CASES = [
+    (codec, case) for codec in ("teltonika", "gt06", "evb1") for case in load_vectors(codec)
+]
+
+
+@pytest.mark.parametrize(
+    ("codec", "case"), VECTOR_CASES, ids=[f"{c}-{v['name']}" for c, v in VECTOR_CASES]
+)
+def test_decode_agrees_with_vectors(codec: str, case: dict[str, Any]) -> None:
+    events = lines(decode("--codec", codec, "--hex", case["hex"]))
+    expect = case["expect"]
+    first = events[0]
+    if expect.get("accept") is False or expect.get("event") == "reject":
+        assert first["event"] == "reject"
+        assert first["reason"] == expect.get("reason", first["reason"])
+        assert not any(e["event"] == "frame" for e in events)
+        return
+    if expect.get("kind") in ("imei_login", "login") or expect.get("event") == "login":
+        assert first["event"] == "login"
+        assert first["device_id"] == expect.get("imei", expect.get("device_id"))
+        reply = expect.get("server_reply_hex", expect.get("reply_hex"))
+        assert first["reply"] == reply
+        return
+    assert first["event"] == "frame"
+    assert first["device_id"] is None  # no login earlier in these bytes
+    assert first["reply"] == (expect.get("server_reply_hex") or expect.get("reply_hex") or "")
+    records = first["records"]
+    if "number_of_records" in expect:
+        assert len(records) == expect["number_of_records"]
+        rec = expect["first_record"]
+        assert records[0]["ts"] == rec["timestamp_iso_utc"]
+        assert records[0]["io"] == rec["io"]
+        assert records[0]["position"]["lat"] == pytest.approx(rec["latitude_raw"] / 1e7, abs=1e-9)
+        assert records[0]["attrs"]["priority"] == rec["priority"]
+    elif "gps" in expect:
+        gps = expect["gps"]
+        assert records[0]["ts"] == gps["datetime_utc"].replace("Z", ".000Z")
+        assert records[0]["position"]["lat"] == pytest.approx(gps["latitude"], abs=1e-6)
+        assert records[0]["position"]["lon"] == pytest.approx(gps["longitude"], abs=1e-6)
+    elif "records" in expect:
+        assert [{k: r[k] for k in w} for r, w in zip(records, expect["records"], strict=True)] == (
+            expect["records"]
+        )
+    for record in records:
+        assert record["schema"] == "ev.parsed/1"
+        assert record["id"] == f"{record['raw_id']}-{records.index(record)}"
+        assert record["codec"] == codec
+
+
+def test_login_then_frames_carry_the_device_id() -> None:
+    tel = load_vectors("teltonika")
+    data = tel[0]["hex"] + tel[2]["hex"] + "ff" + tel[4]["hex"]
+    events = lines(decode("--codec", "teltonika", "--hex", data))
+    assert [e["event"] for e in events] == ["login", "frame", "frame"]
+    assert {e["device_id"] for e in events} == {"356307042441013"}
+    assert events[2]["reply"] == "00000002"
+
+
+def test_stdin_and_file_binary_and_hex(tmp_path: Path) -> None:
+    case = load_vectors("gt06")[0]
+    binary = bytes.fromhex(case["hex"])
+    assert lines(decode("--codec", "gt06", "-", stdin=binary))[0]["event"] == "login"
+    hex_file = tmp_path / "capture.txt"
+    hex_file.write_text(case["hex"][:10] + "\n" + case["hex"][10:] + "\n")
+    assert lines(decode("--codec", "gt06", "--file", str(hex_file)))[0]["event"] == "login"
+    bin_file = tmp_path / "capture.bin"
+    bin_file.write_bytes(binary)
+    assert lines(decode("--codec", "gt06", "--file", str(bin_file)))[0]["event"] == "login"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--codec", "evb1", "--hex", "45zz"], "invalid hex input: invalid character 'z'"),
+        (["--codec", "evb1", "--hex", "455"], "invalid hex input: odd number of hex digits"),
+        (["--codec", "nope", "--hex", "00"], "unknown codec 'nope'"),
+        (["--codec", "evb1", "--file", "/nonexistent/x"], "cannot read /nonexistent/x"),
+    ],
+)
+def test_user_errors_are_one_line_and_exit_2(args: list[str], message: str) -> None:
+    result = decode(*args)
+    assert result.returncode == 2
+    assert result.stdout == b""
+    err = result.stderr.decode()
+    assert err.count("\n") == 1 and message in err, err
+    assert "Traceback" not in err
+
+
+def test_schema_files_are_current() -> None:
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run(
+        [str(GATEWAY), "schema", "--check", str(root / "config" / "schema")],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr.decode()

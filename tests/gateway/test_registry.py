@@ -1,0 +1,49 @@
+"""The codec registry: built-ins, layout directories, entry points, broken sources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gateway.registry import CodecRegistry, UnknownCodecError
+from tests.parser.test_layout import ACME2, check_acme
+
+
+def test_new_format_from_a_toml_file_alone(tmp_path: Path) -> None:
+    (tmp_path / "acme2.toml").write_text(ACME2)
+    registry = CodecRegistry.load([tmp_path], plugins=False)
+    assert registry.names() == ["acme2", "gt06", "teltonika"]
+    check_acme(registry.create("acme2"))
+
+
+def test_default_registry_has_the_three_codecs() -> None:
+    registry = CodecRegistry.load()
+    assert {"evb1", "gt06", "teltonika"} <= set(registry.names())
+    assert registry.problems() == {}
+
+
+def test_bad_layout_files_cost_only_their_codec(tmp_path: Path) -> None:
+    (tmp_path / "broken.toml").write_text(ACME2.replace('type = "i16"', 'type = "i17"'))
+    registry = CodecRegistry.load([tmp_path], plugins=False)
+    assert "fields[1].type" in registry.problems()["broken"]
+    assert registry.create("teltonika").name == "teltonika"
+    try:
+        registry.create("broken")
+    except UnknownCodecError as exc:
+        assert "unusable" in str(exc) and "i17" in str(exc)
+    else:
+        raise AssertionError("a broken layout must not create a codec")
+
+
+def test_name_clash_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "dup.toml").write_text(ACME2.replace('name = "acme2"', 'name = "gt06"'))
+    registry = CodecRegistry.load([tmp_path], plugins=False)
+    assert "clashes" in registry.problems()["gt06"]
+
+
+def test_unknown_codec_lists_known_ones() -> None:
+    try:
+        CodecRegistry.load().create("nope")
+    except UnknownCodecError as exc:
+        assert "teltonika" in str(exc)
+    else:
+        raise AssertionError("unknown codec must raise")

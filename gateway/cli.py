@@ -10,9 +10,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from gateway import decode, schema
+from gateway import decode, logs, schema, server
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
+from gateway.settings import ConfigError, load_settings, parse_address, parse_listen
 
 EXIT_USAGE = 2
 
@@ -41,6 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra directory of codec layout files (repeatable)",
     )
 
+    p = sub.add_parser("run", help="run the gateway (listeners, pipeline, sinks, metrics)")
+    p.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="local sink data directory")
+    p.add_argument(
+        "--listen",
+        action="append",
+        metavar="CODEC=HOST:PORT",
+        help="a listener (repeatable; replaces the configured listeners)",
+    )
+    p.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint address")
+
+    p = sub.add_parser("check-config", help="validate a settings file; print every error")
+    p.add_argument("file", type=Path)
+
     p = sub.add_parser("codecs", help="list the available codecs and any that failed to load")
     p.add_argument("--layout-dir", action="append", type=Path, metavar="DIR")
 
@@ -48,6 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--write", type=Path, metavar="DIR", help="write the schema files into DIR")
     p.add_argument("--check", type=Path, metavar="DIR", help="exit 1 if DIR's files are stale")
     return parser
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings given by ``gateway run`` flags (they beat the file and the environment)."""
+    overrides: dict[str, Any] = {}
+    if args.data_dir is not None:
+        overrides["sink"] = {"local": {"data_dir": args.data_dir}}
+    if args.listen:
+        overrides["listeners"] = [parse_listen(spec).model_dump() for spec in args.listen]
+    if args.metrics is not None:
+        host, port = parse_address(args.metrics, "--metrics")
+        overrides["metrics"] = {"host": host, "port": port}
+    return overrides
+
+
+def check_config(path: Path) -> int:
+    """Validate ``path`` like ``gateway run`` would, codec names included."""
+    settings = load_settings(path)
+    registry = _registry(settings.layout_dirs)
+    problems = [
+        f"listeners.{i}.codec: unknown codec {ls.codec!r}; known: {', '.join(registry.names())}"
+        for i, ls in enumerate(settings.listeners)
+        if ls.codec not in registry.names()
+    ]
+    if problems:
+        raise ConfigError(problems)
+    print(f"{path}: ok ({len(settings.listeners)} listeners)")
+    return 0
 
 
 def _registry(extra: list[Path] | None) -> CodecRegistry:
@@ -68,8 +112,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(name if name not in problems else f"{name}  (unusable: {problems[name]})")
         elif args.command == "schema":
             return schema.command(args.write, args.check)
+        elif args.command == "run":
+            settings = load_settings(args.config, run_overrides(args))
+            logs.configure(settings.log)
+            return server.run(settings)
+        elif args.command == "check-config":
+            return check_config(args.file)
     except (UnknownCodecError, decode.InputError) as exc:
         print(f"gateway {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"gateway {args.command}: {problem}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # `gateway decode ... | head` is fine
         return 0

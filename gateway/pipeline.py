@@ -1,0 +1,224 @@
+"""Frames in, batches out: records, accumulators, the memory budget and the sink writers.
+
+``accept`` is synchronous and cheap (called from ``data_received``): it serializes the frame's raw
+record, its parsed records and, for a frame that did not decode, an error record; charges their
+size to the memory budget; adds them to the stream accumulators; and arranges the device's reply
+under the listener's ACK policy. One writer task per stream takes ready batches and writes them;
+a failed write is retried with capped, jittered backoff and its frames stay un-ACKed meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from collections.abc import Callable
+
+import msgspec
+import structlog
+
+from gateway.accumulator import Accumulator, Batch
+from gateway.flow_control import FlowControl
+from gateway.local_sink import LocalSink, SinkError
+from gateway.settings import AccumulatorSettings, PipelineSettings
+from gateway.stats import SinkStats
+from gateway.tickets import Ticket
+from parser.events import Frame, Login
+from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, parsed_records, to_json
+
+log = structlog.get_logger("gateway.pipeline")
+
+ERROR_SCHEMA = "ev.error/1"
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 5.0
+
+
+class ErrorRecord(msgspec.Struct, frozen=True, gc=False):
+    """A frame that framed but did not decode: why, next to its raw record id."""
+
+    schema: str
+    raw_id: str
+    device_id: str | None
+    codec: str
+    reason: str
+    detail: str | None
+    received_at: str
+    payload: bytes
+
+
+class FrameSource(msgspec.Struct, frozen=True, gc=False):
+    """Where a frame came from, fixed per connection."""
+
+    codec: str
+    transport: str
+    peer: str | None
+
+
+class Pipeline:
+    def __init__(
+        self,
+        settings: PipelineSettings,
+        sink: LocalSink,
+        flow: FlowControl,
+        sink_stats: dict[str, SinkStats],
+    ) -> None:
+        self._sink = sink
+        self._flow = flow
+        self._stats = sink_stats
+        self._ids = RecordIds(int.from_bytes(os.urandom(4), "big"))
+        self._clock = time.monotonic
+
+        def accumulator(s: AccumulatorSettings) -> Accumulator:
+            return Accumulator(s.linger_ms / 1000, s.max_records, s.max_bytes)
+
+        self._acc = {
+            "raw": accumulator(settings.raw),
+            "parsed": accumulator(settings.parsed),
+            "errors": accumulator(settings.raw),
+        }
+        self._wake = {stream: asyncio.Event() for stream in self._acc}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._flushing = False
+        self._idle = asyncio.Event()
+        self.unwritten_bytes = 0
+
+    def start(self) -> None:
+        for stream in self._acc:
+            task = asyncio.create_task(self._writer(stream), name=f"sink-writer-{stream}")
+            task.add_done_callback(self._writer_died)
+            self._tasks.append(task)
+
+    def accept(
+        self, source: FrameSource, event: Frame | Login, on_written: Callable[[], None] | None
+    ) -> int:
+        """Take one frame's records; ``on_written`` runs once all of them are written.
+
+        Returns the number of parsed records. ``on_written=None`` means nobody waits for the
+        write (ACK policy ``accepted``, or a frame that owes no reply).
+        """
+        now_ms = time.time_ns() // 1_000_000
+        received_at = iso_ms(now_ms)
+        raw = RawRecord(
+            RAW_SCHEMA,
+            self._ids.next(now_ms),
+            event.device_id,
+            source.codec,
+            source.transport,
+            source.peer,
+            received_at,
+            event.payload,
+        )
+        parsed = parsed_records(raw, event.readings)
+        error = None
+        if isinstance(event, Frame) and event.error_code is not None:
+            error = ErrorRecord(
+                ERROR_SCHEMA,
+                raw.id,
+                event.device_id,
+                source.codec,
+                event.error_code,
+                event.error_detail,
+                received_at,
+                event.payload,
+            )
+        ticket = None
+        if on_written is not None:
+            ticket = Ticket(1 + bool(parsed) + (error is not None), on_written)
+        now = self._clock()
+        size = self._add("raw", [to_json(raw)], ticket, now)
+        if parsed:
+            size += self._add("parsed", [to_json(p) for p in parsed], ticket, now)
+        if error is not None:
+            size += self._add("errors", [_error_json(error)], ticket, now)
+        self.unwritten_bytes += size
+        self._flow.consumed(size)
+        return len(parsed)
+
+    def _add(self, stream: str, records: list[bytes], ticket: Ticket | None, now: float) -> int:
+        """Queue one frame's records of one stream; returns the bytes charged to the budget."""
+        acc = self._acc[stream]
+        wake = False
+        size = 0
+        for record in records:
+            wake |= acc.add(record, now)
+            size += len(record) + 1
+        if ticket is not None:
+            # Batches of a stream are written in order, so the batch holding the frame's last
+            # record is written after all the others holding its records.
+            acc.attach(ticket)
+        if wake:
+            self._wake[stream].set()
+        return size
+
+    async def _writer(self, stream: str) -> None:
+        acc = self._acc[stream]
+        wake = self._wake[stream]
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = acc.take(self._clock(), flush=self._flushing)
+            if batch is None:
+                deadline = acc.next_deadline()
+                timer = None
+                if deadline is not None:
+                    timer = loop.call_at(deadline, wake.set)
+                await wake.wait()
+                wake.clear()
+                if timer is not None:
+                    timer.cancel()
+                continue
+            await self._write(stream, batch)
+
+    async def _write(self, stream: str, batch: Batch) -> None:
+        stats = self._stats[stream]
+        delay = RETRY_FIRST_S
+        while True:
+            started = self._clock()
+            try:
+                await self._sink.write(stream, batch.records)
+                break
+            except SinkError as exc:
+                stats.errors += 1
+                log.warning(
+                    "sink write failed; retrying",
+                    stream=stream,
+                    error=str(exc),
+                    records=len(batch.records),
+                    retry_in_s=round(delay, 2),
+                )
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                delay = min(delay * 2, RETRY_MAX_S)
+        stats.write_latency.observe(self._clock() - started)
+        stats.batches += 1
+        stats.records += len(batch.records)
+        stats.bytes += batch.size_bytes
+        self.unwritten_bytes -= batch.size_bytes
+        self._flow.released(batch.size_bytes)
+        for ticket in batch.tickets:
+            ticket.part_done()
+        if self._flushing and self.unwritten_bytes == 0:
+            self._idle.set()
+
+    def _writer_died(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Nothing may hang on a dead writer: crash loudly so the supervisor restarts us
+            # (un-ACKed frames are resent by the devices).
+            log.critical("sink writer died", task=task.get_name(), error=repr(task.exception()))
+            os._exit(70)
+
+    async def flush(self) -> None:
+        """Write everything accepted so far, ignoring linger; returns when it is all written."""
+        self._flushing = True
+        for wake in self._wake.values():
+            wake.set()
+        if self.unwritten_bytes:
+            self._idle.clear()
+            await self._idle.wait()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+_error_json = msgspec.json.Encoder().encode

@@ -1,0 +1,154 @@
+"""``gateway run``: the server's lifecycle (uvicorn's shape: startup → main loop → shutdown).
+
+Startup opens the sink before the listeners; shutdown goes in reverse: stop accepting, stop
+reading, flush everything accepted and send the ACKs owed, close connections, close the sink —
+within ``shutdown_timeout_s``. Signal handlers only set flags; a second signal forces the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+import structlog
+import uvloop
+from prometheus_client import CollectorRegistry
+
+from gateway.flow_control import FlowControl
+from gateway.local_sink import STREAMS, LocalSink, SinkError
+from gateway.metrics import GatewayCollector, serve_metrics
+from gateway.pipeline import Pipeline
+from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
+from gateway.settings import ConfigError, Settings
+from gateway.stats import SinkStats
+from gateway.tcp import Listener
+from parser.codec import CodecOptions
+
+log = structlog.get_logger("gateway")
+
+SWEEP_INTERVAL_S = 1.0
+EXIT_FORCED = 130
+
+
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self.listeners: list[Listener] = []
+
+    async def serve(self) -> int:
+        settings = self.settings
+        registry = CodecRegistry.load([*default_layout_dirs(), *settings.layout_dirs])
+        sink = LocalSink(settings.sink.local)
+        sink.open()
+        loop = asyncio.get_running_loop()
+        flow = FlowControl(
+            settings.pipeline.high_water_bytes, settings.pipeline.low_water_bytes, loop.time
+        )
+        sink_stats = {stream: SinkStats(stream) for stream in STREAMS}
+        pipeline = Pipeline(settings.pipeline, sink, flow, sink_stats)
+        pipeline.start()
+        for ls in settings.listeners:
+            options = CodecOptions(
+                max_frame_bytes=ls.max_frame_bytes,
+                timezone=ls.timezone,
+                allowed_devices=None
+                if ls.allowed_devices is None
+                else frozenset(ls.allowed_devices),
+            )
+            try:
+                codec = registry.create(ls.codec, options)
+            except UnknownCodecError as exc:
+                raise ConfigError([f"listeners: {exc}"]) from None
+            self.listeners.append(Listener(ls, codec, pipeline, flow))
+        bound = []
+        for listener in self.listeners:
+            try:
+                host, port = await listener.start()
+            except OSError as exc:
+                ls = listener.settings
+                raise ConfigError(
+                    [f"listener {ls.codec} on {ls.host}:{ls.port}: {exc.strerror}"]
+                ) from None
+            bound.append({"codec": listener.codec.name, "host": host, "port": port})
+        metrics_address = None
+        stop_metrics: Callable[[], None] = lambda: None  # noqa: E731
+        if settings.metrics.enabled:
+            registry_ = CollectorRegistry()
+            registry_.register(
+                GatewayCollector(
+                    lambda: [x.stats for x in self.listeners], sink_stats.values(), flow
+                )
+            )
+            mhost, mport, stop_metrics = serve_metrics(
+                registry_, settings.metrics.host, settings.metrics.port
+            )
+            metrics_address = f"http://{mhost}:{mport}/metrics"
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        sweeper = asyncio.create_task(self._sweep(), name="connection-sweeper")
+        log.info("ready", listeners=bound, metrics=metrics_address, data_dir=str(sink.data_dir))
+
+        await self._stop.wait()
+
+        started = time.monotonic()
+        deadline = started + settings.shutdown_timeout_s
+        log.info("stopping", deadline_s=settings.shutdown_timeout_s)
+        sweeper.cancel()
+        for listener in self.listeners:
+            listener.stop_accepting()
+        for listener in self.listeners:
+            for conn in list(listener.connections):
+                conn.stop_reading()
+        flushed = True
+        try:
+            await asyncio.wait_for(pipeline.flush(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            flushed = False
+        # The ACKs owed were written as their batches completed; close() sends what is queued.
+        for listener in self.listeners:
+            for conn in list(listener.connections):
+                conn.close("shutdown")
+        while any(x.connections for x in self.listeners) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await pipeline.close()
+        try:
+            sink.close()
+        except SinkError as exc:
+            log.error("closing the sink failed", error=str(exc))
+            flushed = False
+        stop_metrics()
+        if not flushed:
+            log.error(
+                "shutdown deadline passed with records unwritten",
+                unwritten_bytes=pipeline.unwritten_bytes,
+            )
+            return 1
+        log.info("stopped", seconds=round(time.monotonic() - started, 2))
+        return 0
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now", signal=sig.name)
+            sys.stdout.flush()
+            os._exit(EXIT_FORCED)
+        self._stop.set()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = time.monotonic()
+            for listener in self.listeners:
+                listener.sweep(now)
+
+
+def run(settings: Settings) -> int:
+    """Run the gateway until SIGTERM/SIGINT; returns the exit status."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(Gateway(settings).serve())

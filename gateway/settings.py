@@ -1,0 +1,213 @@
+"""The one settings object: a TOML file, ``GATEWAY_…`` environment overrides and CLI flags.
+
+Precedence, highest first: command-line flags, environment (``GATEWAY_PIPELINE__HIGH_WATER_BYTES``;
+lists as JSON), the TOML file, defaults. Loaded and validated once at start; everything else
+receives the part it needs. ``config/local.toml`` is the commented example.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import zoneinfo
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+AckPolicy = Literal["accepted", "delivered"]
+
+
+class ConfigError(Exception):
+    """Invalid configuration; ``problems`` holds one ``field.path: message`` line per error."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ListenerSettings(_Section):
+    """One TCP port for one codec."""
+
+    codec: str
+    host: str = "0.0.0.0"
+    port: int = Field(ge=0, le=65535)  # 0 = any free port (tests, demos)
+    # accepted: ACK once in the gateway's buffer; delivered: once the sink durably wrote it.
+    ack_policy: AckPolicy = "delivered"
+    max_connections: int = Field(default=15_000, ge=1)
+    # A connection with no complete frame for this long is closed: catches half-open sockets
+    # and slowloris trickles (bytes that never finish a frame do not count as activity).
+    idle_timeout_s: float = Field(default=600.0, gt=0)
+    login_timeout_s: float = Field(default=30.0, gt=0)
+    require_login: bool = True
+    max_frame_bytes: int | None = Field(default=None, ge=16)
+    # A device that does not read its ACKs is cut off once this much is queued for it.
+    write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
+    timezone: str = "UTC"
+    allowed_devices: list[str] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value != "UTC":
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class AccumulatorSettings(_Section):
+    """A batch is written when it is full (records or bytes) or its first record lingered."""
+
+    linger_ms: int = Field(default=50, ge=0, le=60_000)
+    max_records: int = Field(default=500, ge=1, le=100_000)
+    max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class PipelineSettings(_Section):
+    # One memory budget for everything accepted but not yet written: above the high watermark
+    # every reader pauses, below the low watermark they resume.
+    high_water_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
+    low_water_bytes: int = Field(default=32 * 1024 * 1024, ge=0)
+    raw: AccumulatorSettings = AccumulatorSettings()
+    parsed: AccumulatorSettings = AccumulatorSettings()
+
+    @model_validator(mode="after")
+    def _watermarks(self) -> PipelineSettings:
+        if self.low_water_bytes >= self.high_water_bytes:
+            raise ValueError("low_water_bytes must be below high_water_bytes")
+        return self
+
+
+class LocalSinkSettings(_Section):
+    """Rotating JSON-lines files under ``data_dir``: raw/, parsed/, errors/, notifications/."""
+
+    data_dir: Path = Path("data")
+    rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    rotate_age_s: float = Field(default=300.0, gt=0)
+    # batch: fsync every batch before its frames count as written (what `delivered` promises
+    # across power loss); never: leave it to the OS (survives a crash of the process only).
+    fsync: Literal["batch", "never"] = "batch"
+    # Test and chaos hook: while this file exists the sink stalls before each write, as a slow
+    # or hung disk would (the backpressure test uses it; never set in production).
+    stall_while_exists: Path | None = None
+
+
+class SinkSettings(_Section):
+    local: LocalSinkSettings = LocalSinkSettings()
+
+
+class MetricsSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9108, ge=0, le=65535)
+
+
+class LogSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    # auto: JSON lines when stdout is not a terminal (systemd, containers), console otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+def _default_listeners() -> list[ListenerSettings]:
+    return [
+        ListenerSettings(codec="teltonika", port=5027),
+        ListenerSettings(codec="gt06", port=5023),
+        ListenerSettings(codec="evb1", port=5100),
+    ]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GATEWAY_", env_nested_delimiter="__", frozen=True, extra="forbid"
+    )
+
+    listeners: list[ListenerSettings] = Field(default_factory=_default_listeners)
+    pipeline: PipelineSettings = PipelineSettings()
+    sink: SinkSettings = SinkSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+    # SIGTERM: stop accepting and reading, flush what was accepted and send the ACKs owed
+    # within this deadline, then exit.
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
+    # Directories of codec layout files in addition to the project's codecs/.
+    layout_dirs: list[Path] = []
+
+    @model_validator(mode="after")
+    def _distinct_ports(self) -> Settings:
+        seen: set[tuple[str, int]] = set()
+        for listener in self.listeners:
+            key = (listener.host, listener.port)
+            if listener.port and key in seen:
+                raise ValueError(f"two listeners on {listener.host}:{listener.port}")
+            seen.add(key)
+        return self
+
+
+def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from ``path`` (TOML), the environment and ``overrides``; raises ConfigError."""
+    file_data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            file_data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, InitSettingsSource(settings_cls, file_data)
+
+    try:
+        return _Loaded(**(overrides or {}))
+    except ValidationError as exc:
+        raise ConfigError(_problems(exc)) from None
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown setting"
+        lines.append(f"{where}: {message}")
+    return lines
+
+
+def parse_listen(spec: str) -> ListenerSettings:
+    """``CODEC=HOST:PORT`` from ``--listen``; raises ConfigError."""
+    codec, sep, address = spec.partition("=")
+    host, colon, port = address.rpartition(":")
+    if not sep or not colon or not codec or not port.isdigit():
+        raise ConfigError([f"--listen {spec!r}: expected CODEC=HOST:PORT"])
+    try:
+        return ListenerSettings(codec=codec, host=host.strip("[]") or "0.0.0.0", port=int(port))
+    except ValidationError as exc:
+        raise ConfigError([f"--listen {spec!r}: {p}" for p in _problems(exc)]) from None
+
+
+def parse_address(spec: str, flag: str) -> tuple[str, int]:
+    host, colon, port = spec.rpartition(":")
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise ConfigError([f"{flag} {spec!r}: expected HOST:PORT"])
+    return host.strip("[]") or "0.0.0.0", int(port)

@@ -1,0 +1,272 @@
+"""Device TCP listeners: one ``asyncio.Protocol`` per connection feeding its codec session.
+
+Synchronous callbacks only (uvicorn's protocol shape): ``data_received`` feeds the session and
+hands frames to the pipeline; the reply leaves when the frame is accepted under the listener's
+ACK policy. Hygiene: a connection limit, a login deadline, an idle deadline counted from the last
+*complete* frame (so trickled bytes — slowloris — do not keep a socket alive), a bounded frame
+size (the codec's), a bounded write buffer, and data before login refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from functools import partial
+from typing import cast
+
+import structlog
+
+from gateway.flow_control import FlowControl
+from gateway.pipeline import FrameSource, Pipeline
+from gateway.settings import ListenerSettings
+from gateway.stats import ListenerStats
+from parser.codec import Codec, Session
+from parser.events import Action, Frame, Login, Reject
+
+log = structlog.get_logger("gateway.tcp")
+
+
+class Listener:
+    """One bound port: its codec, settings, counters and open connections."""
+
+    def __init__(
+        self,
+        settings: ListenerSettings,
+        codec: Codec,
+        pipeline: Pipeline,
+        flow: FlowControl,
+    ) -> None:
+        self.settings = settings
+        self.codec = codec
+        self.pipeline = pipeline
+        self.flow = flow
+        self.stats = ListenerStats(codec.name, "tcp")
+        self.connections: set[TcpDeviceProtocol] = set()
+        self.server: asyncio.Server | None = None
+        self.delivered = settings.ack_policy == "delivered"
+
+    async def start(self) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: TcpDeviceProtocol(self),
+            self.settings.host,
+            self.settings.port,
+            backlog=4096,
+            reuse_address=True,
+        )
+        host, port = self.server.sockets[0].getsockname()[:2]
+        return str(host), int(port)
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+    def sweep(self, now: float) -> None:
+        """Close connections past their login or idle deadline."""
+        login_s, idle_s = self.settings.login_timeout_s, self.settings.idle_timeout_s
+        for conn in list(self.connections):
+            if conn.device_id is None and now - conn.opened_at > login_s:
+                conn.close("login_timeout")
+            elif now - conn.last_activity > idle_s:
+                conn.close("idle_timeout")
+
+
+class TcpDeviceProtocol(asyncio.Protocol):
+    __slots__ = (
+        "_paused_by_flow",
+        "_stopped",
+        "bytes_in",
+        "close_reason",
+        "device_id",
+        "frames",
+        "last_activity",
+        "listener",
+        "opened_at",
+        "peer",
+        "session",
+        "source",
+        "transport",
+    )
+
+    def __init__(self, listener: Listener) -> None:
+        self.listener = listener
+        self.transport: asyncio.Transport | None = None
+        self.session: Session | None = None
+        self.device_id: str | None = None
+        self.peer = "?"
+        self.source = FrameSource(listener.codec.name, "tcp", None)
+        self.opened_at = self.last_activity = time.monotonic()
+        self.frames = self.bytes_in = 0
+        self.close_reason = "peer_closed"
+        self._paused_by_flow = self._stopped = False
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        listener = self.listener
+        stats = listener.stats
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if len(listener.connections) >= listener.settings.max_connections:
+            stats.refused["max_connections"] += 1
+            transport.abort()
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # ACKs are tiny and latency-bound; keep-alive reaps peers that vanished silently.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        transport.set_write_buffer_limits(high=listener.settings.write_buffer_bytes)
+        self.source = FrameSource(listener.codec.name, "tcp", self.peer)
+        self.session = listener.codec.session()
+        listener.connections.add(self)
+        stats.connections_open += 1
+        stats.connections_total += 1
+        listener.flow.register(self)
+        log.info("connection open", codec=listener.codec.name, peer=self.peer)
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is None or self._stopped:
+            return
+        self.bytes_in += len(data)
+        self.listener.stats.bytes_in += len(data)
+        try:
+            events = session.feed(data)
+        except Exception:  # a codec bug must cost one connection, never the process
+            log.exception("codec failed", codec=self.listener.codec.name, peer=self.peer)
+            self.listener.stats.rejects["codec_error"] += 1
+            self.close("codec_error")
+            return
+        for event in events:
+            if type(event) is Frame:
+                self._frame(event)
+            elif type(event) is Login:
+                self._login(event)
+            else:
+                assert isinstance(event, Reject)
+                self._reject(event)
+            if self.transport is None or self.transport.is_closing():
+                return
+
+    def eof_received(self) -> bool:
+        if self.session is not None:
+            for event in self.session.eof():
+                if isinstance(event, Reject):
+                    self.listener.stats.rejects[event.reason] += 1
+        return False  # close our side too
+
+    def pause_writing(self) -> None:
+        # The device does not read its ACKs: more than write_buffer_bytes are queued for it.
+        self.close("write_buffer_full", abort=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        listener = self.listener
+        if self in listener.connections:
+            listener.connections.discard(self)
+            listener.stats.connections_open -= 1
+            listener.flow.unregister(self)
+            log.info(
+                "connection closed",
+                codec=listener.codec.name,
+                peer=self.peer,
+                device_id=self.device_id,
+                frames=self.frames,
+                bytes=self.bytes_in,
+                seconds=round(time.monotonic() - self.opened_at, 1),
+                reason=self.close_reason if exc is None else f"{self.close_reason}: {exc}",
+            )
+        self.transport = None
+
+    # -- flow control (idempotent, uvicorn style) -------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self._paused_by_flow and self.transport is not None:
+            self._paused_by_flow = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused_by_flow and self.transport is not None:
+            self._paused_by_flow = False
+            if not self._stopped:
+                self.transport.resume_reading()
+
+    def stop_reading(self) -> None:
+        """Shutdown: read nothing more; what was accepted is still flushed and ACKed."""
+        if not self._stopped and self.transport is not None:
+            self._stopped = True
+            if not self._paused_by_flow:
+                self.transport.pause_reading()
+
+    def close(self, reason: str, *, abort: bool = False) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.close_reason = reason
+            self.listener.stats.refused[reason] += 1
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    # -- events --------------------------------------------------------------------------------
+
+    def _frame(self, event: Frame) -> None:
+        listener = self.listener
+        if self.device_id is None and listener.settings.require_login:
+            listener.stats.rejects["data_before_login"] += 1
+            self.close("data_before_login")
+            return
+        now = time.monotonic()
+        self.last_activity = now
+        self.frames += 1
+        stats = listener.stats
+        stats.frames += 1
+        if event.error_code is not None:
+            stats.decode_errors[event.error_code] += 1
+        reply = event.reply
+        if reply and listener.delivered:
+            stats.records += listener.pipeline.accept(
+                self.source, event, partial(self._send_reply, reply, now)
+            )
+        else:
+            stats.records += listener.pipeline.accept(self.source, event, None)
+            if reply:
+                self._send_reply(reply, now)
+
+    def _login(self, event: Login) -> None:
+        listener = self.listener
+        self.device_id = event.device_id
+        self.last_activity = now = time.monotonic()
+        # The login frame is kept like any frame, but its reply does not wait for the sink:
+        # it acknowledges an identity, not data, and devices give up on slow logins.
+        listener.stats.records += listener.pipeline.accept(self.source, event, None)
+        if event.reply:
+            self._send_reply(event.reply, now)
+        log.debug("login", codec=listener.codec.name, peer=self.peer, device_id=event.device_id)
+
+    def _reject(self, event: Reject) -> None:
+        self.listener.stats.rejects[event.reason] += 1
+        log.debug(
+            "reject",
+            codec=self.listener.codec.name,
+            peer=self.peer,
+            device_id=self.device_id,
+            reason=event.reason,
+            detail=event.detail,
+        )
+        if event.reply and self.transport is not None:
+            self.transport.write(event.reply)
+        if event.action is Action.CLOSE:
+            self.close(event.reason)
+
+    def _send_reply(self, reply: bytes, accepted_at: float) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return  # the device reconnects and resends; at-least-once, never lost
+        transport.write(reply)
+        stats = self.listener.stats
+        stats.acks += 1
+        stats.ack_latency.observe(time.monotonic() - accepted_at)

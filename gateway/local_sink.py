@@ -38,11 +38,12 @@ class RotatingFile:
         self._size = 0
         self._serial = 0
         self.path: Path | None = None
+        self.closing = False
 
     def write(self, data: bytes) -> None:
         settings = self._settings
         stall = settings.stall_while_exists
-        while stall is not None and stall.exists():
+        while stall is not None and stall.exists() and not self.closing:
             time.sleep(0.05)
         now = time.time()
         if (
@@ -127,7 +128,10 @@ class LocalSink:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._threads[stream], self._files[stream].write, data)
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = True) -> None:
+        """Close the files; ``wait=False`` abandons writes still hanging on a stuck disk."""
         for stream, thread in self._threads.items():
-            thread.shutdown(wait=True)
-            self._files[stream].close()
+            self._files[stream].closing = True
+            thread.shutdown(wait=wait, cancel_futures=not wait)
+            if wait:
+                self._files[stream].close()

@@ -19,7 +19,7 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from gateway.flow_control import FlowControl
-from gateway.local_sink import STREAMS, LocalSink, SinkError
+from gateway.local_sink import STREAMS, LocalSink
 from gateway.metrics import GatewayCollector, serve_metrics
 from gateway.pipeline import Pipeline
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
@@ -117,17 +117,21 @@ class Gateway:
         while any(x.connections for x in self.listeners) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         await pipeline.close()
-        try:
-            sink.close()
-        except SinkError as exc:
-            log.error("closing the sink failed", error=str(exc))
-            flushed = False
         stop_metrics()
         if not flushed:
             log.error(
                 "shutdown deadline passed with records unwritten",
                 unwritten_bytes=pipeline.unwritten_bytes,
             )
+            # A write stuck in the kernel cannot be cancelled and would block the interpreter's
+            # exit (it joins executor threads): leave now. Nothing unwritten was ACKed.
+            sink.close(wait=False)
+            sys.stdout.flush()
+            os._exit(1)
+        try:
+            sink.close()
+        except OSError as exc:
+            log.error("closing the sink failed", error=str(exc))
             return 1
         log.info("stopped", seconds=round(time.monotonic() - started, 2))
         return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import binascii
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -50,3 +52,21 @@ def layout_codec(name: str, options: CodecOptions | None = None) -> LayoutCodec:
     """The codec of the project's ``codecs/<name>.toml``."""
     path = CODECS_DIR / f"{name}.toml"
     return LayoutCodec(compile_layout(path.read_text(), str(path)), options or CodecOptions())
+
+
+def evb1_frame(type_id: int, seq: int, body: bytes) -> bytes:
+    """An EVB1 frame built straight from the spec (struct + binascii), not by our layout."""
+    header = bytes([1, type_id]) + struct.pack(">HH", seq, len(body)) + body
+    return b"EV" + header + struct.pack(">H", binascii.crc_hqx(header, 0xFFFF))
+
+
+def evb1_login(imei: str, seq: int = 0) -> bytes:
+    return evb1_frame(1, seq, imei.encode() + bytes([1, 0]))
+
+
+def evb1_heartbeat(seq: int, ts: int = 1767225600) -> bytes:
+    return evb1_frame(4, seq, struct.pack(">IbI", ts, -70, seq))
+
+
+def evb1_ack(seq: int, type_id: int) -> bytes:
+    return evb1_frame(0x80, seq, bytes([type_id]))

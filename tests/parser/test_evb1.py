@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import binascii
-import struct
 from typing import Any
 
 import msgspec
@@ -31,11 +29,6 @@ LOGIN = bytes.fromhex(CASES[0]["hex"])
 @pytest.fixture(scope="module")
 def codec() -> Codec:
     return layout_codec("evb1")
-
-
-def frame(type_id: int, seq: int, body: bytes) -> bytes:
-    header = bytes([1, type_id]) + struct.pack(">HH", seq, len(body)) + body
-    return b"EV" + header + struct.pack(">H", binascii.crc_hqx(header, 0xFFFF))
 
 
 def to_json_lines(items: list[ParsedRecord]) -> bytes:

@@ -1,0 +1,123 @@
+"""Start and stop the real ``gateway run`` process on loopback ports it picks itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+GATEWAY = str(Path(sys.executable).with_name("gateway"))
+START_TIMEOUT_S = 20.0
+
+
+class GatewayProcess:
+    """``gateway run`` with its JSON log captured; ``ports[codec]`` are the bound ports."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        codecs: tuple[str, ...] = ("teltonika", "gt06", "evb1"),
+        config: Path | None = None,
+        env: dict[str, str] | None = None,
+        extra_args: tuple[str, ...] = (),
+    ) -> None:
+        self.data_dir = data_dir
+        args = [GATEWAY, "run", "--data-dir", str(data_dir), "--metrics", "127.0.0.1:0"]
+        if config is not None:
+            args += ["--config", str(config)]
+        for codec in codecs:
+            args += ["--listen", f"{codec}=127.0.0.1:0"]
+        args += list(extra_args)
+        self.proc = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )
+        self.lines: list[dict[str, Any]] = []
+        self.raw_output: list[str] = []
+        self._ready = threading.Event()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        if not self._ready.wait(START_TIMEOUT_S):
+            self.kill()
+            raise RuntimeError("gateway did not get ready:\n" + "".join(self.raw_output))
+        ready = next(line for line in self.lines if line.get("event") == "ready")
+        self.ports = {item["codec"]: item["port"] for item in ready["listeners"]}
+        self.metrics_url: str = ready["metrics"]
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            text = raw.decode(errors="replace")
+            self.raw_output.append(text)
+            try:
+                line = json.loads(text)
+            except ValueError:
+                continue
+            self.lines.append(line)
+            if line.get("event") == "ready":
+                self._ready.set()
+        self._ready.set()
+
+    def metrics(self) -> dict[str, float]:
+        """The scraped samples, keyed by ``name{labels}`` exactly as exposed."""
+        with urllib.request.urlopen(self.metrics_url, timeout=5) as response:
+            text = response.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for key, value in self.metrics().items():
+            metric, _, rest = key.partition("{")
+            if metric == name and all(f'{k}="{v}"' in rest for k, v in labels.items()):
+                total += value
+        return total
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        self._reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
+
+
+def read_records(data_dir: Path, stream: str) -> list[dict[str, Any]]:
+    records = []
+    for path in sorted((data_dir / stream).glob("*.jsonl")):
+        records += [json.loads(line) for line in path.read_text().splitlines()]
+    return records
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,103 @@
+"""Settings: file, environment and flags; check-config reports every error with its path."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from gateway.settings import ConfigError, load_settings, parse_listen
+from tests.gateway.gatewayproc import GATEWAY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_config_is_valid_and_documented() -> None:
+    settings = load_settings(ROOT / "config" / "local.toml")
+    assert [ls.codec for ls in settings.listeners] == ["teltonika", "gt06", "evb1"]
+    assert [ls.port for ls in settings.listeners] == [5027, 5023, 5100]
+    assert all(ls.ack_policy == "delivered" for ls in settings.listeners)
+
+
+def test_precedence_flags_over_environment_over_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "g.toml"
+    path.write_text(
+        "[pipeline]\nhigh_water_bytes = 1000000\nlow_water_bytes = 1000\n"
+        "[sink.local]\ndata_dir = 'file'\n"
+    )
+    assert load_settings(path).pipeline.high_water_bytes == 1_000_000
+    monkeypatch.setenv("GATEWAY_PIPELINE__HIGH_WATER_BYTES", "2000000")
+    monkeypatch.setenv("GATEWAY_SINK__LOCAL__DATA_DIR", "env")
+    settings = load_settings(path)
+    assert settings.pipeline.high_water_bytes == 2_000_000
+    assert settings.sink.local.data_dir == Path("env")
+    flags = load_settings(path, {"sink": {"local": {"data_dir": "flag"}}})
+    assert flags.sink.local.data_dir == Path("flag")
+    assert flags.pipeline.high_water_bytes == 2_000_000  # nested sections merge
+
+
+def test_every_error_is_reported_with_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        "[[listeners]]\ncodec = 'evb1'\nport = 70000\nack_policy = 'sometimes'\n"
+        "timezone = 'Mars/Base'\n"
+        "[pipeline]\nhigh_water_bytes = 100000\nlow_water_bytes = 200000\n[metrics]\nbogus = 1\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    text = "\n".join(info.value.problems)
+    expected = (
+        "listeners.0.port",
+        "listeners.0.ack_policy",
+        "listeners.0.timezone",
+        "pipeline: low_water_bytes must be below",
+        "metrics.bogus: unknown setting",
+    )
+    for where in expected:
+        assert where in text, text
+
+
+def test_listen_flag_parsing() -> None:
+    ls = parse_listen("gt06=127.0.0.1:5023")
+    assert (ls.codec, ls.host, ls.port) == ("gt06", "127.0.0.1", 5023)
+    for bad in ("gt06", "gt06=host", "=1.2.3.4:5", "gt06=h:99999"):
+        with pytest.raises(ConfigError):
+            parse_listen(bad)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([GATEWAY, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_check_config_cli(tmp_path: Path) -> None:
+    ok = run_cli("check-config", str(ROOT / "config" / "local.toml"))
+    assert ok.returncode == 0 and "ok (3 listeners)" in ok.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[[listeners]]\ncodec = 'nope'\nport = 1\n")
+    result = run_cli("check-config", str(bad))
+    assert result.returncode != 0
+    assert "listeners.0.codec: unknown codec 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[pipeline\n")
+    result = run_cli("check-config", str(broken))
+    assert result.returncode != 0 and "not valid TOML" in result.stderr
+
+
+def test_run_refuses_bad_flags_without_a_traceback(tmp_path: Path) -> None:
+    result = run_cli("run", "--listen", "evb1", "--data-dir", str(tmp_path))
+    assert result.returncode == 2 and "expected CODEC=HOST:PORT" in result.stderr
+    result = run_cli(
+        "run",
+        "--listen",
+        "nope=127.0.0.1:0",
+        "--data-dir",
+        str(tmp_path),
+        "--metrics",
+        "127.0.0.1:0",
+    )
+    assert result.returncode == 2 and "unknown codec 'nope'" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -14,6 +14,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from typing import Protocol
 
 import msgspec
 import structlog
@@ -55,6 +56,28 @@ class FrameSource(msgspec.Struct, frozen=True, gc=False):
     peer: str | None
 
 
+class ReplyOutbox(Protocol):
+    def flush_replies(self) -> None: ...
+
+
+class ReplyBatcher:
+    """Connections holding replies to write; flushed once per batch written or read handled."""
+
+    __slots__ = ("_pending",)
+
+    def __init__(self) -> None:
+        self._pending: set[ReplyOutbox] = set()
+
+    def add(self, outbox: ReplyOutbox) -> None:
+        self._pending.add(outbox)
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, set()
+            for outbox in pending:
+                outbox.flush_replies()
+
+
 class Pipeline:
     def __init__(
         self,
@@ -82,6 +105,9 @@ class Pipeline:
         self._flushing = False
         self._idle = asyncio.Event()
         self.unwritten_bytes = 0
+        self.replies = ReplyBatcher()
+        self._received_ms = -1
+        self._received_at = ""
 
     def start(self) -> None:
         for stream in self._acc:
@@ -98,7 +124,9 @@ class Pipeline:
         write (ACK policy ``accepted``, or a frame that owes no reply).
         """
         now_ms = time.time_ns() // 1_000_000
-        received_at = iso_ms(now_ms)
+        if now_ms != self._received_ms:  # frames arrive many per millisecond under load
+            self._received_ms, self._received_at = now_ms, iso_ms(now_ms)
+        received_at = self._received_at
         raw = RawRecord(
             RAW_SCHEMA,
             self._ids.next(now_ms),
@@ -196,6 +224,8 @@ class Pipeline:
         self._flow.released(batch.size_bytes)
         for ticket in batch.tickets:
             ticket.part_done()
+        # Replies released by this batch leave in one write per connection, not one per frame.
+        self.replies.flush()
         if self._flushing and self.unwritten_bytes == 0:
             self._idle.set()
 

@@ -74,6 +74,7 @@ class Listener:
 
 class TcpDeviceProtocol(asyncio.Protocol):
     __slots__ = (
+        "_outbox",
         "_paused_by_flow",
         "_stopped",
         "bytes_in",
@@ -100,6 +101,7 @@ class TcpDeviceProtocol(asyncio.Protocol):
         self.frames = self.bytes_in = 0
         self.close_reason = "peer_closed"
         self._paused_by_flow = self._stopped = False
+        self._outbox: list[bytes] = []
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -152,6 +154,8 @@ class TcpDeviceProtocol(asyncio.Protocol):
                 self._reject(event)
             if self.transport is None or self.transport.is_closing():
                 return
+        if self._outbox:
+            self.flush_replies()
 
     def eof_received(self) -> bool:
         if self.session is not None:
@@ -204,6 +208,7 @@ class TcpDeviceProtocol(asyncio.Protocol):
 
     def close(self, reason: str, *, abort: bool = False) -> None:
         if self.transport is not None and not self.transport.is_closing():
+            self.flush_replies()  # what was accepted before the close is still acknowledged
             self.close_reason = reason
             self.listener.stats.refused[reason] += 1
             if abort:
@@ -258,15 +263,22 @@ class TcpDeviceProtocol(asyncio.Protocol):
             detail=event.detail,
         )
         if event.reply and self.transport is not None:
+            self.flush_replies()  # keep replies in stream order
             self.transport.write(event.reply)
         if event.action is Action.CLOSE:
             self.close(event.reason)
 
     def _send_reply(self, reply: bytes, accepted_at: float) -> None:
+        """Queue a reply; it is written with the others of the same read or sink batch."""
+        if not self._outbox:
+            self.listener.pipeline.replies.add(self)
+        self._outbox.append(reply)
+        self.listener.stats.ack_latency.observe(time.monotonic() - accepted_at)
+
+    def flush_replies(self) -> None:
+        outbox, self._outbox = self._outbox, []
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None or transport.is_closing() or not outbox:
             return  # the device reconnects and resends; at-least-once, never lost
-        transport.write(reply)
-        stats = self.listener.stats
-        stats.acks += 1
-        stats.ack_latency.observe(time.monotonic() - accepted_at)
+        transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+        self.listener.stats.acks += len(outbox)

@@ -15,12 +15,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-# Until the runtime lands: decode the bundled sample captures of every codec.
+# The gateway on its local default (config/local.toml) with a 1,000-device simulated fleet.
 demo: setup
-	@for codec in teltonika gt06 evb1; do \
-		echo "== $$codec: codecs/samples/$$codec.hex"; \
-		$(BIN)/gateway decode --codec $$codec --file codecs/samples/$$codec.hex || exit 1; \
-	done
+	$(BIN)/python -m gateway.demo
 
 lint: setup
 	$(BIN)/ruff check .
@@ -36,6 +33,7 @@ test: lint typecheck unit
 
 bench: setup
 	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/ingest.py
 
 schema: setup
 	$(BIN)/gateway schema --write config/schema

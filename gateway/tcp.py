@@ -66,7 +66,10 @@ class Listener:
         """Close connections past their login or idle deadline."""
         login_s, idle_s = self.settings.login_timeout_s, self.settings.idle_timeout_s
         for conn in list(self.connections):
-            if conn.device_id is None and now - conn.opened_at > login_s:
+            if conn.paused:
+                continue  # we stopped reading it: its silence is ours, not the device's
+            # Before login, last_activity is the connect time (or the last resume).
+            if conn.device_id is None and now - conn.last_activity > login_s:
                 conn.close("login_timeout")
             elif now - conn.last_activity > idle_s:
                 conn.close("idle_timeout")
@@ -193,9 +196,15 @@ class TcpDeviceProtocol(asyncio.Protocol):
             self._paused_by_flow = True
             self.transport.pause_reading()
 
+    @property
+    def paused(self) -> bool:
+        return self._paused_by_flow
+
     def resume_reading(self) -> None:
         if self._paused_by_flow and self.transport is not None:
             self._paused_by_flow = False
+            # Deadlines restart: the time spent paused was the gateway's, not the device's.
+            self.last_activity = time.monotonic()
             if not self._stopped:
                 self.transport.resume_reading()
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gateway import decode, logs, schema, server
+from gateway.fleet import command as simulate_command
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
 from gateway.settings import ConfigError, load_settings, parse_address, parse_listen
 
@@ -53,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a listener (repeatable; replaces the configured listeners)",
     )
     p.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint address")
+
+    simulate_command.add_parser(sub)
 
     p = sub.add_parser("check-config", help="validate a settings file; print every error")
     p.add_argument("file", type=Path)
@@ -118,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return server.run(settings)
         elif args.command == "check-config":
             return check_config(args.file)
+        elif args.command == "simulate":
+            return simulate_command.run(args)
     except (UnknownCodecError, decode.InputError) as exc:
         print(f"gateway {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE

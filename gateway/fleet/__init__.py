@@ -1,0 +1,1 @@
+"""`gateway simulate`: a simulated fleet of EV telematics units (model, encoders, units, runner)."""

@@ -15,26 +15,30 @@ from gateway.tickets import Ticket
 
 @dataclass(slots=True)
 class Batch:
-    """Records of one stream, written together; each ticket is told once the write succeeded."""
+    """Records of one stream, written together.
+
+    ``keys`` (partition keys) and ``tickets`` run parallel to ``records``: each record's ticket
+    is told whether that record was written.
+    """
 
     records: list[bytes] = field(default_factory=list)
-    tickets: list[Ticket] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+    tickets: list[Ticket | None] = field(default_factory=list)
     size_bytes: int = 0
     opened_at: float = 0.0
 
 
 class Accumulator:
-    __slots__ = ("_current", "_last", "_linger_s", "_max_bytes", "_max_records", "_ready")
+    __slots__ = ("_current", "_linger_s", "_max_bytes", "_max_records", "_ready")
 
     def __init__(self, linger_s: float, max_records: int, max_bytes: int) -> None:
         self._linger_s = linger_s
         self._max_records = max_records
         self._max_bytes = max_bytes
         self._current: Batch | None = None
-        self._last: Batch | None = None  # the batch that took the last record
         self._ready: deque[Batch] = deque()
 
-    def add(self, record: bytes, now: float) -> bool:
+    def add(self, record: bytes, key: str, ticket: Ticket | None, now: float) -> bool:
         """Append one record; True when the sender must look again (a batch opened or filled)."""
         batch = self._current
         size = len(record) + 1  # the newline that ends it in a JSON-lines file
@@ -46,18 +50,14 @@ class Accumulator:
             batch = self._current = Batch(opened_at=now)
             wake = True  # a new linger deadline
         batch.records.append(record)
+        batch.keys.append(key)
+        batch.tickets.append(ticket)
         batch.size_bytes += size
-        self._last = batch
         if len(batch.records) >= self._max_records or batch.size_bytes >= self._max_bytes:
             self._ready.append(batch)
             self._current = None
             wake = True
         return wake
-
-    def attach(self, ticket: Ticket) -> None:
-        """Tell ``ticket`` when the batch holding the last added record is written."""
-        if self._last is not None:
-            self._last.tickets.append(ticket)
 
     def next_deadline(self) -> float | None:
         """When the open batch must be sent even if not full (None: nothing is waiting)."""

@@ -18,12 +18,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from gateway.settings import LocalSinkSettings
+from gateway.sink import SinkError
 
 STREAMS = ("raw", "parsed", "errors", "notifications")
-
-
-class SinkError(Exception):
-    """A batch could not be written; it stays buffered and is retried."""
 
 
 class RotatingFile:
@@ -123,10 +120,11 @@ class LocalSink:
         except OSError as exc:
             raise SinkError(f"cannot create {self.data_dir}: {exc.strerror or exc}") from None
 
-    async def write(self, stream: str, records: list[bytes]) -> None:
+    async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
         data = b"\n".join(records) + b"\n"
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._threads[stream], self._files[stream].write, data)
+        return []
 
     def close(self, *, wait: bool = True) -> None:
         """Close the files; ``wait=False`` abandons writes still hanging on a stuck disk."""

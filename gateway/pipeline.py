@@ -21,11 +21,12 @@ import structlog
 
 from gateway.accumulator import Accumulator, Batch
 from gateway.flow_control import FlowControl
-from gateway.local_sink import LocalSink, SinkError
 from gateway.settings import AccumulatorSettings, PipelineSettings
+from gateway.sink import Sink, SinkError
 from gateway.stats import SinkStats
 from gateway.tickets import Ticket
 from parser.events import Frame, Login
+from parser.kpl import MAX_PARTITION_KEY_CHARS
 from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, parsed_records, to_json
 
 log = structlog.get_logger("gateway.pipeline")
@@ -82,11 +83,11 @@ class Pipeline:
     def __init__(
         self,
         settings: PipelineSettings,
-        sink: LocalSink,
+        sinks: dict[str, Sink],
         flow: FlowControl,
         sink_stats: dict[str, SinkStats],
     ) -> None:
-        self._sink = sink
+        self._sinks = sinks
         self._flow = flow
         self._stats = sink_stats
         self._ids = RecordIds(int.from_bytes(os.urandom(4), "big"))
@@ -152,29 +153,29 @@ class Pipeline:
             )
         ticket = None
         if on_written is not None:
-            ticket = Ticket(1 + bool(parsed) + (error is not None), on_written)
+            ticket = Ticket(1 + len(parsed) + (error is not None), on_written)
         now = self._clock()
-        size = self._add("raw", [to_json(raw)], ticket, now)
+        # Partition key = device id: a device's records keep their order within a shard.
+        key = (event.device_id or source.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]
+        size = self._add("raw", [to_json(raw)], key, ticket, now)
         if parsed:
-            size += self._add("parsed", [to_json(p) for p in parsed], ticket, now)
+            size += self._add("parsed", [to_json(p) for p in parsed], key, ticket, now)
         if error is not None:
-            size += self._add("errors", [_error_json(error)], ticket, now)
+            size += self._add("errors", [_error_json(error)], key, ticket, now)
         self.unwritten_bytes += size
         self._flow.consumed(size)
         return len(parsed)
 
-    def _add(self, stream: str, records: list[bytes], ticket: Ticket | None, now: float) -> int:
+    def _add(
+        self, stream: str, records: list[bytes], key: str, ticket: Ticket | None, now: float
+    ) -> int:
         """Queue one frame's records of one stream; returns the bytes charged to the budget."""
         acc = self._acc[stream]
         wake = False
         size = 0
         for record in records:
-            wake |= acc.add(record, now)
+            wake |= acc.add(record, key, ticket, now)
             size += len(record) + 1
-        if ticket is not None:
-            # Batches of a stream are written in order, so the batch holding the frame's last
-            # record is written after all the others holding its records.
-            acc.attach(ticket)
         if wake:
             self._wake[stream].set()
         return size
@@ -203,7 +204,7 @@ class Pipeline:
         while True:
             started = self._clock()
             try:
-                await self._sink.write(stream, batch.records)
+                lost = await self._sinks[stream].write(stream, batch.records, batch.keys)
                 break
             except SinkError as exc:
                 stats.errors += 1
@@ -222,8 +223,14 @@ class Pipeline:
         stats.bytes += batch.size_bytes
         self.unwritten_bytes -= batch.size_bytes
         self._flow.released(batch.size_bytes)
+        for index in lost:
+            ticket = batch.tickets[index]
+            if ticket is not None:
+                ticket.fail()
+        stats.dead_letters += len(lost)
         for ticket in batch.tickets:
-            ticket.part_done()
+            if ticket is not None:
+                ticket.part_done()
         # Replies released by this batch leave in one write per connection, not one per frame.
         self.replies.flush()
         if self._flushing and self.unwritten_bytes == 0:

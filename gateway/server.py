@@ -19,11 +19,13 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from gateway.flow_control import FlowControl
+from gateway.kinesis import KinesisSetupError, KinesisSink
 from gateway.local_sink import STREAMS, LocalSink
-from gateway.metrics import GatewayCollector, serve_metrics
+from gateway.metrics import GatewayCollector, KinesisCollector, serve_metrics
 from gateway.pipeline import Pipeline
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
 from gateway.settings import ConfigError, Settings
+from gateway.sink import Sink
 from gateway.stats import SinkStats
 from gateway.tcp import Listener
 from parser.codec import CodecOptions
@@ -51,7 +53,16 @@ class Gateway:
             settings.pipeline.high_water_bytes, settings.pipeline.low_water_bytes, loop.time
         )
         sink_stats = {stream: SinkStats(stream) for stream in STREAMS}
-        pipeline = Pipeline(settings.pipeline, sink, flow, sink_stats)
+        sinks: dict[str, Sink] = {stream: sink for stream in STREAMS}
+        kinesis = None
+        if settings.sink.kinesis is not None:
+            kinesis = KinesisSink(settings.sink.kinesis, settings.sink.local)
+            try:
+                await kinesis.open()
+            except KinesisSetupError as exc:
+                raise ConfigError([f"sink.kinesis: {exc}"]) from None
+            sinks.update(dict.fromkeys(kinesis.streams, kinesis))
+        pipeline = Pipeline(settings.pipeline, sinks, flow, sink_stats)
         pipeline.start()
         for ls in settings.listeners:
             options = CodecOptions(
@@ -85,6 +96,8 @@ class Gateway:
                     lambda: [x.stats for x in self.listeners], sink_stats.values(), flow
                 )
             )
+            if kinesis is not None:
+                registry_.register(KinesisCollector(kinesis))
             mhost, mport, stop_metrics = serve_metrics(
                 registry_, settings.metrics.host, settings.metrics.port
             )
@@ -105,6 +118,9 @@ class Gateway:
         for listener in self.listeners:
             for conn in list(listener.connections):
                 conn.stop_reading()
+        if kinesis is not None:
+            # Leave time to dead-letter what Kinesis did not take and to send the ACKs owed.
+            kinesis.give_up_at(deadline - min(2.0, settings.shutdown_timeout_s / 4))
         flushed = True
         try:
             await asyncio.wait_for(pipeline.flush(), max(0.0, deadline - time.monotonic()))
@@ -117,6 +133,8 @@ class Gateway:
         while any(x.connections for x in self.listeners) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         await pipeline.close()
+        if kinesis is not None:
+            await kinesis.close()
         stop_metrics()
         if not flushed:
             log.error(

@@ -103,8 +103,44 @@ class LocalSinkSettings(_Section):
     stall_while_exists: Path | None = None
 
 
+class KinesisStreamSettings(_Section):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_.-]+$")
+    # KPL-format aggregation: many user records per Kinesis record, routed to the shard their
+    # partition keys hash to (stock deaggregators and Firehose read them).
+    aggregate: bool = True
+
+
+class KinesisSettings(_Section):
+    """The production sink: raw and parsed records to two Kinesis Data Streams.
+
+    Credentials come from the standard AWS chain (environment, profile, EC2 instance metadata
+    with IMDSv2); the endpoint from ``endpoint_url`` or botocore's ``AWS_ENDPOINT_URL_KINESIS``.
+    """
+
+    raw: KinesisStreamSettings
+    parsed: KinesisStreamSettings
+    notifications: KinesisStreamSettings | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    # Aggregates close at this size (the KPL's default): ~2 PUT payload units each.
+    aggregate_max_bytes: int = Field(default=51_200, ge=1024, le=1_000_000)
+    # A record not delivered within this long is dead-lettered and its frame is not ACKed,
+    # so the device keeps it and sends it again (the KPL's RecordTtl, longer by default).
+    record_ttl_s: float = Field(default=60.0, gt=0)
+    retry_first_s: float = Field(default=0.1, gt=0)
+    retry_max_s: float = Field(default=5.0, gt=0)
+    # Per-shard send rate as a percentage of the shard limits (1,000 records/s and 1 MiB/s),
+    # like the KPL's RateLimit; lowered on throttling and raised again while calls succeed.
+    rate_limit_pct: int = Field(default=150, ge=10, le=1000)
+    shard_map_refresh_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+
+
 class SinkSettings(_Section):
     local: LocalSinkSettings = LocalSinkSettings()
+    # When set, raw and parsed records (and notifications, if configured) go to Kinesis;
+    # decode errors and dead letters stay in local files.
+    kinesis: KinesisSettings | None = None
 
 
 class MetricsSettings(_Section):

@@ -78,7 +78,7 @@ class ListenerStats:
 class SinkStats:
     """Counters of one output stream of the sink."""
 
-    __slots__ = ("batches", "bytes", "errors", "records", "stream", "write_latency")
+    __slots__ = ("batches", "bytes", "dead_letters", "errors", "records", "stream", "write_latency")
 
     def __init__(self, stream: str) -> None:
         self.stream = stream
@@ -86,4 +86,5 @@ class SinkStats:
         self.records = 0
         self.bytes = 0
         self.errors = 0
+        self.dead_letters = 0  # records given up on: their frames were not ACKed
         self.write_latency = Histogram()

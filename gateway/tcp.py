@@ -26,6 +26,10 @@ from parser.events import Action, Frame, Login, Reject
 
 log = structlog.get_logger("gateway.tcp")
 
+# The budget is checked between slices of a read: a slice's records are at most a few times
+# its size, which bounds how far a single read can overshoot the high watermark.
+CONSUME_SLICE_BYTES = 4096
+
 
 class Listener:
     """One bound port: its codec, settings, counters and open connections."""
@@ -77,6 +81,7 @@ class Listener:
 
 class TcpDeviceProtocol(asyncio.Protocol):
     __slots__ = (
+        "_backlog",
         "_outbox",
         "_paused_by_flow",
         "_stopped",
@@ -105,6 +110,7 @@ class TcpDeviceProtocol(asyncio.Protocol):
         self.close_reason = "peer_closed"
         self._paused_by_flow = self._stopped = False
         self._outbox: list[bytes] = []
+        self._backlog = b""  # bytes read but not fed while the memory budget was full
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -135,30 +141,45 @@ class TcpDeviceProtocol(asyncio.Protocol):
         log.info("connection open", codec=listener.codec.name, peer=self.peer)
 
     def data_received(self, data: bytes) -> None:
-        session = self.session
-        if session is None or self._stopped:
+        if self.session is None or self._stopped:
             return
         self.bytes_in += len(data)
         self.listener.stats.bytes_in += len(data)
-        try:
-            events = session.feed(data)
-        except Exception:  # a codec bug must cost one connection, never the process
-            log.exception("codec failed", codec=self.listener.codec.name, peer=self.peer)
-            self.listener.stats.rejects["codec_error"] += 1
-            self.close("codec_error")
-            return
-        for event in events:
-            if type(event) is Frame:
-                self._frame(event)
-            elif type(event) is Login:
-                self._login(event)
-            else:
-                assert isinstance(event, Reject)
-                self._reject(event)
-            if self.transport is None or self.transport.is_closing():
-                return
+        self._consume(self._backlog + data if self._backlog else data)
         if self._outbox:
             self.flush_replies()
+
+    def _consume(self, data: bytes) -> None:
+        """Feed the session in slices, stopping as soon as the memory budget is full.
+
+        One read can hold tens of KiB of frames whose records are several times larger, so the
+        budget is checked between slices; what is left waits here, as raw bytes, until resumed.
+        """
+        session = self.session
+        assert session is not None
+        flow = self.listener.flow
+        self._backlog = b""
+        for start in range(0, len(data), CONSUME_SLICE_BYTES):
+            if flow.paused:
+                self._backlog = data[start:]
+                return
+            try:
+                events = session.feed(data[start : start + CONSUME_SLICE_BYTES])
+            except Exception:  # a codec bug must cost one connection, never the process
+                log.exception("codec failed", codec=self.listener.codec.name, peer=self.peer)
+                self.listener.stats.rejects["codec_error"] += 1
+                self.close("codec_error")
+                return
+            for event in events:
+                if type(event) is Frame:
+                    self._frame(event)
+                elif type(event) is Login:
+                    self._login(event)
+                else:
+                    assert isinstance(event, Reject)
+                    self._reject(event)
+                if self.transport is None or self.transport.is_closing():
+                    return
 
     def eof_received(self) -> bool:
         if self.session is not None:
@@ -201,12 +222,19 @@ class TcpDeviceProtocol(asyncio.Protocol):
         return self._paused_by_flow
 
     def resume_reading(self) -> None:
-        if self._paused_by_flow and self.transport is not None:
-            self._paused_by_flow = False
-            # Deadlines restart: the time spent paused was the gateway's, not the device's.
-            self.last_activity = time.monotonic()
-            if not self._stopped:
-                self.transport.resume_reading()
+        if not self._paused_by_flow or self.transport is None or self.listener.flow.paused:
+            return  # (the budget may have filled again while other readers resumed)
+        self._paused_by_flow = False
+        # Deadlines restart: the time spent paused was the gateway's, not the device's.
+        self.last_activity = time.monotonic()
+        if self._stopped:
+            return
+        if self._backlog:
+            self._consume(self._backlog)
+            if self._outbox:
+                self.flush_replies()
+        if not self._paused_by_flow and self.transport is not None:
+            self.transport.resume_reading()
 
     def stop_reading(self) -> None:
         """Shutdown: read nothing more; what was accepted is still flushed and ACKed."""

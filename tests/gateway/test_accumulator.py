@@ -9,8 +9,8 @@ from gateway.tickets import Ticket
 def test_linger_makes_a_batch_due() -> None:
     acc = Accumulator(linger_s=0.05, max_records=10, max_bytes=10_000)
     assert acc.next_deadline() is None
-    assert acc.add(b"a", now=1.0) is True  # opened: the sender must arm its timer
-    assert acc.add(b"b", now=1.01) is False
+    assert acc.add(b"a", "k", None, now=1.0) is True  # opened: the sender must arm its timer
+    assert acc.add(b"b", "k", None, now=1.01) is False
     assert acc.next_deadline() == 1.05
     assert acc.take(now=1.04) is None
     batch = acc.take(now=1.05)
@@ -21,12 +21,12 @@ def test_linger_makes_a_batch_due() -> None:
 def test_count_and_bytes_limits_close_batches() -> None:
     acc = Accumulator(linger_s=10, max_records=3, max_bytes=100)
     for i in range(3):
-        acc.add(bytes([i]), now=0.0)
+        acc.add(bytes([i]), "k", None, now=0.0)
     assert acc.next_deadline() == 0.0  # full: ready at once
     full = acc.take(now=0.0)
     assert full is not None and len(full.records) == 3
-    acc.add(b"x" * 60, now=0.0)
-    acc.add(b"y" * 60, now=0.0)  # would pass 100 bytes: starts a new batch
+    acc.add(b"x" * 60, "k", None, now=0.0)
+    acc.add(b"y" * 60, "k", None, now=0.0)  # would pass 100 bytes: starts a new batch
     first = acc.take(now=0.0)
     assert first is not None and first.records == [b"x" * 60]
     assert acc.take(now=0.0) is None
@@ -35,25 +35,35 @@ def test_count_and_bytes_limits_close_batches() -> None:
 
 def test_oversize_record_still_gets_a_batch_of_its_own() -> None:
     acc = Accumulator(linger_s=10, max_records=10, max_bytes=100)
-    acc.add(b"z" * 500, now=0.0)
+    acc.add(b"z" * 500, "k", None, now=0.0)
     batch = acc.take(now=0.0)
     assert batch is not None and batch.records == [b"z" * 500]
 
 
-def test_ticket_rides_on_the_batch_with_the_frames_last_record() -> None:
+def test_keys_and_tickets_run_parallel_to_records() -> None:
     acc = Accumulator(linger_s=10, max_records=2, max_bytes=10_000)
     done: list[str] = []
-    ticket = Ticket(1, lambda: done.append("acked"))
-    for record in (b"r1", b"r2", b"r3"):  # spans two batches
-        acc.add(record, now=0.0)
-    acc.attach(ticket)
+    ticket = Ticket(3, lambda: done.append("acked"))
+    for record in (b"r1", b"r2", b"r3"):  # one frame's records spanning two batches
+        acc.add(record, "dev-1", ticket, now=0.0)
     first = acc.take(now=0.0)
-    assert first is not None and first.tickets == []
     second = acc.take(now=0.0, flush=True)
-    assert second is not None and second.tickets == [ticket]
-    for t in second.tickets:
-        t.part_done()
+    assert first is not None and second is not None
+    assert first.keys == ["dev-1", "dev-1"] and second.tickets == [ticket]
+    for batch in (first, second):
+        for t in batch.tickets:
+            assert t is not None
+            t.part_done()
     assert done == ["acked"]
+
+
+def test_a_failed_record_means_no_ack() -> None:
+    done: list[int] = []
+    ticket = Ticket(2, lambda: done.append(1))
+    ticket.fail()
+    ticket.part_done()
+    ticket.part_done()
+    assert done == [] and ticket.failed
 
 
 def test_ticket_fires_only_after_every_part() -> None:

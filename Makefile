@@ -3,10 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: setup demo test lint typecheck unit bench schema clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(NODE_STAMP)
 
 # Reinstall only when the dependency list changes; the project itself is an editable install.
 $(STAMP): pyproject.toml
@@ -14,6 +15,13 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
+
+# kinesalite (the Kinesis emulator the tests and demo-kinesis use), exactly as locked. npm ci
+# wipes node_modules, so it runs only when the lock changed. --ignore-scripts: leveldown's
+# install script serves kinesalite --path (LevelDB), which the in-memory emulator never loads.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	touch $(NODE_STAMP)
 
 # The gateway on its local default (config/local.toml) with a 1,000-device simulated fleet.
 demo: setup
@@ -39,4 +47,4 @@ schema: setup
 	$(BIN)/gateway schema --write config/schema
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) node_modules .mypy_cache .pytest_cache .ruff_cache build *.egg-info

@@ -284,8 +284,11 @@ class KinesisSink:
         entries: list[_Entry] = []
         limit = self.settings.aggregate_max_bytes
         for shard, indexes in by_shard.items():
+            # The EHK in the aggregate's table routes every user record with it: a consumer that
+            # checks each record's hash against the shard it landed on (the KCL) accepts them
+            # even if our shard map was stale.
             ehk = None if shard is None else str(shard[1])
-            builder, members = AggregateBuilder(), list[int]()
+            builder, members = AggregateBuilder(ehk), list[int]()
             for i in indexes:
                 if len(builder) and builder.size_with(keys[i], records[i]) > limit:
                     entries.append(
@@ -297,7 +300,7 @@ class KinesisSink:
                             members,
                         )
                     )
-                    builder, members = AggregateBuilder(), list[int]()
+                    builder, members = AggregateBuilder(ehk), list[int]()
                 builder.add(keys[i], records[i])
                 members.append(i)
             if len(builder):

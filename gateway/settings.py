@@ -122,8 +122,9 @@ class KinesisSettings(_Section):
     notifications: KinesisStreamSettings | None = None
     region: str | None = None
     endpoint_url: str | None = None
-    # Aggregates close at this size (the KPL's default): ~2 PUT payload units each.
-    aggregate_max_bytes: int = Field(default=51_200, ge=1024, le=1_000_000)
+    # Aggregates close at this size: 50,000 bytes bill exactly 2 PUT payload units (25,000 B
+    # each), where the KPL's 51,200 bills 3 (bench/kinesis_agg.py).
+    aggregate_max_bytes: int = Field(default=50_000, ge=1024, le=1_000_000)
     # A record not delivered within this long is dead-lettered and its frame is not ACKed,
     # so the device keeps it and sends it again (the KPL's RecordTtl, longer by default).
     record_ttl_s: float = Field(default=60.0, gt=0)

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo test lint typecheck unit bench schema clean
+.PHONY: setup demo demo-kinesis test lint typecheck unit bench schema clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -27,6 +27,10 @@ $(NODE_STAMP): package.json package-lock.json
 demo: setup
 	$(BIN)/python -m gateway.demo
 
+# The same fleet into Kinesis streams on a local kinesalite (config/kinesis-local.toml), tailed.
+demo-kinesis: setup
+	$(BIN)/python -m gateway.demo --kinesis
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -41,6 +45,8 @@ test: lint typecheck unit
 
 bench: setup
 	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/kinesis_agg.py
+	$(BIN)/python bench/kinesis.py
 	$(BIN)/python bench/ingest.py
 
 schema: setup

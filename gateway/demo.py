@@ -48,21 +48,84 @@ def main() -> int:
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--rate", type=float, default=1.0, help="frames per device per second")
     ap.add_argument("--data-dir", type=Path, default=ROOT / "data" / "demo")
+    ap.add_argument(
+        "--kinesis",
+        action="store_true",
+        help="send records to ev-raw/ev-parsed on a local kinesalite, then tail them",
+    )
     args = ap.parse_args()
 
     shutil.rmtree(args.data_dir, ignore_errors=True)  # the demo's own directory: fresh counts
+    env = {**os.environ, "GATEWAY_LOG__FORMAT": "json"}
+    config = ROOT / "config" / "local.toml"
+    emulator = None
+    if args.kinesis:
+        config = ROOT / "config" / "kinesis-local.toml"
+        emulator, endpoint = start_kinesalite()
+        env.update(KINESIS_ENV, AWS_ENDPOINT_URL_KINESIS=endpoint)
+        print(f"kinesalite on {endpoint}: streams ev-raw and ev-parsed, 4 shards each")
+    try:
+        return run_demo(args, config, env)
+    finally:
+        if emulator is not None:
+            emulator.terminate()
+            emulator.wait(10)
+
+
+KINESIS_ENV = {
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ACCESS_KEY_ID": "AKIDLOCALDEMO",
+    "AWS_SECRET_ACCESS_KEY": "local-demo-secret",
+}
+KINESALITE_PORT = 4567
+
+
+def start_kinesalite() -> tuple[subprocess.Popen[bytes], str]:
+    """kinesalite from the project's node_modules (make setup), with the two demo streams."""
+    cli = ROOT / "node_modules" / "kinesalite" / "cli.js"
+    port = KINESALITE_PORT
+    proc = subprocess.Popen(
+        ["node", str(cli), "--port", str(port), "--createStreamMs", "0", "--shardLimit", "100"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            for name in ("ev-raw", "ev-parsed"):
+                _kinesis_call(endpoint, "CreateStream", {"StreamName": name, "ShardCount": 4})
+            return proc, endpoint
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise SystemExit(f"demo: kinesalite did not start on port {port}") from None
+            time.sleep(0.1)
+
+
+def _kinesis_call(endpoint: str, operation: str, payload: dict[str, Any]) -> None:
+    # kinesalite checks that signature headers are present, not what they say.
+    request = urllib.request.Request(
+        endpoint,
+        data=json.dumps(payload).encode(),
+        headers={
+            "Content-Type": "application/x-amz-json-1.1",
+            "X-Amz-Target": f"Kinesis_20131202.{operation}",
+            "X-Amz-Date": "20260101T000000Z",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDLOCALDEMO/20260101/us-east-1/"
+            "kinesis/aws4_request, SignedHeaders=host, Signature=0",
+        },
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
+def run_demo(args: argparse.Namespace, config: Path, env: dict[str, str]) -> int:
     gateway = subprocess.Popen(
-        [
-            GATEWAY,
-            "run",
-            "--config",
-            str(ROOT / "config" / "local.toml"),
-            "--data-dir",
-            str(args.data_dir),
-        ],
+        [GATEWAY, "run", "--config", str(config), "--data-dir", str(args.data_dir)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
-        env={**os.environ, "GATEWAY_LOG__FORMAT": "json"},
+        env=env,
     )
     ready: dict[str, Any] = {}
     log_tail: list[str] = []
@@ -139,6 +202,28 @@ def main() -> int:
     for stream in STREAMS:
         files, lines = count_lines(args.data_dir / stream)
         print(f"  {stream:<14} {lines:>8} records in {files} file(s)   {args.data_dir / stream}/")
+    if args.kinesis:
+        for stream in ("ev-raw", "ev-parsed"):
+            tail = subprocess.run(
+                [
+                    GATEWAY,
+                    "kinesis",
+                    "tail",
+                    "--stream",
+                    stream,
+                    "--from-start",
+                    "--idle-exit",
+                    "2",
+                ],
+                capture_output=True,
+                env=env,
+                timeout=120,
+                check=False,
+            )
+            tailed = tail.stdout.decode().splitlines()
+            print(f"\n`gateway kinesis tail --stream {stream} --from-start`: {len(tailed)} records")
+            for line in tailed[:2]:
+                print(f"  {line[:160]}…")
     print(f"\nmetrics were live at {metrics_url} while the gateway ran")
     return 0 if code == 0 and simulator.returncode == 0 else 1
 

@@ -123,7 +123,13 @@ class ShardLimiter:
     def _bucket(self, shard: str, now: float) -> _Bucket:
         bucket = self.buckets.get(shard)
         if bucket is None:
-            bucket = self.buckets[shard] = _Bucket(0.0, 0.0, now, self.max_factor)
+            # A new shard starts with a full second's allowance, as an idle one has.
+            bucket = self.buckets[shard] = _Bucket(
+                SHARD_RECORDS_PER_S * self.max_factor,
+                SHARD_BYTES_PER_S * self.max_factor,
+                now,
+                self.max_factor,
+            )
         rate = bucket.factor
         elapsed = now - bucket.updated
         bucket.records = min(

@@ -39,6 +39,7 @@ from parser.kpl import MAX_RECORD_BYTES, AggregateBuilder, hash_key, put_payload
 log = structlog.get_logger("gateway.kinesis")
 
 MAX_ENTRIES_PER_CALL = 500
+ROUTE_CACHE_KEYS = 100_000
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 SHARD_RECORDS_PER_S = 1000
 SHARD_BYTES_PER_S = 1024 * 1024
@@ -182,6 +183,7 @@ class KinesisSink:
             self.streams["notifications"] = settings.notifications
         self.stats = {cls: KinesisStats(cls) for cls in self.streams}
         self._maps: dict[str, ShardMap] = {}
+        self._routes: dict[str, dict[str, tuple[str, int] | None]] = {}
         self._refresh_needed: set[str] = set()
         self._limiters = {
             s.name: ShardLimiter(settings.rate_limit_pct / 100) for s in self.streams.values()
@@ -253,6 +255,7 @@ class KinesisSink:
                 break
             kwargs = {"NextToken": token}
         self._maps[name] = ShardMap(shards)
+        self._routes.pop(name, None)
         self.shard_map_refreshes += 1
 
     async def _refresh_loop(self) -> None:
@@ -283,10 +286,19 @@ class KinesisSink:
                 for i, (r, k) in enumerate(zip(records, keys, strict=True))
             ]
         by_shard: dict[tuple[str, int] | None, list[int]] = {}
+        # Devices repeat: remember each key's shard (MD5 + bisect per record otherwise).
+        routes = self._routes.setdefault(stream.name, {})
+        if len(routes) > ROUTE_CACHE_KEYS:
+            routes.clear()
         for i, key in enumerate(keys):
-            by_shard.setdefault(
-                shard_map.shard_for(hash_key(key)) if shard_map else None, []
-            ).append(i)
+            if key in routes:
+                shard = routes[key]
+            else:
+                shard = routes[key] = shard_map.shard_for(hash_key(key)) if shard_map else None
+            if shard in by_shard:
+                by_shard[shard].append(i)
+            else:
+                by_shard[shard] = [i]
         entries: list[_Entry] = []
         limit = self.settings.aggregate_max_bytes
         for shard, indexes in by_shard.items():
@@ -296,7 +308,11 @@ class KinesisSink:
             ehk = None if shard is None else str(shard[1])
             builder, members = AggregateBuilder(ehk), list[int]()
             for i in indexes:
-                if len(builder) and builder.size_with(keys[i], records[i]) > limit:
+                key, data = keys[i], records[i]
+                # size_with is exact but costs; it is only needed near the limit (a key adds at
+                # most 4 bytes per character plus a few bytes of framing).
+                near = builder.size + len(data) + 4 * len(key) + 32 > limit
+                if near and len(builder) and builder.size_with(key, data) > limit:
                     entries.append(
                         _Entry(
                             builder.build(),
@@ -307,7 +323,7 @@ class KinesisSink:
                         )
                     )
                     builder, members = AggregateBuilder(ehk), list[int]()
-                builder.add(keys[i], records[i])
+                builder.add(key, data)
                 members.append(i)
             if len(builder):
                 entries.append(

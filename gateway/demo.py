@@ -200,6 +200,9 @@ def run_demo(args: argparse.Namespace, config: Path, env: dict[str, str]) -> int
     print(summary_text.splitlines()[-1] if summary_text else "(none)")
     print(f"\ngateway stopped with exit status {code}; records on disk under {args.data_dir}:")
     for stream in STREAMS:
+        if args.kinesis and stream in ("raw", "parsed"):
+            print(f"  {stream:<14} sent to Kinesis (ev-{stream}); tailed below")
+            continue
         files, lines = count_lines(args.data_dir / stream)
         print(f"  {stream:<14} {lines:>8} records in {files} file(s)   {args.data_dir / stream}/")
     if args.kinesis:

@@ -210,3 +210,41 @@ def test_kinesis_down_pauses_devices_and_recovers(
     raw = user_records(kinesalite, raw_stream)
     assert set(acked_payloads(tmp_path)) <= {payload_hex(r) for r in raw}
     assert read_records(gw.data_dir, "errors") == []
+
+
+def test_shutdown_with_kinesis_down_dead_letters_and_acks_nothing_unsent(
+    tmp_path: Path,
+    kinesalite: Kinesalite,
+    make_stream: Callable[[int], str],
+    fault_proxy: FaultProxy,
+) -> None:
+    raw_stream, parsed_stream = make_stream(1), make_stream(1)
+    gw = start_gateway(tmp_path, fault_proxy.url, raw_stream, parsed_stream)
+    sim = simulate(gw, tmp_path, 60, 30.0)
+    try:
+        assert wait_for(lambda: gw.metric("gateway_kinesis_user_records_total") > 50, timeout=20)
+        fault_proxy.update(refuse_connections=True)
+        assert wait_for(lambda: gw.metric("gateway_kinesis_request_errors_total") > 0, timeout=10)
+        started = time.monotonic()
+        code = gw.stop()
+        took = time.monotonic() - started
+    finally:
+        sim.terminate()
+        sim.communicate(timeout=60)
+    assert code == 0 and took < 25  # the default 20 s deadline, with what was pending dead-lettered
+    dead = [
+        json.loads(line)
+        for path in (gw.data_dir / "dead-letters").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert dead and {d["error_code"] for d in dead} == {"Expired"}
+    fault_proxy.update(refuse_connections=False)
+    delivered = {payload_hex(r) for r in user_records(kinesalite, raw_stream)}
+    dead_payloads = {
+        base64.b64decode(json.loads(base64.b64decode(d["data"]))["payload"]).hex()
+        for d in dead
+        if d["class"] == "raw"
+    }
+    acked = set(acked_payloads(tmp_path))
+    assert acked <= delivered  # every ACKed frame reached Kinesis …
+    assert not acked & (dead_payloads - delivered)  # … and nothing dead-lettered was ACKed

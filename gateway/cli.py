@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import decode, kinesis_tail, logs, replay, schema, server
+from gateway import decode, kinesis_tail, logs, parse, replay, schema, server
 from gateway.fleet import command as simulate_command
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
 from gateway.settings import ConfigError, load_settings, parse_address, parse_listen
@@ -58,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate_command.add_parser(sub)
     kinesis_tail.add_parser(sub)
     replay.add_parser(sub)
+    parse.add_parser(sub)
 
     p = sub.add_parser("check-config", help="validate a settings file; print every error")
     p.add_argument("file", type=Path)
@@ -129,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return kinesis_tail.run(args)
         elif args.command == "replay":
             return replay.run(args)
+        elif args.command == "parse":
+            return parse.run(args)
     except (UnknownCodecError, decode.InputError) as exc:
         print(f"gateway {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,261 @@
+"""``gateway parse``: a long-lived consumer of the raw Kinesis stream producing parsed records.
+
+The "parser server" of the old system, for when parsing must scale apart from connection
+handling: it reads every shard of the raw stream (following closed shards to their children
+after a reshard), deaggregates, re-parses each raw record exactly as live ingest and
+``gateway replay`` do, writes the parsed records to the parsed stream (or a local sink), and only
+then checkpoints each shard's position in a local file — so a restart resumes where it stopped
+and every raw record is parsed at least once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiobotocore.session
+import msgspec
+import structlog
+import uvloop
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError
+
+from gateway import logs
+from gateway.kinesis import KinesisSetupError, KinesisSink
+from gateway.local_sink import LocalSink
+from gateway.replay import Replayer
+from gateway.settings import ConfigError, Settings, load_settings
+from gateway.sink import Sink
+from parser.errors import DecodeError
+from parser.kpl import MAX_PARTITION_KEY_CHARS, deaggregate
+from parser.records import RawRecord, to_json
+
+log = structlog.get_logger("gateway.parse")
+POLL_S = 0.25
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("parse", help="consume the raw Kinesis stream and produce parsed records")
+    p.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="settings with [sink.kinesis] (the raw stream to read, the parsed one to write)",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        metavar="FILE",
+        help="position file (default: <data_dir>/parse-checkpoint.json)",
+    )
+    p.add_argument(
+        "--to-local",
+        type=Path,
+        metavar="DIR",
+        help="write parsed records to a local sink here instead of the parsed stream",
+    )
+    p.add_argument(
+        "--idle-exit", type=float, metavar="S", help="stop after S seconds without new raw records"
+    )
+
+
+class Checkpoint:
+    """Per shard: the last Kinesis sequence number whose user records are all written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.shards: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            try:
+                self.shards = json.loads(path.read_text())["shards"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError([f"{path}: not a checkpoint file ({exc})"]) from None
+
+    def save(self) -> None:
+        # Write-then-rename: a crash leaves the old checkpoint or the new, never half of one.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            json.dump({"shards": self.shards}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.path)
+
+
+class Consumer:
+    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+        kinesis = settings.sink.kinesis
+        if kinesis is None:
+            raise ConfigError(["gateway parse needs a [sink.kinesis] section (the raw stream)"])
+        self.args = args
+        self.settings = settings
+        self.stream = kinesis.raw.name
+        self.checkpoint = Checkpoint(
+            args.checkpoint or settings.sink.local.data_dir / "parse-checkpoint.json"
+        )
+        filters = argparse.Namespace(since=None, until=None, device=None, codec=None)
+        self.replayer = Replayer(filters, settings)
+        self.iterators: dict[str, str] = {}
+        self.stop = asyncio.Event()
+        self.raw_records = 0
+        self.parsed_records = 0
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stop.set)
+        kinesis = self.settings.sink.kinesis
+        assert kinesis is not None
+        sink: Sink
+        out_kinesis: KinesisSink | None = None
+        if self.args.to_local is not None:
+            local = LocalSink(
+                self.settings.sink.local.model_copy(update={"data_dir": self.args.to_local})
+            )
+            local.open()
+            sink = local
+        else:
+            out_kinesis = KinesisSink(kinesis, self.settings.sink.local)
+            try:
+                await out_kinesis.open()
+            except KinesisSetupError as exc:
+                raise ConfigError([f"sink.kinesis: {exc}"]) from None
+            sink = out_kinesis
+        config = AioConfig(retries={"mode": "standard"}, connect_timeout=5, read_timeout=10)
+        session = aiobotocore.session.get_session()
+        try:
+            async with session.create_client(
+                "kinesis",
+                region_name=kinesis.region,
+                endpoint_url=kinesis.endpoint_url,
+                config=config,
+            ) as client:
+                await self._consume(client, sink)
+        finally:
+            if out_kinesis is not None:
+                await out_kinesis.close()
+            elif isinstance(sink, LocalSink):
+                sink.close()
+
+    async def _discover(self, client: Any) -> None:
+        shards: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"StreamName": self.stream}
+        while True:
+            response = await client.list_shards(**kwargs)
+            shards += response["Shards"]
+            if not response.get("NextToken"):
+                break
+            kwargs = {"NextToken": response["NextToken"]}
+        for shard in shards:
+            sid = shard["ShardId"]
+            state = self.checkpoint.shards.get(sid, {})
+            if sid in self.iterators or state.get("done"):
+                continue
+            if state.get("sequence"):
+                r = await client.get_shard_iterator(
+                    StreamName=self.stream,
+                    ShardId=sid,
+                    ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                    StartingSequenceNumber=state["sequence"],
+                )
+            else:
+                r = await client.get_shard_iterator(
+                    StreamName=self.stream, ShardId=sid, ShardIteratorType="TRIM_HORIZON"
+                )
+            self.iterators[sid] = r["ShardIterator"]
+
+    async def _consume(self, client: Any, sink: Sink) -> None:
+        await self._discover(client)
+        last_record = time.monotonic()
+        decoder = msgspec.json.Decoder(RawRecord)
+        while not self.stop.is_set():
+            got_any = False
+            for sid, iterator in list(self.iterators.items()):
+                response = await client.get_records(ShardIterator=iterator, Limit=1000)
+                records: list[bytes] = []
+                keys: list[str] = []
+                for record in response["Records"]:
+                    got_any = True
+                    try:
+                        users = deaggregate(record["Data"])
+                    except DecodeError as exc:
+                        log.error(
+                            "bad aggregate skipped",
+                            shard=sid,
+                            sequence=record["SequenceNumber"],
+                            error=str(exc),
+                        )
+                        continue
+                    payloads = [record["Data"]] if users is None else [u[2] for u in users]
+                    for payload in payloads:
+                        self.raw_records += 1
+                        try:
+                            raw = decoder.decode(payload)
+                        except msgspec.DecodeError as exc:
+                            log.error("not a raw record; skipped", shard=sid, error=str(exc))
+                            continue
+                        for parsed in self.replayer.parsed(raw) or []:
+                            records.append(to_json(parsed))
+                            keys.append((parsed.device_id or "unknown")[:MAX_PARTITION_KEY_CHARS])
+                if records:
+                    lost = await sink.write("parsed", records, keys)
+                    if lost:  # dead-lettered by the sink: stop here, re-read them after a restart
+                        log.error("parsed records dead-lettered; not checkpointing", shard=sid)
+                        self.stop.set()
+                        break
+                    self.parsed_records += len(records)
+                state = self.checkpoint.shards.setdefault(sid, {})
+                if response["Records"]:
+                    state["sequence"] = response["Records"][-1]["SequenceNumber"]
+                next_iterator = response.get("NextShardIterator")
+                if next_iterator is None:  # closed by a reshard: its children continue
+                    state["done"] = True
+                if response["Records"] or next_iterator is None:
+                    self.checkpoint.save()  # only after the parsed records are written
+                if next_iterator is None:
+                    del self.iterators[sid]
+                    await self._discover(client)
+                else:
+                    self.iterators[sid] = next_iterator
+            if got_any:
+                last_record = time.monotonic()
+            elif (
+                self.args.idle_exit is not None
+                and time.monotonic() - last_record > self.args.idle_exit
+            ):
+                return
+            if not got_any:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.stop.wait(), POLL_S)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    logs.configure(settings.log)
+    consumer = Consumer(args, settings)
+    started = time.monotonic()
+    try:
+        uvloop.run(consumer.run())
+    except (BotoCoreError, ClientError) as exc:
+        print(f"gateway parse: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.monotonic() - started
+    print(
+        json.dumps(
+            {
+                "raw_records": consumer.raw_records,
+                "parsed_records": consumer.parsed_records,
+                "seconds": round(seconds, 3),
+            }
+        )
+    )
+    return 0

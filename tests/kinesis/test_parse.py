@@ -1,0 +1,62 @@
+"""``gateway parse`` against kinesalite: stopped mid-stream, it resumes from its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.gateway.gatewayproc import GATEWAY, read_records, wait_for
+from tests.kinesis.emulator import Kinesalite
+from tests.kinesis.test_sink import AWS_ENV, simulate, start_gateway, user_records
+
+
+def test_parse_resumes_from_its_checkpoint(
+    tmp_path: Path, kinesalite: Kinesalite, make_stream: Callable[[int], str]
+) -> None:
+    raw_stream, parsed_stream = make_stream(2), make_stream(2)
+    gw = start_gateway(tmp_path, kinesalite.endpoint, raw_stream, parsed_stream)
+    config = tmp_path / "kinesis.toml"  # the gateway's own settings name both streams
+    out, checkpoint = tmp_path / "parsed-out", tmp_path / "checkpoint.json"
+    parse_args = [
+        GATEWAY,
+        "parse",
+        "--config",
+        str(config),
+        "--to-local",
+        str(out),
+        "--checkpoint",
+        str(checkpoint),
+    ]
+    env = {**os.environ, **AWS_ENV}
+    try:
+        sim = simulate(gw, tmp_path, 90, 8.0)
+        time.sleep(2.0)
+        first = subprocess.Popen(parse_args, env=env, stdout=subprocess.PIPE)
+        assert wait_for(lambda: len(read_records(out, "parsed")) > 50, timeout=20)
+        time.sleep(1.0)
+        first.send_signal(signal.SIGTERM)  # mid-stream: the fleet is still sending
+        first_out, _ = first.communicate(timeout=30)
+        assert first.returncode == 0
+        assert json.loads(checkpoint.read_text())["shards"]
+        sim.communicate(timeout=90)
+    finally:
+        assert gw.stop() == 0
+    second = subprocess.run(
+        [*parse_args, "--idle-exit", "2"], env=env, capture_output=True, timeout=120, check=True
+    )
+    summary_1 = json.loads(first_out.decode().splitlines()[-1])
+    summary_2 = json.loads(second.stdout.decode().splitlines()[-1])
+    raw = user_records(kinesalite, raw_stream)
+    # The restart resumed: together the two runs read each raw record about once, not twice.
+    assert summary_1["raw_records"] > 0 and summary_2["raw_records"] > 0
+    assert summary_1["raw_records"] + summary_2["raw_records"] < 1.2 * len(raw)
+    # Every raw record was parsed at least once, exactly like the live parsed stream.
+    live = {r["record"]["id"]: r["record"] for r in user_records(kinesalite, parsed_stream)}
+    parsed = {r["id"]: r for r in read_records(out, "parsed")}
+    assert parsed.keys() == live.keys()
+    assert all(parsed[i] == live[i] for i in live)

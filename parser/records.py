@@ -117,6 +117,7 @@ def parsed_records(raw: RawRecord, readings: tuple[Reading, ...]) -> list[Parsed
 
 
 _second_cache: dict[int, str] = {}
+_MILLIS = tuple(f"{ms:03d}Z" for ms in range(1000))
 
 
 def iso_ms(ms: int) -> str:
@@ -130,7 +131,7 @@ def iso_ms(ms: int) -> str:
         t = time.gmtime(seconds)
         prefix = f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}."
         _second_cache[seconds] = prefix
-    return f"{prefix}{millis:03d}Z"
+    return prefix + _MILLIS[millis]
 
 
 class RecordIds:

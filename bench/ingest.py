@@ -65,6 +65,8 @@ class Server:
                 str(data_dir),
                 "--metrics",
                 "127.0.0.1:0",
+                "--health",
+                "127.0.0.1:0",
             ]
         env = {**os.environ, "GATEWAY_LOG__FORMAT": "json", "GATEWAY_LOG__LEVEL": "warning"}
         if kind == "gateway":

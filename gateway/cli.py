@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a listener (repeatable; replaces the configured listeners)",
     )
     p.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint address")
+    p.add_argument("--health", metavar="HOST:PORT", help="/healthz and /readyz address")
 
     simulate_command.add_parser(sub)
     kinesis_tail.add_parser(sub)
@@ -82,6 +83,9 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     if args.metrics is not None:
         host, port = parse_address(args.metrics, "--metrics")
         overrides["metrics"] = {"host": host, "port": port}
+    if args.health is not None:
+        host, port = parse_address(args.health, "--health")
+        overrides["health"] = {"host": host, "port": port}
     return overrides
 
 

@@ -195,6 +195,7 @@ class KinesisSink:
         self._deadline: float | None = None  # set at shutdown: give up by then
         self._refresher: asyncio.Task[None] | None = None
         self.shard_map_refreshes = 0
+        self._failing_since: float | None = None  # first failed call since the last success
 
     async def open(self) -> None:
         config = AioConfig(
@@ -420,6 +421,7 @@ class KinesisSink:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             stats.request_errors[code] += 1
+            self._note_failure()
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in RETRIABLE or status >= 500:
                 for shard in {e.shard for e in call if e.shard}:
@@ -434,9 +436,11 @@ class KinesisSink:
         except (BotoCoreError, OSError, TimeoutError) as exc:
             kind = type(exc).__name__
             stats.request_errors[kind] += 1
+            self._note_failure()
             log.warning("Kinesis unreachable; retrying", stream=name, error=kind, entries=len(call))
             return call, []
         stats.put_latency.observe(time.monotonic() - started)
+        self._failing_since = None
         failed: list[_Entry] = []
         permanent: list[tuple[_Entry, str, str]] = []
         for entry, result in zip(call, response["Records"], strict=True):
@@ -460,6 +464,14 @@ class KinesisSink:
             else:
                 permanent.append((entry, code, result.get("ErrorMessage", "")))
         return failed, permanent
+
+    def _note_failure(self) -> None:
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+
+    def failing_for_s(self) -> float:
+        """How long every PutRecords call has been failing (0: the last one succeeded)."""
+        return 0.0 if self._failing_since is None else time.monotonic() - self._failing_since
 
     async def _dead_letter(
         self,

@@ -107,6 +107,7 @@ class Pipeline:
         self._idle = asyncio.Event()
         self.unwritten_bytes = 0
         self.replies = ReplyBatcher()
+        self._failing_since: dict[str, float] = {}  # stream -> first failure of its current write
         self._received_ms = -1
         self._received_at = ""
 
@@ -208,6 +209,7 @@ class Pipeline:
                 break
             except SinkError as exc:
                 stats.errors += 1
+                self._failing_since.setdefault(stream, self._clock())
                 log.warning(
                     "sink write failed; retrying",
                     stream=stream,
@@ -217,6 +219,7 @@ class Pipeline:
                 )
                 await asyncio.sleep(delay * random.uniform(0.5, 1.0))
                 delay = min(delay * 2, RETRY_MAX_S)
+        self._failing_since.pop(stream, None)
         stats.write_latency.observe(self._clock() - started)
         stats.batches += 1
         stats.records += len(batch.records)
@@ -235,6 +238,12 @@ class Pipeline:
         self.replies.flush()
         if self._flushing and self.unwritten_bytes == 0:
             self._idle.set()
+
+    def failing_for_s(self) -> float:
+        """How long the longest-failing stream write has been failing (0: none is)."""
+        if not self._failing_since:
+            return 0.0
+        return self._clock() - min(self._failing_since.values())
 
     def _writer_died(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:

@@ -19,6 +19,7 @@ import uvloop
 from prometheus_client import CollectorRegistry
 
 from gateway.flow_control import FlowControl
+from gateway.health import HealthServer
 from gateway.kinesis import KinesisSetupError, KinesisSink
 from gateway.local_sink import STREAMS, LocalSink
 from gateway.metrics import GatewayCollector, KinesisCollector, serve_metrics
@@ -33,6 +34,8 @@ from parser.codec import CodecOptions
 log = structlog.get_logger("gateway")
 
 SWEEP_INTERVAL_S = 1.0
+# A sink failing this long makes /readyz say no: the NLB sends new devices elsewhere.
+SINK_DOWN_AFTER_S = 5.0
 EXIT_FORCED = 130
 
 
@@ -104,8 +107,34 @@ class Gateway:
             metrics_address = f"http://{mhost}:{mport}/metrics"
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        health = None
+        health_address = None
+        if settings.health.enabled:
+
+            def readiness() -> tuple[bool, str]:
+                if self._stop.is_set():
+                    return False, "draining"
+                down = max(pipeline.failing_for_s(), kinesis.failing_for_s() if kinesis else 0.0)
+                if down > SINK_DOWN_AFTER_S:
+                    return False, f"sink failing for {down:.0f} s"
+                return True, "ready"
+
+            health = HealthServer(readiness)
+            try:
+                hhost, hport = await health.start(settings.health.host, settings.health.port)
+            except OSError as exc:
+                raise ConfigError(
+                    [f"health on {settings.health.host}:{settings.health.port}: {exc.strerror}"]
+                ) from None
+            health_address = f"http://{hhost}:{hport}"
         sweeper = asyncio.create_task(self._sweep(), name="connection-sweeper")
-        log.info("ready", listeners=bound, metrics=metrics_address, data_dir=str(sink.data_dir))
+        log.info(
+            "ready",
+            listeners=bound,
+            metrics=metrics_address,
+            health=health_address,
+            data_dir=str(sink.data_dir),
+        )
 
         await self._stop.wait()
 
@@ -136,6 +165,8 @@ class Gateway:
         if kinesis is not None:
             await kinesis.close()
         stop_metrics()
+        if health is not None:  # answered "draining" until here
+            health.close()
         if not flushed:
             log.error(
                 "shutdown deadline passed with records unwritten",

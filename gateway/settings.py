@@ -150,6 +150,14 @@ class MetricsSettings(_Section):
     port: int = Field(default=9108, ge=0, le=65535)
 
 
+class HealthSettings(_Section):
+    """NLB health checks: ``/healthz`` (live) and ``/readyz`` (ready) over plain HTTP."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
 class LogSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: JSON lines when stdout is not a terminal (systemd, containers), console otherwise.
@@ -173,6 +181,7 @@ class Settings(BaseSettings):
     pipeline: PipelineSettings = PipelineSettings()
     sink: SinkSettings = SinkSettings()
     metrics: MetricsSettings = MetricsSettings()
+    health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()
     # SIGTERM: stop accepting and reading, flush what was accepted and send the ACKs owed
     # within this deadline, then exit.

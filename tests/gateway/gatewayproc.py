@@ -29,7 +29,16 @@ class GatewayProcess:
         extra_args: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
-        args = [GATEWAY, "run", "--data-dir", str(data_dir), "--metrics", "127.0.0.1:0"]
+        args = [
+            GATEWAY,
+            "run",
+            "--data-dir",
+            str(data_dir),
+            "--metrics",
+            "127.0.0.1:0",
+            "--health",
+            "127.0.0.1:0",
+        ]
         if config is not None:
             args += ["--config", str(config)]
         for codec in codecs:
@@ -52,6 +61,7 @@ class GatewayProcess:
         ready = next(line for line in self.lines if line.get("event") == "ready")
         self.ports = {item["codec"]: item["port"] for item in ready["listeners"]}
         self.metrics_url: str = ready["metrics"]
+        self.health_url: str | None = ready.get("health")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None

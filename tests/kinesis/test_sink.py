@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records, wait_for
+from tests.gateway.test_health import get
 from tests.kinesis.emulator import Kinesalite
 from tests.kinesis.fault_proxy import FaultProxy
 from tests.parser.test_kpl import stock_deaggregate
@@ -195,12 +196,18 @@ def test_kinesis_down_pauses_devices_and_recovers(
         time.sleep(3.0)
         fault_proxy.update(refuse_connections=True)
         assert wait_for(lambda: gw.metric("gateway_paused") == 1, timeout=outage_s / 2)
+        assert gw.health_url is not None
+        readyz = gw.health_url + "/readyz"
+        # The NLB stops sending new devices here while the sink is down.
+        assert wait_for(lambda: get(readyz)[0] == 503, timeout=15)
+        assert "sink failing" in get(readyz)[1]
         deadline = time.monotonic() + outage_s - 3
         while time.monotonic() < deadline:
             assert gw.metric("gateway_buffered_bytes") <= budget + 256 * 1024
             time.sleep(2.0)
         fault_proxy.update(refuse_connections=False)
         assert wait_for(lambda: gw.metric("gateway_paused") == 0, timeout=30)
+        assert wait_for(lambda: get(readyz) == (200, "ready\n"), timeout=15)
         out, _ = sim.communicate(timeout=120)
         summary = json.loads(out.decode().splitlines()[-1])
         assert gw.metric("gateway_kinesis_dead_letters_total") == 0

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway import decode, kinesis_tail, logs, parse, replay, schema, server
+from gateway import decode, kinesis_tail, logs, parse, replay, schema, server, workers
 from gateway.fleet import command as simulate_command
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
 from gateway.settings import ConfigError, load_settings, parse_address, parse_listen
@@ -55,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint address")
     p.add_argument("--health", metavar="HOST:PORT", help="/healthz and /readyz address")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N processes sharing the ports (SO_REUSEPORT); metrics on port + worker index",
+    )
 
     simulate_command.add_parser(sub)
     kinesis_tail.add_parser(sub)
@@ -87,6 +94,20 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         host, port = parse_address(args.health, "--health")
         overrides["health"] = {"host": host, "port": port}
     return overrides
+
+
+def without_workers_flag(argv: Sequence[str] | None) -> list[str]:
+    """The ``run`` arguments for one worker: everything but ``--workers N``."""
+    args = list(sys.argv[1:] if argv is None else argv)[1:]  # drop the "run" itself
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg == "--workers":
+            skip = True
+        elif not arg.startswith("--workers="):
+            out.append(arg)
+    return out
 
 
 def check_config(path: Path) -> int:
@@ -124,6 +145,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return schema.command(args.write, args.check)
         elif args.command == "run":
             settings = load_settings(args.config, run_overrides(args))
+            if args.workers > 1:
+                shared = [ls for ls in settings.listeners if ls.port == 0]
+                if shared:
+                    raise ConfigError(
+                        ["--workers needs fixed listener ports (port 0 differs per process)"]
+                    )
+                return workers.supervise(without_workers_flag(argv), args.workers)
             logs.configure(settings.log)
             return server.run(settings)
         elif args.command == "check-config":

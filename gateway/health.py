@@ -21,8 +21,10 @@ class HealthServer:
         self._ready = ready
         self._server: asyncio.Server | None = None
 
-    async def start(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._handle, host, port, limit=MAX_REQUEST_BYTES)
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> tuple[str, int]:
+        self._server = await asyncio.start_server(
+            self._handle, host, port, limit=MAX_REQUEST_BYTES, reuse_port=reuse_port or None
+        )
         bound_host, bound_port = self._server.sockets[0].getsockname()[:2]
         return str(bound_host), int(bound_port)
 

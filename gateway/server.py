@@ -29,6 +29,7 @@ from gateway.settings import ConfigError, Settings
 from gateway.sink import Sink
 from gateway.stats import SinkStats
 from gateway.tcp import Listener
+from gateway.workers import worker_index
 from parser.codec import CodecOptions
 
 log = structlog.get_logger("gateway")
@@ -80,10 +81,12 @@ class Gateway:
             except UnknownCodecError as exc:
                 raise ConfigError([f"listeners: {exc}"]) from None
             self.listeners.append(Listener(ls, codec, pipeline, flow))
+        # A worker of `run --workers N` (or of ev-gateway@.service) shares its ports.
+        worker = worker_index()
         bound = []
         for listener in self.listeners:
             try:
-                host, port = await listener.start()
+                host, port = await listener.start(reuse_port=worker is not None)
             except OSError as exc:
                 ls = listener.settings
                 raise ConfigError(
@@ -101,8 +104,11 @@ class Gateway:
             )
             if kinesis is not None:
                 registry_.register(KinesisCollector(kinesis))
+            metrics_port = settings.metrics.port
+            if worker is not None and metrics_port:
+                metrics_port += worker  # each worker is scraped on its own port
             mhost, mport, stop_metrics = serve_metrics(
-                registry_, settings.metrics.host, settings.metrics.port
+                registry_, settings.metrics.host, metrics_port
             )
             metrics_address = f"http://{mhost}:{mport}/metrics"
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -121,7 +127,9 @@ class Gateway:
 
             health = HealthServer(readiness)
             try:
-                hhost, hport = await health.start(settings.health.host, settings.health.port)
+                hhost, hport = await health.start(
+                    settings.health.host, settings.health.port, reuse_port=worker is not None
+                )
             except OSError as exc:
                 raise ConfigError(
                     [f"health on {settings.health.host}:{settings.health.port}: {exc.strerror}"]
@@ -130,6 +138,7 @@ class Gateway:
         sweeper = asyncio.create_task(self._sweep(), name="connection-sweeper")
         log.info(
             "ready",
+            worker=worker,
             listeners=bound,
             metrics=metrics_address,
             health=health_address,

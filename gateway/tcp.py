@@ -50,7 +50,7 @@ class Listener:
         self.server: asyncio.Server | None = None
         self.delivered = settings.ack_policy == "delivered"
 
-    async def start(self) -> tuple[str, int]:
+    async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
             lambda: TcpDeviceProtocol(self),
@@ -58,6 +58,7 @@ class Listener:
             self.settings.port,
             backlog=4096,
             reuse_address=True,
+            reuse_port=reuse_port or None,
         )
         host, port = self.server.sockets[0].getsockname()[:2]
         return str(host), int(port)

@@ -153,7 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     )
                 return workers.supervise(without_workers_flag(argv), args.workers)
             logs.configure(settings.log)
-            return server.run(settings)
+            return server.run(settings, lambda: load_settings(args.config, run_overrides(args)))
         elif args.command == "check-config":
             return check_config(args.file)
         elif args.command == "simulate":

@@ -4,10 +4,11 @@ Each raw record's payload is fed to a fresh session of its codec — the code pa
 takes — and its readings become parsed records through the same builder, so ids
 (``<raw id>-<index>``), fields and per-device order match the live output record for record, and
 replaying twice yields the same ids. Inputs: the local sink's ``raw/`` files and Firehose-style
-objects (newline-delimited raw records, gzip or plain) given as files or directories, and legacy
-captures (hex per line, or binary) with the device id and codec on the command line. Bad input —
-a corrupt line, a truncated gzip member, an unknown codec — is reported with file and line and
-skipped; nothing else stops.
+objects (newline-delimited raw records, gzip or plain) given as files or directories or read from
+``s3://bucket/prefix``, and legacy captures (hex per line, or binary) with the device id and codec
+on the command line. Bad input — a corrupt line, a truncated gzip member, an unknown codec, a
+missing bucket — is reported with file (or ``s3://`` object) and line and skipped; nothing else
+stops.
 """
 
 from __future__ import annotations
@@ -22,14 +23,20 @@ import sys
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import AsyncExitStack, aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from tempfile import SpooledTemporaryFile
+from typing import IO, TYPE_CHECKING, Any
 
+import aiobotocore.session
+import aiohttp
 import msgspec
 import uvloop
+from aiobotocore.config import AioConfig
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from gateway.decode import parse_hex
 from gateway.kinesis import KinesisSetupError, KinesisSink
@@ -42,8 +49,23 @@ from parser.events import Frame, Login
 from parser.kpl import MAX_PARTITION_KEY_CHARS
 from parser.records import RAW_SCHEMA, ParsedRecord, RawRecord, iso_ms, parsed_records, to_json
 
+if TYPE_CHECKING:
+    from aiobotocore.session import ClientCreatorContext
+    from types_aiobotocore_s3 import S3Client
+
 BATCH_RECORDS = 2000
 GZIP_MAGIC = b"\x1f\x8b"
+S3_SCHEME = "s3://"
+LIST_PAGE_KEYS = 1000  # ListObjectsV2's maximum page
+DOWNLOAD_CHUNK_BYTES = 1 << 20
+# Objects are fetched one at a time, each whole before it is read: in memory up to this size, in
+# a temporary file past it (Firehose objects reach 128 MiB). Then the synchronous gzip reader and
+# line loop that read local files read the spool too, at the same speed and with the same errors.
+SPOOL_MEMORY_BYTES = 8 << 20
+# What fetching from S3 raises: botocore's own errors (including read timeouts and broken bodies
+# while streaming) and aiohttp's for a body cut off mid-stream.
+S3_ERRORS = (BotoCoreError, ClientError, aiohttp.ClientError)
+S3_MISSING = {"NoSuchBucket": "no such bucket", "NoSuchKey": "no such object"}
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,9 +73,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "inputs",
         nargs="*",
-        type=Path,
-        metavar="PATH",
-        help="raw-record files or directories (JSON lines, gzip or plain)",
+        metavar="INPUT",
+        help="raw-record files or directories (JSON lines, gzip or plain), or s3://BUCKET/PREFIX",
     )
     p.add_argument(
         "--capture",
@@ -77,6 +98,16 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="append",
         metavar="NAME",
         help="only these codecs (for --capture: the capture's codec)",
+    )
+    p.add_argument(
+        "--s3-endpoint-url",
+        metavar="URL",
+        help="S3 endpoint for s3:// inputs (default: AWS_ENDPOINT_URL_S3, else AWS's)",
+    )
+    p.add_argument(
+        "--s3-region",
+        metavar="REGION",
+        help="region for s3:// inputs (default: AWS_DEFAULT_REGION)",
     )
     p.add_argument(
         "--dry-run",
@@ -141,28 +172,50 @@ class Replayer:
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def raw_files(self) -> Iterator[Path]:
-        for path in self.args.inputs:
-            if path.is_dir():
-                yield from sorted(p for p in path.rglob("*") if p.is_file())
-            elif path.is_file():
-                yield path
-            else:
-                self.warn(str(path), "missing_input", "no such file or directory")
+    async def sources(self) -> AsyncGenerator[Iterator[RawRecord], None]:
+        """The inputs in command-line order, one synchronous iterator of raw records per file,
+        S3 object or capture. Only fetching objects awaits; every line is read by ``_lines``."""
+        if self.args.capture is not None:
+            yield self.capture_records()
+            return
+        async with AsyncExitStack() as stack:
+            client = None
+            if any(item.startswith(S3_SCHEME) for item in self.args.inputs):
+                # Before any input: a bad endpoint or profile is a usage error, not a skip.
+                try:
+                    client = await stack.enter_async_context(self._s3_client())
+                except (ValueError, BotoCoreError) as exc:
+                    raise ConfigError([f"S3 client: {exc}"]) from None
+            for item in self.args.inputs:
+                if client is not None and item.startswith(S3_SCHEME):
+                    async with aclosing(self.object_records(client, item)) as objects:
+                        async for records in objects:
+                            yield records
+                    continue
+                for path in self.raw_files(Path(item)):
+                    self.summary.files += 1
+                    yield self.file_records(path)
 
-    def raw_records(self) -> Iterator[RawRecord]:
-        for path in self.raw_files():
-            self.summary.files += 1
-            try:
-                with path.open("rb") as f:
-                    head = f.read(2)
-                    f.seek(0)
-                    stream: BinaryIO = gzip.GzipFile(fileobj=f) if head == GZIP_MAGIC else f  # type: ignore[assignment]
-                    yield from self._lines(path, stream)
-            except OSError as exc:
-                self.warn(str(path), "unreadable", f"cannot read: {exc.strerror or exc}")
+    def raw_files(self, path: Path) -> Iterator[Path]:
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file())
+        elif path.is_file():
+            yield path
+        else:
+            self.warn(str(path), "missing_input", "no such file or directory")
 
-    def _lines(self, path: Path, stream: BinaryIO) -> Iterator[RawRecord]:
+    def file_records(self, path: Path) -> Iterator[RawRecord]:
+        try:
+            with path.open("rb") as f:
+                yield from self._lines(str(path), f)
+        except OSError as exc:
+            self.warn(str(path), "unreadable", f"cannot read: {exc.strerror or exc}")
+
+    def _lines(self, name: str, f: IO[bytes]) -> Iterator[RawRecord]:
+        """The raw records of one file or fetched object: JSON lines, gzip (by magic) or plain."""
+        head = f.read(2)
+        f.seek(0)
+        stream: IO[bytes] = gzip.GzipFile(fileobj=f, mode="rb") if head == GZIP_MAGIC else f  # type: ignore[assignment]
         number = 0
         try:
             for number, line in enumerate(stream, 1):
@@ -188,11 +241,78 @@ class Replayer:
                     binascii.Error,
                     ValueError,
                 ) as exc:
-                    self.warn(f"{path}:{number}", "corrupt_line", f"not a raw record ({exc})")
+                    self.warn(f"{name}:{number}", "corrupt_line", f"not a raw record ({exc})")
                     continue
                 yield raw
         except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-            self.warn(f"{path}:{number + 1}", "truncated_gzip", f"damaged gzip data ({exc})")
+            self.warn(f"{name}:{number + 1}", "truncated_gzip", f"damaged gzip data ({exc})")
+
+    def _s3_client(self) -> ClientCreatorContext[S3Client]:
+        # Unset flags leave endpoint and region to botocore: AWS_ENDPOINT_URL_S3 (or the config
+        # file's endpoint_url), AWS_DEFAULT_REGION; credentials come from the standard chain.
+        return aiobotocore.session.get_session().create_client(
+            "s3",
+            region_name=self.args.s3_region,
+            endpoint_url=self.args.s3_endpoint_url,
+            config=AioConfig(retries={"mode": "standard"}, connect_timeout=5, read_timeout=60),
+        )
+
+    async def object_records(
+        self, client: S3Client, url: str
+    ) -> AsyncGenerator[Iterator[RawRecord], None]:
+        """The objects under ``s3://bucket/prefix`` in key order (Firehose's names sort by time),
+        each fetched to a spool and then read like a local file."""
+        bucket, _, prefix = url.removeprefix(S3_SCHEME).partition("/")
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=prefix, PaginationConfig={"PageSize": LIST_PAGE_KEYS}
+        )
+        found = False
+        try:
+            async for page in pages:
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key.endswith("/"):  # a console "folder" marker, no data
+                        continue
+                    found = True
+                    self.summary.files += 1
+                    name = f"{S3_SCHEME}{bucket}/{key}"
+                    with SpooledTemporaryFile(SPOOL_MEMORY_BYTES) as spool:
+                        if await self._fetch(client, bucket, key, spool):
+                            spool.seek(0)
+                            yield self._lines(name, spool)
+        except S3_ERRORS as exc:
+            self._s3_warn(url, exc)
+            return
+        if not found:
+            self.warn(url, "missing_input", "no objects under this prefix")
+
+    async def _fetch(self, client: S3Client, bucket: str, key: str, spool: IO[bytes]) -> bool:
+        """Streams the object's body into ``spool``; False (reported) if it cannot be read."""
+        try:
+            response = await client.get_object(Bucket=bucket, Key=key)
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(DOWNLOAD_CHUNK_BYTES):
+                    spool.write(chunk)
+        except (*S3_ERRORS, OSError) as exc:
+            self._s3_warn(f"{S3_SCHEME}{bucket}/{key}", exc)
+            return False
+        return True
+
+    def _s3_warn(self, where: str, exc: Exception) -> None:
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "")
+            if code in S3_MISSING:
+                self.warn(where, "missing_input", S3_MISSING[code])
+                return
+            detail = f"{code}: {error.get('Message', '')}"
+            if code == "AccessDenied":
+                detail = "access denied (needs s3:ListBucket and s3:GetObject)"
+        elif isinstance(exc, NoCredentialsError):
+            detail = "no AWS credentials (environment, profile or instance role)"
+        else:
+            detail = str(exc) or type(exc).__name__
+        self.warn(where, "unreadable", f"cannot read: {detail}")
 
     def capture_records(self) -> Iterator[RawRecord]:
         """A legacy capture's frames as raw records with ids derived from their content."""
@@ -294,7 +414,6 @@ def _existing(data_dir: Path) -> dict[str, bytes]:
 
 async def _replay(replayer: Replayer) -> None:
     args, settings, summary = replayer.args, replayer.settings, replayer.summary
-    source = replayer.capture_records() if args.capture else replayer.raw_records()
     existing = _existing(settings.sink.local.data_dir) if args.dry_run else {}
     sink: Sink | None = None
     kinesis: KinesisSink | None = None
@@ -316,37 +435,40 @@ async def _replay(replayer: Replayer) -> None:
         records.clear()
         keys.clear()
 
+    sources = replayer.sources()
     try:
-        for raw in source:
-            out = replayer.parsed(raw)
-            if not out:
-                continue
-            for record in out:
-                encoded = to_json(record)
-                if args.dry_run:
-                    before = existing.get(record.id)
-                    if before is None:
-                        summary.new += 1
-                    elif before == encoded:
-                        summary.unchanged += 1
-                    else:
-                        summary.changed += 1
+        async for source in sources:
+            for raw in source:
+                out = replayer.parsed(raw)
+                if not out:
                     continue
-                records.append(encoded)
-                keys.append((record.device_id or "unknown")[:MAX_PARTITION_KEY_CHARS])
-            if len(records) >= BATCH_RECORDS:
-                await flush()
-            if progress and time.monotonic() - last_report > 0.5:
-                last_report = time.monotonic()
-                rate = summary.raw_records / max(1e-9, last_report - started)
-                print(
-                    f"\r{summary.raw_records:,} raw records, {rate:,.0f}/s, "
-                    f"{summary.parsed_records:,} parsed",
-                    end="",
-                    file=sys.stderr,
-                )
+                for record in out:
+                    encoded = to_json(record)
+                    if args.dry_run:
+                        before = existing.get(record.id)
+                        if before is None:
+                            summary.new += 1
+                        elif before == encoded:
+                            summary.unchanged += 1
+                        else:
+                            summary.changed += 1
+                        continue
+                    records.append(encoded)
+                    keys.append((record.device_id or "unknown")[:MAX_PARTITION_KEY_CHARS])
+                if len(records) >= BATCH_RECORDS:
+                    await flush()
+                if progress and time.monotonic() - last_report > 0.5:
+                    last_report = time.monotonic()
+                    rate = summary.raw_records / max(1e-9, last_report - started)
+                    print(
+                        f"\r{summary.raw_records:,} raw records, {rate:,.0f}/s, "
+                        f"{summary.parsed_records:,} parsed",
+                        end="",
+                        file=sys.stderr,
+                    )
         await flush()
     finally:
+        await sources.aclose()
         if progress:
             print(file=sys.stderr)
         if kinesis is not None:
@@ -362,6 +484,10 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides)
     if not args.inputs and args.capture is None:
         raise ConfigError(["give raw-record files or directories, or --capture FILE"])
+    if any(
+        i.startswith(S3_SCHEME) and not i[len(S3_SCHEME) :].partition("/")[0] for i in args.inputs
+    ):
+        raise ConfigError([f"an S3 input needs a bucket: {S3_SCHEME}BUCKET/PREFIX"])
     replayer = Replayer(args, settings)
     started = time.monotonic()
     uvloop.run(_replay(replayer))

@@ -25,12 +25,12 @@ from gateway.local_sink import STREAMS, LocalSink
 from gateway.metrics import GatewayCollector, KinesisCollector, serve_metrics
 from gateway.pipeline import Pipeline
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
-from gateway.settings import ConfigError, Settings
+from gateway.settings import ConfigError, ListenerSettings, Settings
 from gateway.sink import Sink
 from gateway.stats import SinkStats
 from gateway.tcp import Listener
 from gateway.workers import worker_index
-from parser.codec import CodecOptions
+from parser.codec import Codec, CodecOptions
 
 log = structlog.get_logger("gateway")
 
@@ -41,15 +41,17 @@ EXIT_FORCED = 130
 
 
 class Gateway:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, reload: Callable[[], Settings] | None = None) -> None:
         self.settings = settings
+        self._load_again = reload
+        self.registry = CodecRegistry({})
         self._stop = asyncio.Event()
         self._signals = 0
         self.listeners: list[Listener] = []
 
     async def serve(self) -> int:
         settings = self.settings
-        registry = CodecRegistry.load([*default_layout_dirs(), *settings.layout_dirs])
+        self.registry = CodecRegistry.load([*default_layout_dirs(), *settings.layout_dirs])
         sink = LocalSink(settings.sink.local)
         sink.open()
         loop = asyncio.get_running_loop()
@@ -69,18 +71,7 @@ class Gateway:
         pipeline = Pipeline(settings.pipeline, sinks, flow, sink_stats)
         pipeline.start()
         for ls in settings.listeners:
-            options = CodecOptions(
-                max_frame_bytes=ls.max_frame_bytes,
-                timezone=ls.timezone,
-                allowed_devices=None
-                if ls.allowed_devices is None
-                else frozenset(ls.allowed_devices),
-            )
-            try:
-                codec = registry.create(ls.codec, options)
-            except UnknownCodecError as exc:
-                raise ConfigError([f"listeners: {exc}"]) from None
-            self.listeners.append(Listener(ls, codec, pipeline, flow))
+            self.listeners.append(Listener(ls, self._codec(ls), pipeline, flow))
         # A worker of `run --workers N` (or of ev-gateway@.service) shares its ports.
         worker = worker_index()
         bound = []
@@ -113,6 +104,7 @@ class Gateway:
             metrics_address = f"http://{mhost}:{mport}/metrics"
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
         health = None
         health_address = None
         if settings.health.enabled:
@@ -194,6 +186,35 @@ class Gateway:
         log.info("stopped", seconds=round(time.monotonic() - started, 2))
         return 0
 
+    def _codec(self, ls: ListenerSettings) -> Codec:
+        options = CodecOptions(
+            max_frame_bytes=ls.max_frame_bytes,
+            timezone=ls.timezone,
+            allowed_devices=None if ls.allowed_devices is None else frozenset(ls.allowed_devices),
+        )
+        try:
+            return self.registry.create(ls.codec, options)
+        except UnknownCodecError as exc:
+            raise ConfigError([f"listeners: {exc}"]) from None
+
+    def _reload(self) -> None:
+        """SIGHUP: read the settings again; apply TLS certificates, source and device
+        allow-lists to new connections of the same listeners (ports cannot change live)."""
+        try:
+            fresh = self._load_again() if self._load_again else self.settings
+            by_address = {(ls.codec, ls.host, ls.port): ls for ls in fresh.listeners}
+            changes = []
+            for listener in self.listeners:
+                old = listener.settings
+                ls = by_address.get((old.codec, old.host, old.port), old)
+                changes.append((listener, ls, self._codec(ls)))
+            for listener, ls, codec in changes:  # all loaded: apply together
+                listener.reload(ls, codec)
+        except ConfigError as exc:
+            log.error("reload failed; keeping the previous settings", error=str(exc))
+            return
+        log.info("reloaded", listeners=len(self.listeners))
+
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals > 1:
@@ -210,7 +231,7 @@ class Gateway:
                 listener.sweep(now)
 
 
-def run(settings: Settings) -> int:
-    """Run the gateway until SIGTERM/SIGINT; returns the exit status."""
+def run(settings: Settings, reload: Callable[[], Settings] | None = None) -> int:
+    """Run the gateway until SIGTERM/SIGINT (SIGHUP reloads); returns the exit status."""
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(Gateway(settings).serve())
+        return runner.run(Gateway(settings, reload).serve())

@@ -20,6 +20,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from parser.proxy_protocol import AllowList
+
 AckPolicy = Literal["accepted", "delivered"]
 
 
@@ -33,6 +35,16 @@ class ConfigError(Exception):
 
 class _Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TlsSettings(_Section):
+    """TLS on a device listener; certificates are read again on SIGHUP (no connection drops)."""
+
+    cert_file: Path
+    key_file: Path
+    # Mutual TLS: devices must present a certificate signed by this CA.
+    client_ca_file: Path | None = None
+    min_version: Literal["1.2", "1.3"] = "1.2"
 
 
 class ListenerSettings(_Section):
@@ -54,6 +66,19 @@ class ListenerSettings(_Section):
     write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
     timezone: str = "UTC"
     allowed_devices: list[str] | None = None
+    tls: TlsSettings | None = None
+    # With NLB IP targets the device address arrives in a PROXY protocol v2 header; "optional"
+    # also takes connections without one (health checks, direct tests).
+    proxy_protocol: Literal["off", "optional", "required"] = "off"
+    # Source networks allowed to connect (CIDRs; after PROXY, the device's own address).
+    # Unset: any source. Reloaded on SIGHUP.
+    allowed_networks: list[str] | None = None
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str] | None) -> list[str] | None:
+        AllowList.parse(value)  # ValueError names the bad entry
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -21,14 +21,18 @@ from gateway.flow_control import FlowControl
 from gateway.pipeline import FrameSource, Pipeline
 from gateway.settings import ListenerSettings
 from gateway.stats import ListenerStats
+from gateway.tls import load, server_context
 from parser.codec import Codec, Session
 from parser.events import Action, Frame, Login, Reject
+from parser.proxy_protocol import AllowList, ProxyHeaderParser, ProxyMode, ProxyProtocolError
 
 log = structlog.get_logger("gateway.tcp")
 
 # The budget is checked between slices of a read: a slice's records are at most a few times
 # its size, which bounds how far a single read can overshoot the high watermark.
 CONSUME_SLICE_BYTES = 4096
+# NLB headers are under 100 bytes; a direct peer cannot make us parse 64 KiB of TLVs.
+PROXY_HEADER_BYTES = 4096
 
 
 class Listener:
@@ -49,6 +53,11 @@ class Listener:
         self.connections: set[TcpDeviceProtocol] = set()
         self.server: asyncio.Server | None = None
         self.delivered = settings.ack_policy == "delivered"
+        self.tls = server_context(settings.tls) if settings.tls is not None else None
+        self.allow = AllowList.parse(settings.allowed_networks)
+        self.proxy_mode = (
+            None if settings.proxy_protocol == "off" else ProxyMode(settings.proxy_protocol)
+        )
 
     async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
         loop = asyncio.get_running_loop()
@@ -59,9 +68,19 @@ class Listener:
             backlog=4096,
             reuse_address=True,
             reuse_port=reuse_port or None,
+            ssl=self.tls,
         )
         host, port = self.server.sockets[0].getsockname()[:2]
         return str(host), int(port)
+
+    def reload(self, settings: ListenerSettings, codec: Codec) -> None:
+        """SIGHUP: new certificates, allow-lists and device allow-list for new connections;
+        open connections are untouched."""
+        if self.tls is not None and settings.tls is not None:
+            load(self.tls, settings.tls)
+        self.allow = AllowList.parse(settings.allowed_networks)
+        self.codec = codec
+        self.settings = settings
 
     def stop_accepting(self) -> None:
         if self.server is not None:
@@ -85,6 +104,7 @@ class TcpDeviceProtocol(asyncio.Protocol):
         "_backlog",
         "_outbox",
         "_paused_by_flow",
+        "_proxy",
         "_stopped",
         "bytes_in",
         "close_reason",
@@ -112,6 +132,7 @@ class TcpDeviceProtocol(asyncio.Protocol):
         self._paused_by_flow = self._stopped = False
         self._outbox: list[bytes] = []
         self._backlog = b""  # bytes read but not fed while the memory budget was full
+        self._proxy: ProxyHeaderParser | None = None
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -139,13 +160,51 @@ class TcpDeviceProtocol(asyncio.Protocol):
         stats.connections_open += 1
         stats.connections_total += 1
         listener.flow.register(self)
+        if listener.proxy_mode is not None:
+            # The device's address comes in the PROXY header; check and log it then.
+            self._proxy = ProxyHeaderParser(
+                listener.proxy_mode, max_header_bytes=PROXY_HEADER_BYTES
+            )
+        else:
+            self._admit()
+
+    def _admit(self) -> bool:
+        """Allow-list check on the device's address, then the open log line."""
+        listener = self.listener
+        if not listener.allow.allows(self.peer.rpartition(":")[0].strip("[]")):
+            self.close("source_not_allowed", abort=True)
+            return False
         log.info("connection open", codec=listener.codec.name, peer=self.peer)
+        return True
+
+    def _proxy_header(self, data: bytes) -> bytes | None:
+        """Feed the PROXY header parser; the device's bytes after it, or None (wait/closed)."""
+        assert self._proxy is not None
+        try:
+            result = self._proxy.feed(data)
+        except ProxyProtocolError as exc:
+            self.listener.stats.rejects[f"proxy_{exc.reason}"] += 1
+            self.close("bad_proxy_header", abort=True)
+            return None
+        if result is None:
+            return None
+        self._proxy = None
+        if result.source is not None:
+            host, port = result.source
+            self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            self.source = FrameSource(self.listener.codec.name, "tcp", self.peer)
+        return result.rest if self._admit() else None
 
     def data_received(self, data: bytes) -> None:
         if self.session is None or self._stopped:
             return
         self.bytes_in += len(data)
         self.listener.stats.bytes_in += len(data)
+        if self._proxy is not None:
+            rest = self._proxy_header(data)
+            if not rest:
+                return
+            data = rest
         self._consume(self._backlog + data if self._backlog else data)
         if self._outbox:
             self.flush_replies()

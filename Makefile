@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo demo-kinesis test lint typecheck unit bench schema clean
+.PHONY: setup demo demo-kinesis image test lint typecheck unit bench schema clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
@@ -30,6 +30,10 @@ demo: setup
 # The same fleet into Kinesis streams on a local kinesalite (config/kinesis-local.toml), tailed.
 demo-kinesis: setup
 	$(BIN)/python -m gateway.demo --kinesis
+
+# The container image (needs a Docker engine; these build machines have none).
+image:
+	docker build -t ev-gateway .
 
 lint: setup
 	$(BIN)/ruff check .

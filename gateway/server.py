@@ -28,6 +28,7 @@ from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_di
 from gateway.settings import ConfigError, ListenerSettings, Settings
 from gateway.sink import Sink
 from gateway.stats import SinkStats
+from gateway.systemd_notify import Notifier
 from gateway.tcp import Listener
 from gateway.workers import worker_index
 from parser.codec import Codec, CodecOptions
@@ -41,8 +42,15 @@ EXIT_FORCED = 130
 
 
 class Gateway:
-    def __init__(self, settings: Settings, reload: Callable[[], Settings] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reload: Callable[[], Settings] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.settings = settings
+        self._notifier = notifier or Notifier(None)
+        self._status = "starting"
         self._load_again = reload
         self.registry = CodecRegistry({})
         self._stop = asyncio.Event()
@@ -104,7 +112,7 @@ class Gateway:
             metrics_address = f"http://{mhost}:{mport}/metrics"
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
         health = None
         health_address = None
         if settings.health.enabled:
@@ -136,12 +144,22 @@ class Gateway:
             health=health_address,
             data_dir=str(sink.data_dir),
         )
+        # systemd (Type=notify): started once every port is bound; then the watchdog, fed from
+        # this loop so that a stuck loop stops the pings.
+        ports = " ".join(f"{b['codec']}:{b['port']}" for b in bound)
+        self._status = f"serving {ports}; sink {'kinesis' if kinesis else 'local'}"
+        self._notifier.ready(self._status)
+        watchdog_s = self._notifier.watchdog_interval_s()
+        watchdog = None
+        if watchdog_s is not None:
+            watchdog = asyncio.create_task(self._feed_watchdog(watchdog_s), name="watchdog")
 
         await self._stop.wait()
 
         started = time.monotonic()
         deadline = started + settings.shutdown_timeout_s
         log.info("stopping", deadline_s=settings.shutdown_timeout_s)
+        self._notifier.stopping(f"draining, deadline {settings.shutdown_timeout_s:g} s")
         sweeper.cancel()
         for listener in self.listeners:
             listener.stop_accepting()
@@ -165,6 +183,8 @@ class Gateway:
         await pipeline.close()
         if kinesis is not None:
             await kinesis.close()
+        if watchdog is not None:
+            watchdog.cancel()
         stop_metrics()
         if health is not None:  # answered "draining" until here
             health.close()
@@ -215,6 +235,18 @@ class Gateway:
             return
         log.info("reloaded", listeners=len(self.listeners))
 
+    def _on_sighup(self) -> None:
+        self._notifier.reloading()
+        try:
+            self._reload()
+        finally:
+            self._notifier.ready(self._status)
+
+    async def _feed_watchdog(self, interval_s: float) -> None:
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval_s)
+
     def _on_signal(self, sig: signal.Signals) -> None:
         self._signals += 1
         if self._signals > 1:
@@ -233,5 +265,9 @@ class Gateway:
 
 def run(settings: Settings, reload: Callable[[], Settings] | None = None) -> int:
     """Run the gateway until SIGTERM/SIGINT (SIGHUP reloads); returns the exit status."""
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(Gateway(settings, reload).serve())
+    notifier = Notifier.from_environment()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(Gateway(settings, reload, notifier).serve())
+    finally:
+        notifier.close()

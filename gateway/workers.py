@@ -29,8 +29,12 @@ def worker_index() -> int | None:
 def supervise(argv: Sequence[str], workers: int) -> int:
     """Run ``workers`` copies of ``gateway run argv`` and wait; returns the worst exit code."""
     gateway = str(os.path.join(os.path.dirname(sys.executable), "gateway"))
+    # Workers get signals only from us (their own process group: a Ctrl-C to the terminal's
+    # group would otherwise reach them twice, and a second signal means "exit now"). They do
+    # not speak sd_notify: under systemd prefer one ev-gateway@N.service per core.
+    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
     children = [
-        subprocess.Popen([gateway, "run", *argv], env={**os.environ, WORKER_ENV: str(i)})
+        subprocess.Popen([gateway, "run", *argv], env={**env, WORKER_ENV: str(i)}, process_group=0)
         for i in range(workers)
     ]
 

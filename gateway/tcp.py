@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import time
 from functools import partial
 from typing import cast
@@ -21,7 +22,7 @@ from gateway.flow_control import FlowControl
 from gateway.pipeline import FrameSource, Pipeline
 from gateway.settings import ListenerSettings
 from gateway.stats import ListenerStats
-from gateway.tls import load, server_context
+from gateway.tls import TlsSession, load, server_context
 from parser.codec import Codec, Session
 from parser.events import Action, Frame, Login, Reject
 from parser.proxy_protocol import AllowList, ProxyHeaderParser, ProxyMode, ProxyProtocolError
@@ -68,7 +69,8 @@ class Listener:
             backlog=4096,
             reuse_address=True,
             reuse_port=reuse_port or None,
-            ssl=self.tls,
+            # With PROXY protocol the header precedes the ClientHello: TLS starts after it.
+            ssl=self.tls if self.proxy_mode is None else None,
         )
         host, port = self.server.sockets[0].getsockname()[:2]
         return str(host), int(port)
@@ -106,6 +108,7 @@ class TcpDeviceProtocol(asyncio.Protocol):
         "_paused_by_flow",
         "_proxy",
         "_stopped",
+        "_tls",
         "bytes_in",
         "close_reason",
         "device_id",
@@ -133,6 +136,7 @@ class TcpDeviceProtocol(asyncio.Protocol):
         self._outbox: list[bytes] = []
         self._backlog = b""  # bytes read but not fed while the memory budget was full
         self._proxy: ProxyHeaderParser | None = None
+        self._tls: TlsSession | None = None
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -189,6 +193,8 @@ class TcpDeviceProtocol(asyncio.Protocol):
         if result is None:
             return None
         self._proxy = None
+        if self.listener.tls is not None:
+            self._tls = TlsSession(self.listener.tls)
         if result.source is not None:
             host, port = result.source
             self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -205,6 +211,17 @@ class TcpDeviceProtocol(asyncio.Protocol):
             if not rest:
                 return
             data = rest
+        if self._tls is not None:
+            try:
+                data, handshake = self._tls.receive(data)
+            except ssl.SSLError:
+                self.listener.stats.rejects["tls_error"] += 1
+                self.close("tls_error", abort=True)
+                return
+            if handshake and self.transport is not None:
+                self.transport.write(handshake)
+            if not data:
+                return
         self._consume(self._backlog + data if self._backlog else data)
         if self._outbox:
             self.flush_replies()
@@ -361,7 +378,7 @@ class TcpDeviceProtocol(asyncio.Protocol):
         )
         if event.reply and self.transport is not None:
             self.flush_replies()  # keep replies in stream order
-            self.transport.write(event.reply)
+            self._write(event.reply)
         if event.action is Action.CLOSE:
             self.close(event.reason)
 
@@ -372,10 +389,14 @@ class TcpDeviceProtocol(asyncio.Protocol):
         self._outbox.append(reply)
         self.listener.stats.ack_latency.observe(time.monotonic() - accepted_at)
 
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(self._tls.send(data) if self._tls is not None else data)
+
     def flush_replies(self) -> None:
         outbox, self._outbox = self._outbox, []
         transport = self.transport
         if transport is None or transport.is_closing() or not outbox:
             return  # the device reconnects and resends; at-least-once, never lost
-        transport.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+        self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
         self.listener.stats.acks += len(outbox)

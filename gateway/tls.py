@@ -31,3 +31,42 @@ def load(context: ssl.SSLContext, settings: TlsSettings) -> None:
         raise ConfigError(
             [f"tls: cannot load {settings.cert_file} / {settings.key_file}: {exc}"]
         ) from None
+
+
+class TlsSession:
+    """Server-side TLS over memory BIOs, for a connection whose first bytes were not TLS.
+
+    Behind an NLB with PROXY protocol the header arrives in clear before the ClientHello, so TLS
+    cannot start at accept: the protocol reads the header, then runs TLS over the rest itself.
+    """
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        self._in = ssl.MemoryBIO()
+        self._out = ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._in, self._out, server_side=True)
+        self._handshaken = False
+
+    def receive(self, data: bytes) -> tuple[bytes, bytes]:
+        """Ciphertext in; (plaintext for the codec, ciphertext to send). Raises ssl.SSLError."""
+        self._in.write(data)
+        if not self._handshaken:
+            try:
+                self._tls.do_handshake()
+            except ssl.SSLWantReadError:
+                return b"", self._out.read()
+            self._handshaken = True
+        plain = []
+        while True:
+            try:
+                chunk = self._tls.read(65536)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            plain.append(chunk)
+        return b"".join(plain), self._out.read()
+
+    def send(self, data: bytes) -> bytes:
+        """Plaintext in; the ciphertext to write."""
+        self._tls.write(data)
+        return self._out.read()

@@ -128,3 +128,31 @@ def test_tls_listener_reloads_its_certificate_on_sighup(tmp_path: Path) -> None:
         new.close()
     finally:
         assert gw.stop() == 0
+
+
+def test_proxy_header_before_tls(tmp_path: Path) -> None:
+    cert, key = make_cert(tmp_path, "gw")
+    config = tmp_path / "gw.toml"
+    config.write_text(
+        "[[listeners]]\ncodec = 'evb1'\nhost = '127.0.0.1'\nport = 0\nproxy_protocol = 'required'\n"
+        f"tls = {{ cert_file = '{cert}', key_file = '{key}' }}\n"
+    )
+    gw = GatewayProcess(tmp_path / "data", codecs=(), config=config)
+    try:
+        port = gw.ports["evb1"]
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        # As an NLB with PROXY v2 and TLS passthrough does: the header in clear, then TLS.
+        raw.sendall(build_v2(("203.0.113.20", 50000), ("10.0.0.5", port)))
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        dev = context.wrap_socket(raw)
+        dev.sendall(evb1_login(IMEI) + evb1_heartbeat(3))
+        assert recv_exact(dev, 22) == evb1_ack(0, 1) + evb1_ack(3, 4)
+        dev.close()
+        plain = DeviceSocket(port)  # no TLS after the header: the handshake fails, closed
+        plain.send(build_v2(("203.0.113.21", 50001), ("10.0.0.5", port)) + evb1_login(IMEI))
+        assert plain.closed_by_peer()
+    finally:
+        assert gw.stop() == 0
+    assert {r["peer"] for r in read_records(gw.data_dir, "raw")} == {"203.0.113.20:50000"}

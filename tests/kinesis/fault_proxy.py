@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -491,7 +492,10 @@ class _Upstream:
     async def _send(self, request: HttpMessage) -> HttpMessage | None:
         assert self._reader is not None and self._writer is not None
         self._writer.write(request.to_bytes())
-        await self._writer.drain()
+        # kinesalite answers an oversize request (413) and closes before taking the whole body:
+        # its answer may still be waiting to be read.
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await self._writer.drain()
         return await read_message(self._reader, response_to=request)
 
     def close(self) -> None:

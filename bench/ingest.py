@@ -156,19 +156,7 @@ def idle_rss(kind: str, count: int) -> float:
             server.stop()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--connections", type=int, default=2000)
-    ap.add_argument("--window", type=int, default=8, help="un-ACKed frames per connection")
-    ap.add_argument("--batch", type=int, default=8, help="frames per write in batched mode")
-    ap.add_argument("--idle", type=int, default=10_000, help="idle connections for the RSS row")
-    args = ap.parse_args()
-    if len(os.sched_getaffinity(0)) < 2:
-        sys.exit("needs 2 CPUs: the server on one, the load on the other")
-
+def throughput_and_latency(args: argparse.Namespace) -> None:
     print(f"{'mode':<24} {'server':<9} {'frames/s':>10} {'CPU':>6} {'per core':>10} {'ratio':>7}")
     peak_gateway = 0.0
     for label, batch in (("1 frame per write", 1), (f"{args.batch} frames per write", args.batch)):
@@ -192,6 +180,23 @@ def main() -> None:
         p50, p99 = latency(kind, args, rate)
         print(f"  {kind:<9} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
 
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--connections", type=int, default=2000)
+    ap.add_argument("--window", type=int, default=8, help="un-ACKed frames per connection")
+    ap.add_argument("--batch", type=int, default=8, help="frames per write in batched mode")
+    ap.add_argument("--idle", type=int, default=10_000, help="idle connections for the RSS row")
+    ap.add_argument("--only-idle", action="store_true", help="measure only the RSS row")
+    args = ap.parse_args()
+    if len(os.sched_getaffinity(0)) < 2:
+        sys.exit("needs 2 CPUs: the server on one, the load on the other")
+
+    if not args.only_idle:
+        throughput_and_latency(args)
     print(f"\nRSS per idle connection ({args.idle:,} connections, EVB1 logged in for the gateway)")
     for kind in ("baseline", "gateway"):
         per_conn = idle_rss(kind, args.idle)

@@ -5,9 +5,16 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup demo demo-kinesis image test lint typecheck unit bench schema clean
+.PHONY: setup prometheus demo demo-kinesis image test lint typecheck unit bench schema clean
 
-setup: $(STAMP) $(NODE_STAMP)
+setup: $(STAMP) $(NODE_STAMP) prometheus
+
+# prometheus and promtool (Debian's package) for tests/test_prometheus.py; apt-get runs only
+# when promtool is missing.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+prometheus:
+	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
 
 # Reinstall only when the dependency list changes; the project itself is an editable install.
 $(STAMP): pyproject.toml

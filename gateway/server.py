@@ -226,7 +226,9 @@ class Gateway:
             changes = []
             for listener in self.listeners:
                 old = listener.settings
-                ls = by_address.get((old.codec, old.host, old.port), old)
+                ls = by_address.get((old.codec, old.host, old.port)) or by_address.get(
+                    (old.codec, old.host, listener.bound_port), old
+                )
                 changes.append((listener, ls, self._codec(ls)))
             for listener, ls, codec in changes:  # all loaded: apply together
                 listener.reload(ls, codec)

@@ -53,6 +53,7 @@ class Listener:
         self.stats = ListenerStats(codec.name, "tcp")
         self.connections: set[TcpDeviceProtocol] = set()
         self.server: asyncio.Server | None = None
+        self.bound_port = settings.port
         self.delivered = settings.ack_policy == "delivered"
         self.tls = server_context(settings.tls) if settings.tls is not None else None
         self.allow = AllowList.parse(settings.allowed_networks)
@@ -73,6 +74,7 @@ class Listener:
             ssl=self.tls if self.proxy_mode is None else None,
         )
         host, port = self.server.sockets[0].getsockname()[:2]
+        self.bound_port = int(port)
         return str(host), int(port)
 
     def reload(self, settings: ListenerSettings, codec: Codec) -> None:

@@ -156,3 +156,31 @@ def test_proxy_header_before_tls(tmp_path: Path) -> None:
     finally:
         assert gw.stop() == 0
     assert {r["peer"] for r in read_records(gw.data_dir, "raw")} == {"203.0.113.20:50000"}
+
+
+def test_sighup_reloads_the_source_allow_list(tmp_path: Path) -> None:
+    config = tmp_path / "gw.toml"
+    listener = "[[listeners]]\ncodec = 'evb1'\nhost = '127.0.0.1'\nport = {port}\n"
+    config.write_text(listener.format(port=0) + "allowed_networks = ['127.0.0.0/8']\n")
+    gw = GatewayProcess(tmp_path / "data", codecs=(), config=config)
+    try:
+        port = gw.ports["evb1"]
+        old = DeviceSocket(port)
+        old.send(evb1_login(IMEI))
+        assert old.recv_exact(11) == evb1_ack(0, 1)
+        # The file now names the bound port, as an operator's file does (ports cannot change live).
+        config.write_text(listener.format(port=port) + "allowed_networks = ['10.0.0.0/8']\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: bool(gw.events("reloaded")), timeout=10)
+        refused = DeviceSocket(port)
+        refused.send(evb1_login("356307042441099"))
+        assert refused.closed_by_peer()
+        old.send(evb1_heartbeat(1))  # connections already open are kept
+        assert old.recv_exact(11) == evb1_ack(1, 4)
+        assert (
+            gw.metric("gateway_connections_closed_by_gateway_total", reason="source_not_allowed")
+            == 1
+        )
+        old.close()
+    finally:
+        assert gw.stop() == 0

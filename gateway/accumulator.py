@@ -76,8 +76,3 @@ class Accumulator:
             self._current = None
             return batch
         return None
-
-    @property
-    def pending_records(self) -> int:
-        open_records = len(self._current.records) if self._current else 0
-        return open_records + sum(len(b.records) for b in self._ready)

@@ -28,19 +28,6 @@ class Histogram:
         self.counts[bisect_left(self.buckets, value)] += 1
         self.sum += value
 
-    @property
-    def count(self) -> int:
-        return sum(self.counts)
-
-    def quantile(self, q: float) -> float:
-        """Upper bound of the bucket holding quantile ``q`` (for status lines, not for SLOs)."""
-        total, seen = self.count, 0
-        for bound, n in zip((*self.buckets, float("inf")), self.counts, strict=True):
-            seen += n
-            if total and seen >= q * total:
-                return bound
-        return 0.0
-
 
 class ListenerStats:
     """Counters of one listener (one codec on one transport)."""

@@ -26,7 +26,6 @@ Timestamp = Annotated[
         description="UTC, ISO 8601 with milliseconds",
     ),
 ]
-SEVERITIES = ("info", "warning", "critical")
 
 MetricValue = bool | int | float | str | list[float] | None
 AttrValue = bool | int | float | str | None

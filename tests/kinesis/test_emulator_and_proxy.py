@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +14,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from tests.kinesis.emulator import HEADERS, Kinesalite
+from tests.kinesis.emulator import Kinesalite
 from tests.kinesis.fault_proxy import (
     INTERNAL_FAILURE,
     THROUGHPUT_EXCEEDED,
@@ -240,30 +236,6 @@ async def test_megabyte_bodies_pass_both_ways(
     assert sorted(r["Data"] for r in read["Records"]) == sorted(
         blob for blob, r in zip(blobs, answer["Records"], strict=True) if "ShardId" in r
     )
-
-
-async def test_an_oversize_request_gets_kinesalites_413_through_the_proxy(
-    fault_proxy: FaultProxy, stream: str
-) -> None:
-    # Above 7 MiB kinesalite answers 413 with an empty chunked body (research, section 1).
-    body = json.dumps(
-        {
-            "StreamName": stream,
-            "Records": [
-                {"Data": base64.b64encode(b"x" * 8 * 1024 * 1024).decode(), "PartitionKey": "k"}
-            ],
-        }
-    ).encode()
-    request = urllib.request.Request(
-        fault_proxy.url,
-        data=body,
-        headers={**HEADERS, "X-Amz-Target": "Kinesis_20131202.PutRecords"},
-        method="POST",
-    )
-    with pytest.raises(urllib.error.HTTPError) as raised:
-        await asyncio.to_thread(urllib.request.urlopen, request, timeout=10)
-    assert raised.value.code == 413
-    assert raised.value.read() == b""
 
 
 @pytest.mark.parametrize("step", [1, 7, 10_000])

@@ -1,0 +1,415 @@
+"""Notification engine: readings in, notifications out, driven by a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from parser.records import Alarm, MetricValue, Reading, iso_ms
+from parser.rules import (
+    NOTIFICATION_SCHEMA,
+    Notification,
+    NotificationEngine,
+    Rule,
+    parse_rules,
+)
+
+T0_MS = 1_560_161_086_000  # 2019-06-10T10:04:46.000Z
+OVERTEMP = Rule("battery_overtemp", "cell_temp_max_c", ">=", 60.0, "critical", hold_s=10.0)
+LOW_SOC = Rule("low_soc", "soc_pct", "<", 10.0, "warning", clear_threshold=15.0)
+
+
+def reading(ts_ms: int | None = T0_MS, **metrics: MetricValue) -> Reading:
+    return Reading("telemetry", ts_ms, metrics=dict(metrics))
+
+
+def alarm_reading(*alarms: Alarm) -> Reading:
+    return Reading("alarm", T0_MS, alarms=alarms)
+
+
+def engine(
+    rules: list[Rule] | None = None,
+    *,
+    reminder_s: float | None = None,
+    rate_per_s: float = 1000.0,
+    burst: int = 1000,
+    **kwargs: Any,
+) -> NotificationEngine:
+    return NotificationEngine(
+        [OVERTEMP, LOW_SOC] if rules is None else rules,
+        reminder_s=reminder_s,
+        rate_per_s=rate_per_s,
+        burst=burst,
+        **kwargs,
+    )
+
+
+class Clock:
+    """Feeds one reading at a time at a chosen monotonic ``now``."""
+
+    def __init__(self, eng: NotificationEngine, device_id: str = "dev1") -> None:
+        self.eng = eng
+        self.device_id = device_id
+
+    def at(self, now: float, r: Reading) -> list[Notification]:
+        return self.eng.evaluate(self.device_id, "raw1", [r], now, T0_MS + int(now * 1000))
+
+    def states(self, now: float, r: Reading) -> list[tuple[str, str]]:
+        return [(n.code, n.state) for n in self.at(now, r)]
+
+
+# --- rules: open, hold, reminder, clear -------------------------------------------------------
+
+
+def test_open_without_hold_is_immediate_and_carries_what_triggered_it() -> None:
+    clock = Clock(engine())
+    [n] = clock.at(5.0, reading(soc_pct=8.5))
+    assert n == Notification(
+        NOTIFICATION_SCHEMA,
+        "dev1",
+        "low_soc",
+        "warning",
+        "open",
+        {"soc_pct": 8.5},
+        "2019-06-10T10:04:46.000Z",
+        iso_ms(T0_MS + 5000),
+        "raw1",
+        False,
+    )
+    # JSON-ready: encodes with the field order of the record contract.
+    doc = msgspec.json.decode(msgspec.json.encode(n))
+    assert list(doc) == [
+        "schema",
+        "device_id",
+        "code",
+        "severity",
+        "state",
+        "values",
+        "ts",
+        "detected_at",
+        "raw_id",
+        "suppressed",
+    ]
+
+
+def test_hold_time_must_elapse_continuously() -> None:
+    clock = Clock(engine())
+    assert clock.states(0.0, reading(cell_temp_max_c=61)) == []
+    assert clock.states(9.9, reading(cell_temp_max_c=62)) == []
+    # Dipping below the threshold restarts the hold.
+    assert clock.states(10.0, reading(cell_temp_max_c=59)) == []
+    assert clock.states(11.0, reading(cell_temp_max_c=60)) == []
+    assert clock.states(20.9, reading(cell_temp_max_c=60)) == []
+    assert clock.states(21.0, reading(cell_temp_max_c=60)) == [("battery_overtemp", "open")]
+    assert clock.states(22.0, reading(cell_temp_max_c=65)) == []
+    assert clock.states(23.0, reading(cell_temp_max_c=50)) == [("battery_overtemp", "clear")]
+    # After a clear the hold starts over.
+    assert clock.states(24.0, reading(cell_temp_max_c=70)) == []
+    assert clock.states(34.0, reading(cell_temp_max_c=70)) == [("battery_overtemp", "open")]
+
+
+def test_reminders_at_the_interval_while_open_and_none_after_clear() -> None:
+    clock = Clock(engine(reminder_s=60.0))
+    assert clock.states(0.0, reading(soc_pct=5)) == [("low_soc", "open")]
+    assert clock.states(59.0, reading(soc_pct=5)) == []
+    assert clock.states(60.0, reading(soc_pct=5)) == [("low_soc", "reminder")]
+    assert clock.states(100.0, reading(soc_pct=5)) == []
+    assert clock.states(125.0, reading(soc_pct=5)) == [("low_soc", "reminder")]
+    assert clock.states(130.0, reading(soc_pct=20)) == [("low_soc", "clear")]
+    assert clock.states(500.0, reading(soc_pct=20)) == []
+
+
+def test_no_reminders_when_not_configured() -> None:
+    clock = Clock(engine(reminder_s=None))
+    assert clock.states(0.0, reading(soc_pct=5)) == [("low_soc", "open")]
+    assert clock.states(10_000.0, reading(soc_pct=5)) == []
+
+
+def test_hysteresis_clears_only_past_clear_threshold() -> None:
+    clock = Clock(engine())
+    assert clock.states(0.0, reading(soc_pct=9.9)) == [("low_soc", "open")]
+    assert clock.states(1.0, reading(soc_pct=12)) == []  # above threshold, below clear
+    assert clock.states(2.0, reading(soc_pct=14.9)) == []
+    [n] = clock.at(3.0, reading(soc_pct=15))
+    assert (n.state, n.values, n.severity) == ("clear", {"soc_pct": 15}, "warning")
+    # Between the two thresholds does not re-open.
+    assert clock.states(4.0, reading(soc_pct=12)) == []
+    assert clock.states(5.0, reading(soc_pct=9)) == [("low_soc", "open")]
+
+
+def test_without_clear_threshold_it_clears_as_soon_as_false() -> None:
+    clock = Clock(engine([Rule("hot", "t", ">", 10.0, "info")]))
+    assert clock.states(0.0, reading(t=11)) == [("hot", "open")]
+    assert clock.states(1.0, reading(t=10)) == [("hot", "clear")]
+
+
+def test_missing_or_non_numeric_metric_leaves_state_unchanged() -> None:
+    clock = Clock(engine(reminder_s=1.0))
+    assert clock.states(0.0, reading(cell_temp_max_c=70)) == []
+    # Pending hold survives readings without the metric (or with a null, a string, a NaN).
+    assert clock.states(3.0, reading(soc_pct=50)) == []
+    assert clock.states(4.0, reading(cell_temp_max_c=None)) == []
+    assert clock.states(5.0, reading(cell_temp_max_c="hot")) == []
+    assert clock.states(6.0, reading(cell_temp_max_c=float("nan"))) == []
+    assert clock.states(7.0, Reading("heartbeat", None)) == []
+    assert clock.states(10.0, reading(cell_temp_max_c=70)) == [("battery_overtemp", "open")]
+    # An open condition is neither cleared nor reminded by readings without the metric.
+    assert clock.states(50.0, reading(soc_pct=50)) == []
+    assert clock.states(51.0, reading(cell_temp_max_c=20)) == [("battery_overtemp", "clear")]
+
+
+def test_bool_metrics_compare_as_numbers() -> None:
+    clock = Clock(engine([Rule("isolation_fault", "isolation_ok", "==", 0.0, "critical")]))
+    assert clock.states(0.0, reading(isolation_ok=True)) == []
+    assert clock.states(1.0, reading(isolation_ok=False)) == [("isolation_fault", "open")]
+    assert clock.states(2.0, reading(isolation_ok=True)) == [("isolation_fault", "clear")]
+
+
+def test_state_is_per_device_and_readings_keep_their_order_and_ts() -> None:
+    eng = engine()
+    batch = [reading(T0_MS, soc_pct=5), reading(T0_MS + 1000, soc_pct=50), reading(None, soc_pct=1)]
+    out = eng.evaluate("a", "raw-a", batch, 0.0, T0_MS)
+    assert [(n.state, n.ts) for n in out] == [
+        ("open", "2019-06-10T10:04:46.000Z"),
+        ("clear", "2019-06-10T10:04:47.000Z"),
+        ("open", None),
+    ]
+    assert all(n.raw_id == "raw-a" and n.device_id == "a" for n in out)
+    assert [n.state for n in eng.evaluate("b", "raw-b", [reading(soc_pct=5)], 0.0, T0_MS)] == [
+        "open"
+    ]
+
+
+def test_unwatched_readings_create_no_device_state() -> None:
+    eng = engine()
+    assert eng.evaluate("a", "r", [reading(speed_kmh=50), Reading("login", None)], 0.0, T0_MS) == []
+    assert eng.tracked_devices == 0
+
+
+# --- protocol alarms ----------------------------------------------------------------------------
+
+
+def test_protocol_alarms_at_or_above_min_severity_open_once_each() -> None:
+    eng = engine()
+    r = alarm_reading(
+        Alarm("EVB1-0x0102", "critical", "bms", 7),
+        Alarm("fence_in", "info", "tcu", 4),
+        Alarm("vibration", "warning", "tcu", 3),
+        Alarm("EVB1-0x0200", "unknown-9", "unknown-5", None),
+    )
+    out = eng.evaluate("dev1", "raw1", [r], 0.0, T0_MS)
+    assert [(n.code, n.severity, n.state) for n in out] == [
+        ("EVB1-0x0102", "critical", "open"),
+        ("vibration", "warning", "open"),
+        ("EVB1-0x0200", "warning", "open"),  # unknown-N counts as a warning
+    ]
+    assert out[0].values == {"value": 7, "subsystem": "bms"}
+    # Events, not conditions: the same alarm again is a new notification, and none ever clears.
+    again = eng.evaluate("dev1", "raw2", [r, reading(soc_pct=80)], 1.0, T0_MS)
+    assert [n.state for n in again] == ["open", "open", "open"]
+
+
+@pytest.mark.parametrize(
+    ("minimum", "codes"),
+    [("info", ["i", "w", "c"]), ("warning", ["w", "c"]), ("critical", ["c"])],
+)
+def test_alarm_min_severity(minimum: Any, codes: list[str]) -> None:
+    eng = engine(alarm_min_severity=minimum)
+    r = alarm_reading(Alarm("i", "info"), Alarm("w", "warning"), Alarm("c", "critical"))
+    assert [n.code for n in eng.evaluate("d", "r", [r], 0.0, T0_MS)] == codes
+
+
+def test_alarm_reading_metrics_are_evaluated_too() -> None:
+    eng = engine()
+    r = Reading(
+        "alarm", T0_MS, metrics={"soc_pct": 3}, alarms=(Alarm("teltonika_panic", "critical"),)
+    )
+    out = eng.evaluate("d", "r", [r], 0.0, T0_MS)
+    assert [(n.code, n.state) for n in out] == [("teltonika_panic", "open"), ("low_soc", "open")]
+
+
+# --- storm control ------------------------------------------------------------------------------
+
+
+def test_rate_limit_marks_suppressed_and_counts_them() -> None:
+    eng = engine(rate_per_s=1.0, burst=2)
+    r = alarm_reading(*(Alarm(f"a{i}", "critical") for i in range(5)))
+    out = eng.evaluate("d", "r", [r], 0.0, T0_MS)
+    # Nothing dropped: all five come back, three of them marked.
+    assert [n.suppressed for n in out] == [False, False, True, True, True]
+    assert eng.suppressed == 3
+    # 1.5 s later one token has come back (and half of another).
+    out = eng.evaluate("d", "r", [r], 1.5, T0_MS)
+    assert [n.suppressed for n in out] == [False, True, True, True, True]
+    assert eng.suppressed == 7
+    # The bucket never holds more than the burst.
+    out = eng.evaluate("d", "r", [r], 1000.0, T0_MS)
+    assert [n.suppressed for n in out] == [False, False, True, True, True]
+    assert eng.suppressed == 10
+
+
+def test_suppressed_open_still_moves_the_state() -> None:
+    eng = engine([LOW_SOC], rate_per_s=0.0, burst=1)
+    clock = Clock(eng)
+    [first] = clock.at(0.0, reading(soc_pct=1))
+    [cleared] = clock.at(1.0, reading(soc_pct=50))
+    assert (first.state, first.suppressed) == ("open", False)
+    assert (cleared.state, cleared.suppressed) == ("clear", True)
+    assert eng.suppressed == 1
+
+
+def test_clock_going_backwards_does_not_mint_tokens() -> None:
+    eng = engine(rate_per_s=1.0, burst=1)
+    r = alarm_reading(Alarm("a", "critical"))
+    assert not eng.evaluate("d", "r", [r], 10.0, T0_MS)[0].suppressed
+    assert eng.evaluate("d", "r", [r], 5.0, T0_MS)[0].suppressed
+    assert eng.evaluate("d", "r", [r], 10.5, T0_MS)[0].suppressed
+    assert not eng.evaluate("d", "r", [r], 11.0, T0_MS)[0].suppressed
+
+
+# --- bounded state ------------------------------------------------------------------------------
+
+
+def test_lru_bound_evicts_least_recently_seen_device() -> None:
+    eng = engine([LOW_SOC], max_devices=2)
+    for device in ("a", "b"):
+        assert [n.state for n in eng.evaluate(device, "r", [reading(soc_pct=1)], 0, T0_MS)] == [
+            "open"
+        ]
+    eng.evaluate("a", "r", [reading(soc_pct=1)], 1, T0_MS)  # touch a: b is now the oldest
+    eng.evaluate("c", "r", [reading(soc_pct=50)], 2, T0_MS)
+    assert eng.tracked_devices == 2
+    # a kept its open state; b was evicted, so its still-low SoC opens again (documented).
+    assert eng.evaluate("a", "r", [reading(soc_pct=1)], 3, T0_MS) == []
+    assert [n.state for n in eng.evaluate("b", "r", [reading(soc_pct=1)], 4, T0_MS)] == ["open"]
+    assert eng.tracked_devices == 2
+
+
+# --- rule parsing -------------------------------------------------------------------------------
+
+
+def test_parse_rules_accepts_toml_shapes() -> None:
+    rules = parse_rules(
+        [
+            {
+                "code": "battery_overtemp",
+                "metric": "cell_temp_max_c",
+                "op": ">=",
+                "threshold": 60,
+                "hold_s": 10,
+                "severity": "critical",
+                "clear_threshold": 55,
+            },
+            {
+                "code": "low_soc",
+                "metric": "soc_pct",
+                "op": "<",
+                "threshold": 10.0,
+                "severity": "info",
+            },
+        ]
+    )
+    assert rules == [
+        Rule("battery_overtemp", "cell_temp_max_c", ">=", 60.0, "critical", 10.0, 55.0),
+        Rule("low_soc", "soc_pct", "<", 10.0, "info"),
+    ]
+    assert parse_rules([]) == []
+
+
+GOOD: dict[str, Any] = {"code": "c", "metric": "m", "op": ">=", "threshold": 1, "severity": "info"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"code": None}, r"rules\[1\]\.code: missing"),
+        ({"metric": None}, r"rules\[1\]\.metric: missing"),
+        ({"code": ""}, r"rules\[1\]\.code: a non-empty string"),
+        ({"code": "first"}, r"rules\[1\]\.code: 'first' is used by an earlier rule"),
+        ({"metric": 3}, r"rules\[1\]\.metric: a non-empty string"),
+        ({"op": "=>"}, r"rules\[1\]\.op: one of >=, >, <=, <, ==, !="),
+        ({"threshold": "60"}, r"rules\[1\]\.threshold: a finite number"),
+        ({"threshold": True}, r"rules\[1\]\.threshold: a finite number"),
+        ({"threshold": float("inf")}, r"rules\[1\]\.threshold: a finite number"),
+        ({"hold_s": -1}, r"rules\[1\]\.hold_s: must be >= 0"),
+        ({"severity": "fatal"}, r"rules\[1\]\.severity: one of info, warning, critical"),
+        ({"clear_threshold": 2}, r"rules\[1\]\.clear_threshold: >= needs clear_threshold <="),
+        (
+            {"op": "<", "clear_threshold": 0},
+            r"rules\[1\]\.clear_threshold: < needs clear_threshold >=",
+        ),
+        ({"op": "==", "clear_threshold": 1}, r"rules\[1\]\.clear_threshold: not allowed with =="),
+        ({"hold": 10}, r"rules\[1\]\.hold: unknown key"),
+    ],
+)
+def test_parse_rules_errors_name_index_and_key(change: dict[str, Any], message: str) -> None:
+    entry = {**GOOD, **change}
+    entry = {k: v for k, v in entry.items() if v is not None}
+    with pytest.raises(ValueError, match=message):
+        parse_rules([{**GOOD, "code": "first"}, entry])
+
+
+def test_parse_rules_rejects_non_table_entry() -> None:
+    with pytest.raises(ValueError, match=r"rules\[0\]: a table"):
+        parse_rules(["cell_temp_max_c >= 60"])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"reminder_s": 0.0},
+        {"rate_per_s": -1.0},
+        {"burst": 0},
+        {"max_devices": 0},
+        {"alarm_min_severity": "fatal"},
+    ],
+)
+def test_engine_rejects_bad_settings(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        engine(**kwargs)
+
+
+# --- property -----------------------------------------------------------------------------------
+
+steps = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c"]),
+        st.floats(min_value=0, max_value=30),  # time advance, s
+        st.one_of(st.none(), st.integers(min_value=0, max_value=100)),  # soc_pct (None: absent)
+        st.one_of(st.none(), st.floats(min_value=40, max_value=80)),  # cell_temp_max_c
+    ),
+    max_size=80,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=steps, reminder_s=st.one_of(st.none(), st.floats(min_value=1, max_value=60)))
+def test_open_and_clear_alternate_per_device_and_code(
+    steps: list[tuple[str, float, int | None, float | None]], reminder_s: float | None
+) -> None:
+    eng = engine(reminder_s=reminder_s, rate_per_s=0.5, burst=3)
+    now = 0.0
+    is_open: dict[tuple[str, str], bool] = {}
+    emitted = 0
+    for device, advance, soc, temp in steps:
+        now += advance
+        metrics: dict[str, MetricValue] = {}
+        if soc is not None:
+            metrics["soc_pct"] = soc
+        if temp is not None:
+            metrics["cell_temp_max_c"] = temp
+        for n in eng.evaluate(device, "r", [Reading("telemetry", T0_MS, metrics=metrics)], now, 0):
+            emitted += 1
+            key = (n.device_id, n.code)
+            was_open = is_open.get(key, False)
+            if n.state == "open":
+                assert not was_open, f"second open for {key} without a clear"
+                is_open[key] = True
+            else:
+                assert was_open, f"{n.state} for {key} that is not open"
+                is_open[key] = n.state == "reminder"
+    assert 0 <= eng.suppressed <= emitted

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from kinesis_agg import aggregate_with_library, measure, user_records  # noqa: E402
+from decode import measure  # noqa: E402
+from kinesis_agg import aggregate_with_library, user_records  # noqa: E402
 
 from gateway.kinesis import KinesisSink  # noqa: E402
 from gateway.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings  # noqa: E402

@@ -18,14 +18,14 @@ import importlib
 import json
 import os
 import random
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from decode import measure
 
 from parser.kpl import (
     KPL_DEFAULT_AGGREGATE_BYTES,
@@ -109,18 +109,6 @@ def aggregate_with_library(
     if last is not None:
         out.append(last.get_contents())
     return out
-
-
-def measure(fn: Callable[[], int], seconds: float, runs: int) -> float:
-    """Median items per CPU-second of ``fn`` (which returns how many items it processed)."""
-    rates = []
-    for _ in range(runs):
-        items = 0
-        start = time.process_time()
-        while (elapsed := time.process_time() - start) < seconds:
-            items += fn()
-        rates.append(items / elapsed)
-    return statistics.median(rates)
 
 
 def throughput_rows(records: UserRecords, seconds: float, runs: int) -> list[tuple[str, float]]:

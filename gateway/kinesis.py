@@ -241,20 +241,12 @@ class KinesisSink:
         self._deadline = deadline
 
     async def _refresh(self, name: str) -> None:
-        shards: list[tuple[int, int, str]] = []
-        kwargs: dict[str, Any] = {"StreamName": name}
-        while True:
-            response = await self._client.list_shards(**kwargs)
-            for shard in response["Shards"]:
-                if "EndingSequenceNumber" not in shard["SequenceNumberRange"]:  # open shards only
-                    r = shard["HashKeyRange"]
-                    shards.append(
-                        (int(r["StartingHashKey"]), int(r["EndingHashKey"]), shard["ShardId"])
-                    )
-            token = response.get("NextToken")
-            if not token:
-                break
-            kwargs = {"NextToken": token}
+        shards = [
+            (int(r["StartingHashKey"]), int(r["EndingHashKey"]), shard["ShardId"])
+            for shard in await list_shards(self._client, name)
+            if "EndingSequenceNumber" not in shard["SequenceNumberRange"]  # open shards only
+            for r in (shard["HashKeyRange"],)
+        ]
         self._maps[name] = ShardMap(shards)
         self._routes.pop(name, None)
         self.shard_map_refreshes += 1
@@ -513,6 +505,18 @@ class KinesisSink:
                 self._dead_thread, self._dead.write, data
             )
         return indexes
+
+
+async def list_shards(client: Any, stream: str) -> list[dict[str, Any]]:
+    """Every shard of ``stream`` (open and closed), following ListShards' pages."""
+    shards: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"StreamName": stream}
+    while True:
+        response = await client.list_shards(**kwargs)
+        shards += response["Shards"]
+        if not response.get("NextToken"):
+            return shards
+        kwargs = {"NextToken": response["NextToken"]}
 
 
 def _predict(shard_map: ShardMap | None, key: str) -> str | None:

@@ -22,6 +22,7 @@ import uvloop
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
+from gateway.kinesis import list_shards
 from parser.errors import DecodeError
 from parser.kpl import deaggregate
 
@@ -83,14 +84,7 @@ async def _tail(args: argparse.Namespace) -> int:
         done: set[str] = set()
 
         async def discover() -> None:
-            shards, kwargs = [], {"StreamName": args.stream}
-            while True:
-                response = await client.list_shards(**kwargs)
-                shards += response["Shards"]
-                if not response.get("NextToken"):
-                    break
-                kwargs = {"NextToken": response["NextToken"]}
-            for shard in shards:
+            for shard in await list_shards(client, args.stream):
                 sid = shard["ShardId"]
                 if sid in iterators or sid in done:
                     continue

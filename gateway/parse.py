@@ -29,7 +29,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway import logs
-from gateway.kinesis import KinesisSetupError, KinesisSink
+from gateway.kinesis import KinesisSetupError, KinesisSink, list_shards
 from gateway.local_sink import LocalSink
 from gateway.replay import Replayer
 from gateway.settings import ConfigError, Settings, load_settings
@@ -147,15 +147,7 @@ class Consumer:
                 sink.close()
 
     async def _discover(self, client: Any) -> None:
-        shards: list[dict[str, Any]] = []
-        kwargs: dict[str, Any] = {"StreamName": self.stream}
-        while True:
-            response = await client.list_shards(**kwargs)
-            shards += response["Shards"]
-            if not response.get("NextToken"):
-                break
-            kwargs = {"NextToken": response["NextToken"]}
-        for shard in shards:
+        for shard in await list_shards(client, self.stream):
             sid = shard["ShardId"]
             state = self.checkpoint.shards.get(sid, {})
             if sid in self.iterators or state.get("done"):

@@ -299,35 +299,23 @@ class KinesisSink:
             # checks each record's hash against the shard it landed on (the KCL) accepts them
             # even if our shard map was stale.
             ehk = None if shard is None else str(shard[1])
-            builder, members = AggregateBuilder(ehk), list[int]()
+            groups: list[tuple[AggregateBuilder, list[int]]] = [(AggregateBuilder(ehk), [])]
             for i in indexes:
                 key, data = keys[i], records[i]
+                builder = groups[-1][0]
                 # size_with is exact but costs; it is only needed near the limit (a key adds at
                 # most 4 bytes per character plus a few bytes of framing).
                 near = builder.size + len(data) + 4 * len(key) + 32 > limit
                 if near and len(builder) and builder.size_with(key, data) > limit:
-                    entries.append(
-                        _Entry(
-                            builder.build(),
-                            builder.first_partition_key,
-                            ehk,
-                            shard and shard[0],
-                            members,
-                        )
-                    )
-                    builder, members = AggregateBuilder(ehk), list[int]()
+                    builder = AggregateBuilder(ehk)
+                    groups.append((builder, []))
                 builder.add(key, data)
-                members.append(i)
-            if len(builder):
-                entries.append(
-                    _Entry(
-                        builder.build(),
-                        builder.first_partition_key,
-                        ehk,
-                        shard and shard[0],
-                        members,
-                    )
-                )
+                groups[-1][1].append(i)
+            entries += [
+                _Entry(b.build(), b.first_partition_key, ehk, shard and shard[0], members)
+                for b, members in groups
+                if len(b)
+            ]
         return entries
 
     async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:

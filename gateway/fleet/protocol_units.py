@@ -233,17 +233,10 @@ class Gt06Unit(DeviceUnit):
         if self._missed >= self.settings.missed_heartbeats:
             self.close_reason = f"{self._missed} heartbeat replies missing"
             return
-        for pending in expired:
-            pending.last_sent = now
-            self.stats.resent += 1
-            out.append(pending.payload)
+        self._resend(expired, now, out)
 
-    def _send_queued(self, now: float, out: list[bytes]) -> None:
-        flash = self.flash
-        while flash:
-            pending = flash.popleft()
-            self._first_send(pending, now, expects_ack=pending.kind != enc.Gt06Protocol.LOCATION)
-            out.append(pending.payload)
+    def _expects_ack(self, pending: Pending) -> bool:
+        return pending.kind != enc.Gt06Protocol.LOCATION
 
 
 UNITS: dict[str, type[DeviceUnit]] = {u.codec: u for u in (Evb1Unit, TeltonikaUnit, Gt06Unit)}

@@ -232,17 +232,24 @@ class DeviceUnit:
         return expired
 
     def _resend_expired(self, now: float, out: list[bytes]) -> None:
-        for pending in self._overdue(now):
+        self._resend(self._overdue(now), now, out)
+
+    def _resend(self, expired: list[Pending], now: float, out: list[bytes]) -> None:
+        for pending in expired:
             pending.last_sent = now
             self.stats.resent += 1
             out.append(pending.payload)
+
+    def _expects_ack(self, pending: Pending) -> bool:
+        """Whether the protocol answers this frame (GT06 locations get no reply)."""
+        return True
 
     def _send_queued(self, now: float, out: list[bytes]) -> None:
         """Write flash frames, oldest first (protocols bound how many)."""
         flash = self.flash
         while flash:
             pending = flash.popleft()
-            self._first_send(pending, now, expects_ack=True)
+            self._first_send(pending, now, expects_ack=self._expects_ack(pending))
             out.append(pending.payload)
 
     # -- per protocol --

@@ -5,16 +5,20 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup prometheus demo demo-kinesis image test lint typecheck unit bench schema clean
+.PHONY: setup system-packages demo demo-kinesis image test lint typecheck unit bench schema clean
 
-setup: $(STAMP) $(NODE_STAMP) prometheus
+setup: $(STAMP) $(NODE_STAMP) system-packages
 
-# prometheus and promtool (Debian's package) for tests/test_prometheus.py; apt-get runs only
-# when promtool is missing.
+# Debian packages the tests run for real: prometheus and promtool (tests/test_prometheus.py),
+# mosquitto and mosquitto-clients (MQTT listener and bridge tests). apt-get runs only when one
+# of their commands is missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-prometheus:
-	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; }
+SYSTEM_COMMANDS := promtool mosquitto mosquitto_pub mosquitto_sub mosquitto_passwd
+system-packages:
+	@for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing=1; done; \
+	[ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) env \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		prometheus mosquitto mosquitto-clients; }
 
 # Reinstall only when the dependency list changes; the project itself is an editable install.
 $(STAMP): pyproject.toml

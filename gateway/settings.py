@@ -12,7 +12,7 @@ import zoneinfo
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     InitSettingsSource,
@@ -20,34 +20,13 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from gateway.settings_base import AckPolicy, ConfigError, Section, TlsSettings
 from parser.proxy_protocol import AllowList
 
-AckPolicy = Literal["accepted", "delivered"]
+__all__ = ["AckPolicy", "ConfigError", "Section", "TlsSettings"]
 
 
-class ConfigError(Exception):
-    """Invalid configuration; ``problems`` holds one ``field.path: message`` line per error."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TlsSettings(_Section):
-    """TLS on a device listener; certificates are read again on SIGHUP (no connection drops)."""
-
-    cert_file: Path
-    key_file: Path
-    # Mutual TLS: devices must present a certificate signed by this CA.
-    client_ca_file: Path | None = None
-    min_version: Literal["1.2", "1.3"] = "1.2"
-
-
-class ListenerSettings(_Section):
+class ListenerSettings(Section):
     """One TCP port for one codec."""
 
     codec: str
@@ -91,7 +70,7 @@ class ListenerSettings(_Section):
         return value
 
 
-class AccumulatorSettings(_Section):
+class AccumulatorSettings(Section):
     """A batch is written when it is full (records or bytes) or its first record lingered."""
 
     linger_ms: int = Field(default=50, ge=0, le=60_000)
@@ -99,7 +78,7 @@ class AccumulatorSettings(_Section):
     max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
-class PipelineSettings(_Section):
+class PipelineSettings(Section):
     # One memory budget for everything accepted but not yet written: above the high watermark
     # every reader pauses, below the low watermark they resume.
     high_water_bytes: int = Field(default=64 * 1024 * 1024, ge=64 * 1024)
@@ -114,7 +93,7 @@ class PipelineSettings(_Section):
         return self
 
 
-class LocalSinkSettings(_Section):
+class LocalSinkSettings(Section):
     """Rotating JSON-lines files under ``data_dir``: raw/, parsed/, errors/, notifications/."""
 
     data_dir: Path = Path("data")
@@ -128,14 +107,14 @@ class LocalSinkSettings(_Section):
     stall_while_exists: Path | None = None
 
 
-class KinesisStreamSettings(_Section):
+class KinesisStreamSettings(Section):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_.-]+$")
     # KPL-format aggregation: many user records per Kinesis record, routed to the shard their
     # partition keys hash to (stock deaggregators and Firehose read them).
     aggregate: bool = True
 
 
-class KinesisSettings(_Section):
+class KinesisSettings(Section):
     """The production sink: raw and parsed records to two Kinesis Data Streams.
 
     Credentials come from the standard AWS chain (environment, profile, EC2 instance metadata
@@ -162,20 +141,20 @@ class KinesisSettings(_Section):
     request_timeout_s: float = Field(default=10.0, gt=0)
 
 
-class SinkSettings(_Section):
+class SinkSettings(Section):
     local: LocalSinkSettings = LocalSinkSettings()
     # When set, raw and parsed records (and notifications, if configured) go to Kinesis;
     # decode errors and dead letters stay in local files.
     kinesis: KinesisSettings | None = None
 
 
-class MetricsSettings(_Section):
+class MetricsSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
 
 
-class HealthSettings(_Section):
+class HealthSettings(Section):
     """NLB health checks: ``/healthz`` (live) and ``/readyz`` (ready) over plain HTTP."""
 
     enabled: bool = True
@@ -183,7 +162,7 @@ class HealthSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
-class LogSettings(_Section):
+class LogSettings(Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     # auto: JSON lines when stdout is not a terminal (systemd, containers), console otherwise.
     format: Literal["auto", "json", "console"] = "auto"

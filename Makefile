@@ -60,6 +60,7 @@ test: lint typecheck unit
 
 bench: setup
 	$(BIN)/python bench/decode.py
+	$(BIN)/python bench/mqtt_codec.py
 	$(BIN)/python bench/kinesis_agg.py
 	$(BIN)/python bench/kinesis.py
 	$(BIN)/python bench/ingest.py

@@ -39,7 +39,7 @@ BANNED_CALLS = {
 
 
 def sources() -> list[Path]:
-    files = sorted(PARSER.glob("*.py"))
+    files = sorted(PARSER.rglob("*.py"))  # subpackages too (parser/mqtt/)
     assert files, "parser/ has no modules?"
     return files
 

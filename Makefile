@@ -64,6 +64,7 @@ bench: setup
 	$(BIN)/python bench/kinesis_agg.py
 	$(BIN)/python bench/kinesis.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/mqtt.py
 
 schema: setup
 	$(BIN)/gateway schema --write config/schema

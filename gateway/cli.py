@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from gateway import decode, kinesis_tail, logs, parse, replay, schema, server, workers
+from gateway.bridge.settings import unknown_codecs
 from gateway.fleet import command as simulate_command
+from gateway.mqtt import passwords
+from gateway.mqtt.settings import LISTEN_PREFIX, json_codec_factories, parse_mqtt_listen
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
 from gateway.settings import ConfigError, load_settings, parse_address, parse_listen
 
@@ -45,16 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser("run", help="run the gateway (listeners, pipeline, sinks, metrics)")
-    p.add_argument("--config", type=Path, metavar="FILE", help="TOML settings file")
-    p.add_argument("--data-dir", type=Path, metavar="DIR", help="local sink data directory")
+    _service_flags(p, config_required=False)
     p.add_argument(
         "--listen",
         action="append",
         metavar="CODEC=HOST:PORT",
-        help="a listener (repeatable; replaces the configured listeners)",
+        help="a listener (repeatable; replaces the configured listeners); mqtt=HOST:PORT is an "
+        "MQTT listener (plain, no auth, ev/{device_id}/telemetry -> evb1)",
     )
-    p.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint address")
-    p.add_argument("--health", metavar="HOST:PORT", help="/healthz and /readyz address")
     p.add_argument(
         "--workers",
         type=int,
@@ -63,7 +64,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="N processes sharing the ports (SO_REUSEPORT); metrics on port + worker index",
     )
 
+    p = sub.add_parser(
+        "bridge",
+        help="run the MQTT bridge of the [bridge] section (pipeline and sinks, no device ports)",
+    )
+    _service_flags(p, config_required=True)
+    p.set_defaults(listen=None)
+
     simulate_command.add_parser(sub)
+    passwords.add_parser(sub)
     kinesis_tail.add_parser(sub)
     replay.add_parser(sub)
     parse.add_parser(sub)
@@ -80,13 +89,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _service_flags(p: argparse.ArgumentParser, *, config_required: bool) -> None:
+    """The flags of the long-running modes (``run``, ``bridge``)."""
+    p.add_argument(
+        "--config", type=Path, required=config_required, metavar="FILE", help="TOML settings file"
+    )
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="local sink data directory")
+    p.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint address")
+    p.add_argument("--health", metavar="HOST:PORT", help="/healthz and /readyz address")
+
+
+def bridge_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``gateway bridge``: the ``run`` flags' settings, and no device listeners."""
+    return {**run_overrides(args), "listeners": [], "mqtt_listeners": []}
+
+
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given by ``gateway run`` flags (they beat the file and the environment)."""
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["sink"] = {"local": {"data_dir": args.data_dir}}
     if args.listen:
-        overrides["listeners"] = [parse_listen(spec).model_dump() for spec in args.listen]
+        tcp = [spec for spec in args.listen if not spec.startswith(LISTEN_PREFIX)]
+        mqtt = [spec for spec in args.listen if spec.startswith(LISTEN_PREFIX)]
+        overrides["listeners"] = [parse_listen(spec).model_dump() for spec in tcp]
+        overrides["mqtt_listeners"] = [parse_mqtt_listen(spec).model_dump() for spec in mqtt]
     if args.metrics is not None:
         host, port = parse_address(args.metrics, "--metrics")
         overrides["metrics"] = {"host": host, "port": port}
@@ -113,15 +140,32 @@ def without_workers_flag(argv: Sequence[str] | None) -> list[str]:
 def check_config(path: Path) -> int:
     """Validate ``path`` like ``gateway run`` would, codec names included."""
     settings = load_settings(path)
-    registry = _registry(settings.layout_dirs)
+    registry = CodecRegistry.load(
+        [*default_layout_dirs(), *settings.layout_dirs],
+        configured=json_codec_factories(settings.json_codecs),
+    )
     problems = [
         f"listeners.{i}.codec: unknown codec {ls.codec!r}; known: {', '.join(registry.names())}"
         for i, ls in enumerate(settings.listeners)
         if ls.codec not in registry.names()
     ]
+    problems += [
+        f"mqtt_listeners.{i}.routes.{j}.codec: unknown codec {route.codec!r}"
+        for i, ms in enumerate(settings.mqtt_listeners)
+        for j, route in enumerate(ms.routes)
+        if route.codec not in registry.names()
+    ]
+    if settings.bridge is not None:
+        problems += unknown_codecs(settings.bridge, registry.names())
     if problems:
         raise ConfigError(problems)
     print(f"{path}: ok ({len(settings.listeners)} listeners)")
+    if settings.bridge is not None:
+        b = settings.bridge
+        print(
+            f"{path}: bridge ok ({len(b.sources)} sources, {len(b.routes)} routes, "
+            f"{len(b.destinations)} destinations)"
+        )
     return 0
 
 
@@ -154,8 +198,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return workers.supervise(without_workers_flag(argv), args.workers)
             logs.configure(settings.log)
             return server.run(settings, lambda: load_settings(args.config, run_overrides(args)))
+        elif args.command == "bridge":
+            settings = load_settings(args.config, bridge_overrides(args))
+            if settings.bridge is None:
+                raise ConfigError([f"{args.config}: no [bridge] section"])
+            logs.configure(settings.log)
+            return server.run(settings, lambda: load_settings(args.config, bridge_overrides(args)))
         elif args.command == "check-config":
             return check_config(args.file)
+        elif args.command == "passwd":
+            return passwords.run(args)
         elif args.command == "simulate":
             return simulate_command.run(args)
         elif args.command == "kinesis":

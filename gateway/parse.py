@@ -195,7 +195,7 @@ class Consumer:
                         except msgspec.DecodeError as exc:
                             log.error("not a raw record; skipped", shard=sid, error=str(exc))
                             continue
-                        for parsed in self.replayer.parsed(raw) or []:
+                        for parsed in self.replayer.parsed([raw]):
                             records.append(to_json(parsed))
                             keys.append((parsed.device_id or "unknown")[:MAX_PARTITION_KEY_CHARS])
                 if records:

@@ -1,10 +1,13 @@
 """Frames in, batches out: records, accumulators, the memory budget and the sink writers.
 
 ``accept`` is synchronous and cheap (called from ``data_received``): it serializes the frame's raw
-record, its parsed records and, for a frame that did not decode, an error record; charges their
-size to the memory budget; adds them to the stream accumulators; and arranges the device's reply
-under the listener's ACK policy. One writer task per stream takes ready batches and writes them;
-a failed write is retried with capped, jittered backoff and its frames stay un-ACKed meanwhile.
+record, its parsed records and, for a frame that did not decode, an error record; runs the
+notification rules (``parser.rules.evaluate_frame``, shared with replay) and hands notifications
+to their targets at once; charges the sizes to the memory budget; adds the records to the stream
+accumulators (notifications to a linger-free stream of their own, never behind a batch); and
+arranges the device's reply under the listener's ACK policy. One writer task per stream takes
+ready batches and writes them; a failed write is retried with capped, jittered backoff and its
+frames stay un-ACKed meanwhile.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 import structlog
@@ -27,13 +30,21 @@ from gateway.stats import SinkStats
 from gateway.tickets import Ticket
 from parser.events import Frame, Login
 from parser.kpl import MAX_PARTITION_KEY_CHARS
-from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, parsed_records, to_json
+from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, to_json
+from parser.rules import evaluate_frame
+
+if TYPE_CHECKING:
+    from gateway.notify.service import Notifications
 
 log = structlog.get_logger("gateway.pipeline")
 
 ERROR_SCHEMA = "ev.error/1"
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
+# Notifications are written as soon as the writer is free: what arrives during one write goes
+# in the next (linger 0), so a fault waits for at most one fsync before its own.
+NOTIFICATIONS_MAX_RECORDS = 500
+NOTIFICATIONS_MAX_BYTES = 1024 * 1024
 
 
 class ErrorRecord(msgspec.Struct, frozen=True, gc=False):
@@ -86,6 +97,7 @@ class Pipeline:
         sinks: dict[str, Sink],
         flow: FlowControl,
         sink_stats: dict[str, SinkStats],
+        notifications: Notifications | None = None,
     ) -> None:
         self._sinks = sinks
         self._flow = flow
@@ -101,6 +113,12 @@ class Pipeline:
             "parsed": accumulator(settings.parsed),
             "errors": accumulator(settings.raw),
         }
+        self._notify = notifications
+        if notifications is not None:
+            self._acc["notifications"] = Accumulator(
+                0.0, NOTIFICATIONS_MAX_RECORDS, NOTIFICATIONS_MAX_BYTES
+            )
+        self._encode_notification = msgspec.json.Encoder().encode
         self._wake = {stream: asyncio.Event() for stream in self._acc}
         self._tasks: list[asyncio.Task[None]] = []
         self._flushing = False
@@ -123,8 +141,10 @@ class Pipeline:
         """Take one frame's records; ``on_written`` runs once all of them are written.
 
         Returns the number of parsed records. ``on_written=None`` means nobody waits for the
-        write (ACK policy ``accepted``, or a frame that owes no reply).
+        write (ACK policy ``accepted``, or a frame that owes no reply). The frame's arrival, for
+        the notification latency, is now: ``data_received`` calls this synchronously.
         """
+        now = self._clock()
         now_ms = time.time_ns() // 1_000_000
         if now_ms != self._received_ms:  # frames arrive many per millisecond under load
             self._received_ms, self._received_at = now_ms, iso_ms(now_ms)
@@ -139,7 +159,10 @@ class Pipeline:
             received_at,
             event.payload,
         )
-        parsed = parsed_records(raw, event.readings)
+        notify = self._notify
+        parsed, notes = evaluate_frame(
+            None if notify is None else notify.engine, raw, event.readings, now, now_ms
+        )
         error = None
         if isinstance(event, Frame) and event.error_code is not None:
             error = ErrorRecord(
@@ -154,8 +177,8 @@ class Pipeline:
             )
         ticket = None
         if on_written is not None:
-            ticket = Ticket(1 + len(parsed) + (error is not None), on_written)
-        now = self._clock()
+            # A frame's notifications are one part: done once all are in notifications/.
+            ticket = Ticket(1 + len(parsed) + (error is not None) + bool(notes), on_written)
         # Partition key = device id: a device's records keep their order within a shard.
         key = (event.device_id or source.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]
         size = self._add("raw", [to_json(raw)], key, ticket, now)
@@ -163,6 +186,11 @@ class Pipeline:
             size += self._add("parsed", [to_json(p) for p in parsed], key, ticket, now)
         if error is not None:
             size += self._add("errors", [_error_json(error)], key, ticket, now)
+        if notes:
+            assert notify is not None
+            bodies = [self._encode_notification(n) for n in notes]
+            written = notify.dispatcher.submit(notes, bodies, now, ticket)
+            size += self._add("notifications", bodies, key, written, now)
         self.unwritten_bytes += size
         self._flow.consumed(size)
         return len(parsed)

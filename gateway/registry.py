@@ -7,7 +7,7 @@ that codec is asked for (or listed), and every other codec keeps working.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from importlib.metadata import entry_points
@@ -16,12 +16,17 @@ from pathlib import Path
 from parser.codec import Codec, CodecFactory, CodecOptions
 from parser.errors import LayoutError
 from parser.gt06 import Gt06Codec
+from parser.json_codec import JsonCodec
 from parser.layout import compile_layout
 from parser.layout_codec import LayoutCodec
 from parser.teltonika import TeltonikaCodec
 
 ENTRY_POINT_GROUP = "gateway.codecs"
-BUILTINS: dict[str, CodecFactory] = {"teltonika": TeltonikaCodec, "gt06": Gt06Codec}
+BUILTINS: dict[str, CodecFactory] = {
+    "teltonika": TeltonikaCodec,
+    "gt06": Gt06Codec,
+    "json": JsonCodec,
+}
 
 
 class UnknownCodecError(LookupError):
@@ -48,14 +53,21 @@ class CodecRegistry:
 
     @classmethod
     def load(
-        cls, layout_dirs: Sequence[Path] | None = None, *, plugins: bool = True
+        cls,
+        layout_dirs: Sequence[Path] | None = None,
+        *,
+        plugins: bool = True,
+        configured: Mapping[str, CodecFactory] | None = None,
     ) -> CodecRegistry:
+        """Built-ins, plugins, layout files, then ``configured`` codecs (settings: named JSON
+        mappings); a later name that clashes with an earlier one is reported, not used."""
         sources = {name: CodecSource(factory, "built-in") for name, factory in BUILTINS.items()}
         found: list[tuple[str, CodecSource]] = []
         if plugins:
             found += _plugins()
         dirs = default_layout_dirs() if layout_dirs is None else layout_dirs
         found += _layouts(dirs)
+        found += [(name, CodecSource(f, "settings")) for name, f in (configured or {}).items()]
         for name, source in found:
             if name in sources:
                 first = sources[name].origin

@@ -18,11 +18,18 @@ import structlog
 import uvloop
 from prometheus_client import CollectorRegistry
 
+from gateway.bridge.metrics import BridgeCollector
+from gateway.bridge.service import Bridge
+from gateway.connection import DevicePort
 from gateway.flow_control import FlowControl
 from gateway.health import HealthServer
 from gateway.kinesis import KinesisSetupError, KinesisSink
 from gateway.local_sink import STREAMS, LocalSink
 from gateway.metrics import GatewayCollector, KinesisCollector, serve_metrics
+from gateway.mqtt.listener import MqttListener
+from gateway.mqtt.metrics import MqttCollector
+from gateway.mqtt.settings import MqttListenerSettings, json_codec_factories
+from gateway.notify.service import Notifications
 from gateway.pipeline import Pipeline
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
 from gateway.settings import ConfigError, ListenerSettings, Settings
@@ -56,10 +63,16 @@ class Gateway:
         self._stop = asyncio.Event()
         self._signals = 0
         self.listeners: list[Listener] = []
+        self.mqtt_listeners: list[MqttListener] = []
+        self.bridge: Bridge | None = None
+        self.notifications: Notifications | None = None
 
     async def serve(self) -> int:
         settings = self.settings
-        self.registry = CodecRegistry.load([*default_layout_dirs(), *settings.layout_dirs])
+        self.registry = CodecRegistry.load(
+            [*default_layout_dirs(), *settings.layout_dirs],
+            configured=json_codec_factories(settings.json_codecs),
+        )
         sink = LocalSink(settings.sink.local)
         sink.open()
         loop = asyncio.get_running_loop()
@@ -75,34 +88,58 @@ class Gateway:
                 await kinesis.open()
             except KinesisSetupError as exc:
                 raise ConfigError([f"sink.kinesis: {exc}"]) from None
-            sinks.update(dict.fromkeys(kinesis.streams, kinesis))
-        pipeline = Pipeline(settings.pipeline, sinks, flow, sink_stats)
+            # notifications/ stays local: it is where a fault is durably queued (its frame's
+            # ACK waits for it); the Kinesis stream is one of the notification targets.
+            sinks.update({s: kinesis for s in kinesis.streams if s != "notifications"})
+        if settings.notifications.enabled:
+            self.notifications = Notifications(settings.notifications, settings.sink.local, kinesis)
+            await self.notifications.open()
+        pipeline = Pipeline(settings.pipeline, sinks, flow, sink_stats, self.notifications)
         pipeline.start()
         for ls in settings.listeners:
             self.listeners.append(Listener(ls, self._codec(ls), pipeline, flow))
+        for ms in settings.mqtt_listeners:
+            self.mqtt_listeners.append(MqttListener(ms, self._route_codecs(ms), pipeline, flow))
+        if settings.bridge is not None:
+            self.bridge = Bridge(settings.bridge, self.registry, pipeline, flow, self._show_status)
+        bridge = self.bridge
         # A worker of `run --workers N` (or of ev-gateway@.service) shares its ports.
         worker = worker_index()
         bound = []
-        for listener in self.listeners:
+        for device_port in self.ports:
             try:
-                host, port = await listener.start(reuse_port=worker is not None)
+                host, port = await device_port.start(reuse_port=worker is not None)
             except OSError as exc:
-                ls = listener.settings
+                ps = device_port.port_settings
                 raise ConfigError(
-                    [f"listener {ls.codec} on {ls.host}:{ls.port}: {exc.strerror}"]
+                    [f"listener {device_port.name} on {ps.host}:{ps.port}: {exc.strerror}"]
                 ) from None
-            bound.append({"codec": listener.codec.name, "host": host, "port": port})
+            bound.append({"codec": device_port.name, "host": host, "port": port})
+        if bridge is not None:
+            bridge.start()
         metrics_address = None
         stop_metrics: Callable[[], None] = lambda: None  # noqa: E731
         if settings.metrics.enabled:
             registry_ = CollectorRegistry()
             registry_.register(
                 GatewayCollector(
-                    lambda: [x.stats for x in self.listeners], sink_stats.values(), flow
+                    lambda: [s for x in self.ports for s in x.all_stats()],
+                    sink_stats.values(),
+                    flow,
                 )
             )
+            if self.mqtt_listeners:
+                registry_.register(
+                    MqttCollector(
+                        lambda: [(str(x.bound_port), x.mqtt_stats) for x in self.mqtt_listeners]
+                    )
+                )
             if kinesis is not None:
                 registry_.register(KinesisCollector(kinesis))
+            if self.notifications is not None:
+                registry_.register(self.notifications.collector())
+            if bridge is not None:
+                registry_.register(BridgeCollector(bridge))
             metrics_port = settings.metrics.port
             if worker is not None and metrics_port:
                 metrics_port += worker  # each worker is scraped on its own port
@@ -123,6 +160,10 @@ class Gateway:
                 down = max(pipeline.failing_for_s(), kinesis.failing_for_s() if kinesis else 0.0)
                 if down > SINK_DOWN_AFTER_S:
                     return False, f"sink failing for {down:.0f} s"
+                if bridge is not None:
+                    gone = bridge.down_for_s()
+                    if gone > bridge.settings.source_down_after_s:
+                        return False, f"no bridge source connected for {gone:.0f} s"
                 return True, "ready"
 
             health = HealthServer(readiness)
@@ -146,9 +187,9 @@ class Gateway:
         )
         # systemd (Type=notify): started once every port is bound; then the watchdog, fed from
         # this loop so that a stuck loop stops the pings.
-        ports = " ".join(f"{b['codec']}:{b['port']}" for b in bound)
+        ports = " ".join(f"{b['codec']}:{b['port']}" for b in bound) or "no device ports"
         self._status = f"serving {ports}; sink {'kinesis' if kinesis else 'local'}"
-        self._notifier.ready(self._status)
+        self._notifier.ready(self._status_text())
         watchdog_s = self._notifier.watchdog_interval_s()
         watchdog = None
         if watchdog_s is not None:
@@ -161,11 +202,13 @@ class Gateway:
         log.info("stopping", deadline_s=settings.shutdown_timeout_s)
         self._notifier.stopping(f"draining, deadline {settings.shutdown_timeout_s:g} s")
         sweeper.cancel()
-        for listener in self.listeners:
+        for listener in self.ports:
             listener.stop_accepting()
-        for listener in self.listeners:
+        for listener in self.ports:
             for conn in list(listener.connections):
                 conn.stop_reading()
+        if bridge is not None:
+            bridge.stop_taking()
         if kinesis is not None:
             # Leave time to dead-letter what Kinesis did not take and to send the ACKs owed.
             kinesis.give_up_at(deadline - min(2.0, settings.shutdown_timeout_s / 4))
@@ -175,12 +218,16 @@ class Gateway:
         except TimeoutError:
             flushed = False
         # The ACKs owed were written as their batches completed; close() sends what is queued.
-        for listener in self.listeners:
+        for listener in self.ports:
             for conn in list(listener.connections):
                 conn.close("shutdown")
-        while any(x.connections for x in self.listeners) and time.monotonic() < deadline:
+        while any(x.connections for x in self.ports) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+        if bridge is not None:  # after the flush: pipeline routes' acknowledgements have left
+            await bridge.close(max(0.0, deadline - time.monotonic()))
         await pipeline.close()
+        if self.notifications is not None:  # before Kinesis: it may be one of the targets
+            await self.notifications.close(deadline - min(2.0, settings.shutdown_timeout_s / 4))
         if kinesis is not None:
             await kinesis.close()
         if watchdog is not None:
@@ -217,6 +264,17 @@ class Gateway:
         except UnknownCodecError as exc:
             raise ConfigError([f"listeners: {exc}"]) from None
 
+    def _route_codecs(self, ms: MqttListenerSettings) -> dict[str, Codec]:
+        try:
+            return {r.codec: self.registry.create(r.codec) for r in ms.routes}
+        except UnknownCodecError as exc:
+            raise ConfigError([f"mqtt_listeners: {exc}"]) from None
+
+    @property
+    def ports(self) -> list[DevicePort]:
+        """Every device listener: TCP and MQTT."""
+        return [*self.listeners, *self.mqtt_listeners]
+
     def _reload(self) -> None:
         """SIGHUP: read the settings again; apply TLS certificates, source and device
         allow-lists to new connections of the same listeners (ports cannot change live)."""
@@ -230,8 +288,20 @@ class Gateway:
                     (old.codec, old.host, listener.bound_port), old
                 )
                 changes.append((listener, ls, self._codec(ls)))
+            by_port = {(ms.host, ms.port): ms for ms in fresh.mqtt_listeners}
+            mqtt_changes = []
+            for mqtt in self.mqtt_listeners:
+                old_ms = mqtt.settings
+                ms = by_port.get((old_ms.host, old_ms.port)) or by_port.get(
+                    (old_ms.host, mqtt.bound_port), old_ms
+                )
+                mqtt_changes.append(mqtt.prepare_reload(ms, self._route_codecs(ms)))
             for listener, ls, codec in changes:  # all loaded: apply together
                 listener.reload(ls, codec)
+            for apply in mqtt_changes:
+                apply()
+            if self.notifications is not None:
+                self.notifications.reload(fresh.notifications)
         except ConfigError as exc:
             log.error("reload failed; keeping the previous settings", error=str(exc))
             return
@@ -242,7 +312,16 @@ class Gateway:
         try:
             self._reload()
         finally:
-            self._notifier.ready(self._status)
+            self._notifier.ready(self._status_text())
+
+    def _status_text(self) -> str:
+        """The STATUS line: ports and sink, and each bridge source's connection state."""
+        if self.bridge is None:
+            return self._status
+        return f"{self._status}; {self.bridge.status()}"
+
+    def _show_status(self) -> None:
+        self._notifier.status(self._status_text())
 
     async def _feed_watchdog(self, interval_s: float) -> None:
         while True:
@@ -261,7 +340,7 @@ class Gateway:
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = time.monotonic()
-            for listener in self.listeners:
+            for listener in self.ports:
                 listener.sweep(now)
 
 

@@ -20,6 +20,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from gateway.bridge.settings import BridgeSettings
+from gateway.mqtt.settings import JsonCodecSettings, MqttListenerSettings
+from gateway.notify.settings import NotificationSettings
 from gateway.settings_base import AckPolicy, ConfigError, Section, TlsSettings
 from parser.proxy_protocol import AllowList
 
@@ -182,11 +185,19 @@ class Settings(BaseSettings):
     )
 
     listeners: list[ListenerSettings] = Field(default_factory=_default_listeners)
+    # MQTT device listeners (gateway/mqtt/settings.py); none by default.
+    mqtt_listeners: list[MqttListenerSettings] = []
+    # Named JSON field mappings: each is a codec of that name that MQTT routes can use.
+    json_codecs: dict[str, JsonCodecSettings] = {}
+    # The Azure -> AWS MQTT bridge (gateway/bridge/settings.py); `gateway bridge` requires it.
+    bridge: BridgeSettings | None = None
     pipeline: PipelineSettings = PipelineSettings()
     sink: SinkSettings = SinkSettings()
     metrics: MetricsSettings = MetricsSettings()
     health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()
+    # Fault notifications: rules, storm control, targets (gateway/notify/settings.py).
+    notifications: NotificationSettings = NotificationSettings()
     # SIGTERM: stop accepting and reading, flush what was accepted and send the ACKs owed
     # within this deadline, then exit.
     shutdown_timeout_s: float = Field(default=20.0, gt=0)
@@ -196,11 +207,12 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _distinct_ports(self) -> Settings:
         seen: set[tuple[str, int]] = set()
-        for listener in self.listeners:
-            key = (listener.host, listener.port)
-            if listener.port and key in seen:
-                raise ValueError(f"two listeners on {listener.host}:{listener.port}")
-            seen.add(key)
+        addresses = [(x.host, x.port) for x in self.listeners]
+        addresses += [(x.host, x.port) for x in self.mqtt_listeners]
+        for host, port in addresses:
+            if port and (host, port) in seen:
+                raise ValueError(f"two listeners on {host}:{port}")
+            seen.add((host, port))
         return self
 
 

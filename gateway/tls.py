@@ -7,6 +7,7 @@ New handshakes use whatever certificate the context holds, so reloading the chai
 from __future__ import annotations
 
 import ssl
+from typing import Any
 
 from gateway.settings import ConfigError, TlsSettings
 
@@ -65,6 +66,10 @@ class TlsSession:
                 break
             plain.append(chunk)
         return b"".join(plain), self._out.read()
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The verified client certificate, once the handshake is done (mutual TLS)."""
+        return self._tls.getpeercert() if self._handshaken else None
 
     def send(self, data: bytes) -> bytes:
         """Plaintext in; the ciphertext to write."""

@@ -18,13 +18,12 @@ PARSED_SCHEMA = "ev.parsed/1"
 
 Kind = Literal["telemetry", "alarm", "heartbeat", "login"]
 KINDS: tuple[str, ...] = get_args(Kind)
-# ISO 8601 UTC with milliseconds, e.g. 2019-06-10T10:04:46.000Z
+# ISO 8601 UTC with milliseconds, e.g. 2019-06-10T10:04:46.000Z (all_timestamps checks it fast:
+# keep the two in step)
+TIMESTAMP_PATTERN = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$"
 Timestamp = Annotated[
     str,
-    msgspec.Meta(
-        pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$",
-        description="UTC, ISO 8601 with milliseconds",
-    ),
+    msgspec.Meta(pattern=TIMESTAMP_PATTERN, description="UTC, ISO 8601 with milliseconds"),
 ]
 
 MetricValue = bool | int | float | str | list[float] | None
@@ -95,24 +94,30 @@ class ParsedRecord(msgspec.Struct, frozen=True, gc=False):
 
 def parsed_records(raw: RawRecord, readings: tuple[Reading, ...]) -> list[ParsedRecord]:
     """The parsed records of one raw record, ids derived from the raw id and reading index."""
-    return [
-        ParsedRecord(
-            PARSED_SCHEMA,
-            f"{raw.id}-{index}",
-            raw.id,
-            raw.device_id,
-            raw.codec,
-            r.kind,
-            None if r.ts_ms is None else iso_ms(r.ts_ms),
-            raw.received_at,
-            r.position,
-            r.metrics,
-            r.io,
-            r.alarms,
-            r.attrs,
+    # A plain loop and counter: a list comprehension over enumerate() costs ~0.25 µs more per
+    # record (most raw records hold one reading), enumerate() alone ~0.1 µs; replay feels both.
+    records = []
+    index = 0
+    for r in readings:
+        records.append(
+            ParsedRecord(
+                PARSED_SCHEMA,
+                f"{raw.id}-{index}",
+                raw.id,
+                raw.device_id,
+                raw.codec,
+                r.kind,
+                None if r.ts_ms is None else iso_ms(r.ts_ms),
+                raw.received_at,
+                r.position,
+                r.metrics,
+                r.io,
+                r.alarms,
+                r.attrs,
+            )
         )
-        for index, r in enumerate(readings)
-    ]
+        index += 1  # noqa: SIM113
+    return records
 
 
 _second_cache: dict[int, str] = {}
@@ -131,6 +136,22 @@ def iso_ms(ms: int) -> str:
         prefix = f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}."
         _second_cache[seconds] = prefix
     return prefix + _MILLIS[millis]
+
+
+# The pattern's shape with every ASCII digit as 0, and a separator the shape does not contain.
+_TIMESTAMP_SHAPE = "0000-00-00T00:00:00.000Z\0"
+_DIGITS_TO_ZERO = str.maketrans("123456789", "000000000")
+
+
+def all_timestamps(values: list[str]) -> bool:
+    """True if every value matches ``TIMESTAMP_PATTERN`` with ASCII digits.
+
+    One pass in C over many values, where decoding with the pattern is a regex call per value
+    (more than half of a raw record's decode time). False is no verdict: the pattern's ``\\d``
+    also takes other decimal digits and its ``$`` a final newline, so check such values one by one.
+    """
+    joined = "\0".join([*values, ""])
+    return joined.translate(_DIGITS_TO_ZERO) == _TIMESTAMP_SHAPE * len(values)
 
 
 class RecordIds:

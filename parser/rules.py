@@ -9,8 +9,12 @@ Per device and rule the engine keeps a tiny state machine::
     idle --condition true--> pending --held hold_s--> open --condition false--> idle (clear)
                                                       open --reminder_s elapsed--> open (reminder)
 
-Protocol alarms (EVB1 FAULT, GT06 alarm packets, Teltonika panic records) are events, not
-conditions: each one at or above ``alarm_min_severity`` gives one ``open`` and never a ``clear``.
+Protocol alarms (EVB1 FAULT, GT06 alarm packets, Teltonika panic records) and Teltonika records
+whose event IO id is configured are events, not conditions: each one at or above
+``alarm_min_severity`` gives one ``open`` and never a ``clear``.
+
+:func:`evaluate_frame` is the one step live ingest and replay share: a frame's readings in, its
+parsed records (rule and event notifications added to their ``alarms``) and notifications out.
 
 Storm control is one global token bucket over all notifications. A notification that finds the
 bucket empty is still returned, marked ``suppressed=True`` and counted in
@@ -20,131 +24,49 @@ is silently dropped.
 
 from __future__ import annotations
 
-import math
-import operator
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
-from typing import Any, Final, Literal, get_args
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final
 
 import msgspec
 
-from parser.records import Alarm, MetricValue, Reading, iso_ms
-
-NOTIFICATION_SCHEMA: Final = "ev.notification/1"
-
-Op = Literal[">=", ">", "<=", "<", "==", "!="]
-Severity = Literal["info", "warning", "critical"]
-State = Literal["open", "reminder", "clear"]
-
-OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
-    ">=": operator.ge,
-    ">": operator.gt,
-    "<=": operator.le,
-    "<": operator.lt,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-SEVERITIES: Final[tuple[str, ...]] = get_args(Severity)
-_RANK: Final = {name: rank for rank, name in enumerate(SEVERITIES)}
-_RULE_KEYS: Final = frozenset(
-    {"code", "metric", "op", "threshold", "hold_s", "severity", "clear_threshold"}
+from parser.notification import (
+    NOTIFICATION_SCHEMA,
+    OPS,
+    SEVERITIES,
+    Notification,
+    Rule,
+    Severity,
+    State,
+    notification_id,
+    parse_rules,
+)
+from parser.records import (
+    Alarm,
+    MetricValue,
+    ParsedRecord,
+    RawRecord,
+    Reading,
+    iso_ms,
+    parsed_records,
 )
 
+__all__ = [
+    "NOTIFICATION_SCHEMA",
+    "Notification",
+    "NotificationEngine",
+    "Rule",
+    "Severity",
+    "evaluate_frame",
+    "notification_id",
+    "parse_rules",
+]
 
-class Rule(msgspec.Struct, frozen=True):
-    """``metric op threshold`` held for ``hold_s`` opens ``code``; see :func:`parse_rules`.
-
-    ``clear_threshold`` adds hysteresis: the condition clears only once ``metric op
-    clear_threshold`` is false too (``cell_temp_max_c >= 60`` with ``clear_threshold = 55`` opens
-    at 60 and clears below 55).
-    """
-
-    code: str
-    metric: str
-    op: Op
-    threshold: float
-    severity: Severity
-    hold_s: float = 0.0
-    clear_threshold: float | None = None
-
-
-class Notification(msgspec.Struct, frozen=True, gc=False):
-    """One notification record; encodes to JSON as is (``msgspec.json.encode``)."""
-
-    schema: str
-    device_id: str
-    code: str
-    severity: Severity
-    state: State
-    values: dict[str, MetricValue]
-    ts: str | None  # device time of the reading that triggered it
-    detected_at: str  # gateway wall time
-    raw_id: str
-    suppressed: bool = False
-
-
-def _number(entry: dict[str, Any], index: int, key: str) -> float:
-    value = entry[key]
-    # bool is an int to Python, but `threshold = true` in TOML is a mistake, not 1.0.
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"rules[{index}].{key}: a finite number, not {value!r}")
-    return float(value)
-
-
-def _text(entry: dict[str, Any], index: int, key: str, choices: tuple[str, ...] = ()) -> str:
-    value = entry[key]
-    if not isinstance(value, str) or not value or (choices and value not in choices):
-        wanted = f"one of {', '.join(choices)}" if choices else "a non-empty string"
-        raise ValueError(f"rules[{index}].{key}: {wanted}, not {value!r}")
-    return value
-
-
-def parse_rules(table: list[dict[str, Any]]) -> list[Rule]:
-    """Validate the TOML ``[[rules]]`` list; a ``ValueError`` names the entry index and key."""
-    rules: list[Rule] = []
-    codes: set[str] = set()
-    for index, entry in enumerate(table):
-        if not isinstance(entry, dict):
-            raise ValueError(f"rules[{index}]: a table, not {entry!r}")
-        unknown = sorted(entry.keys() - _RULE_KEYS)
-        if unknown:
-            raise ValueError(f"rules[{index}].{unknown[0]}: unknown key")
-        for key in ("code", "metric", "op", "threshold", "severity"):
-            if key not in entry:
-                raise ValueError(f"rules[{index}].{key}: missing")
-        code = _text(entry, index, "code")
-        if code in codes:
-            # Open/clear state is kept per device and code: two rules on one code would fight.
-            raise ValueError(f"rules[{index}].code: {code!r} is used by an earlier rule")
-        codes.add(code)
-        op = _text(entry, index, "op", tuple(OPS))
-        threshold = _number(entry, index, "threshold")
-        hold_s = _number(entry, index, "hold_s") if "hold_s" in entry else 0.0
-        if hold_s < 0:
-            raise ValueError(f"rules[{index}].hold_s: must be >= 0, not {hold_s!r}")
-        clear: float | None = None
-        if "clear_threshold" in entry:
-            clear = _number(entry, index, "clear_threshold")
-            # Hysteresis must widen the open band, else a value could be open and cleared at once.
-            where = f"rules[{index}].clear_threshold"
-            if op in ("==", "!="):
-                raise ValueError(f"{where}: not allowed with {op}")
-            if op[0] == ">" and clear > threshold:
-                raise ValueError(f"{where}: {op} needs clear_threshold <= threshold")
-            if op[0] == "<" and clear < threshold:
-                raise ValueError(f"{where}: {op} needs clear_threshold >= threshold")
-        rules.append(
-            Rule(
-                code=code,
-                metric=_text(entry, index, "metric"),
-                op=op,  # type: ignore[arg-type]  # checked against OPS above
-                threshold=threshold,
-                severity=_text(entry, index, "severity", SEVERITIES),  # type: ignore[arg-type]
-                hold_s=hold_s,
-                clear_threshold=clear,
-            )
-        )
-    return rules
+_RANK: Final = {name: rank for rank, name in enumerate(SEVERITIES)}
+# The severity a rule's ``clear`` carries into the parsed record's alarms: ITU-T X.733's
+# "cleared" perceived severity, so analytics sees when a condition ended.
+CLEARED: Final = "cleared"
+RULE_SUBSYSTEM: Final = "rule"
 
 
 class _RuleState:
@@ -156,6 +78,10 @@ class _RuleState:
         self.pending_since: float | None = None
         self.is_open = False
         self.last_sent_at = 0.0
+
+
+def _all_idle(states: list[_RuleState]) -> bool:
+    return all(s.pending_since is None and not s.is_open for s in states)
 
 
 class _CompiledRule:
@@ -171,6 +97,10 @@ class _CompiledRule:
         self.clear_at = rule.threshold if rule.clear_threshold is None else rule.clear_threshold
 
 
+# Shared by the notifications of one ``evaluate`` call: device, raw id, now, wall ms, replayed.
+_Context = tuple[str, str, float, int, bool]
+
+
 def _alarm_severity(alarm: Alarm) -> Severity:
     # Codecs emit ``unknown-N`` for severities their spec does not name: treat them as warnings.
     severity = alarm.severity
@@ -180,13 +110,19 @@ def _alarm_severity(alarm: Alarm) -> Severity:
 class NotificationEngine:
     """Turns readings into :class:`Notification` records; see the module docstring.
 
-    State is bounded: at most ``max_devices`` devices are tracked, least recently seen evicted
-    first. An evicted device forgets its open conditions, so one still true re-opens on its next
+    State is bounded and kept only for devices with a condition open or pending (a healthy
+    device costs nothing): at most ``max_devices`` of them, least recently seen evicted first.
+    An evicted device forgets its open conditions, so one still true re-opens on its next
     reading (a second ``open`` with no ``clear`` between) and one that ended meanwhile never gets
-    its ``clear``. Size ``max_devices`` above the fleet to avoid this.
+    its ``clear``. Size ``max_devices`` above the devices ever in trouble at once.
 
     Reminders and hold times advance only when a reading carrying the rule's metric arrives: the
     engine has no timer, and a reading without the metric leaves the state unchanged.
+
+    ``alarm_codes`` renames protocol alarm codes in notifications (``EVB1-0x0102`` →
+    ``isolation_fault``; the parsed record keeps the device's code). ``event_codes`` maps a
+    reading's ``attrs.event_io_id`` (Teltonika's event IO id) to the code and severity of the
+    notification it raises; configured explicitly, it ignores ``alarm_min_severity``.
     """
 
     def __init__(
@@ -198,6 +134,8 @@ class NotificationEngine:
         burst: int,
         max_devices: int = 100_000,
         alarm_min_severity: Severity = "warning",
+        alarm_codes: Mapping[str, str] | None = None,
+        event_codes: Mapping[int, tuple[str, Severity]] | None = None,
     ) -> None:
         if reminder_s is not None and not reminder_s > 0:
             raise ValueError(f"reminder_s: > 0 or None, not {reminder_s!r}")
@@ -209,12 +147,17 @@ class NotificationEngine:
             raise ValueError(f"max_devices: >= 1, not {max_devices!r}")
         if alarm_min_severity not in _RANK:
             raise ValueError(f"alarm_min_severity: one of {SEVERITIES}, not {alarm_min_severity!r}")
+        for io_id, (code, severity) in (event_codes or {}).items():
+            if not code or severity not in _RANK:
+                raise ValueError(f"event_codes[{io_id}]: a code and one of {SEVERITIES}")
         self.rules = tuple(rules)
         self._reminder_s = reminder_s
         self._rate_per_s = rate_per_s
         self._burst = burst
         self._max_devices = max_devices
         self._alarm_min_rank = _RANK[alarm_min_severity]
+        self._alarm_codes = dict(alarm_codes or {})
+        self._event_codes = dict(event_codes or {})
         by_metric: dict[str, list[_CompiledRule]] = {}
         for index, rule in enumerate(self.rules):
             by_metric.setdefault(rule.metric, []).append(_CompiledRule(index, rule))
@@ -229,8 +172,28 @@ class NotificationEngine:
 
     @property
     def tracked_devices(self) -> int:
-        """Devices with rule state held now (at most ``max_devices``)."""
+        """Devices with a condition open or pending now (at most ``max_devices``)."""
         return len(self._devices)
+
+    def adopt(self, old: NotificationEngine) -> None:
+        """Carry ``old``'s state over (a SIGHUP reload): per device, the state of every rule
+        both engines have unchanged, and the rate limit's tokens. A changed or new rule starts
+        idle everywhere, so a condition true under it opens again on its next reading."""
+        old_index = {rule: index for index, rule in enumerate(old.rules)}
+        pairs = [(old_index[rule], new) for new, rule in enumerate(self.rules) if rule in old_index]
+        if pairs:
+            for device, states in old._devices.items():  # least recently seen first
+                mine = [_RuleState() for _ in self.rules]
+                for before, after in pairs:
+                    mine[after] = states[before]
+                if _all_idle(mine):
+                    continue  # only changed rules had a condition going: nothing to keep
+                self._devices[device] = mine
+                if len(self._devices) > self._max_devices:
+                    self._devices.popitem(last=False)
+        self._tokens = min(float(self._burst), old._tokens)
+        self._refilled_at = old._refilled_at
+        self.suppressed = old.suppressed
 
     def evaluate(
         self,
@@ -239,32 +202,49 @@ class NotificationEngine:
         readings: Sequence[Reading],
         now: float,
         now_wall_ms: int,
+        *,
+        alarms: dict[int, list[Alarm]] | None = None,
+        replayed: bool = False,
     ) -> list[Notification]:
         """The notifications owed for one device's readings, in reading order.
 
         ``now`` is the caller's monotonic clock in seconds (hold, reminder, rate limit);
-        ``now_wall_ms`` the Unix wall time in ms, stamped as ``detected_at``.
+        ``now_wall_ms`` the Unix wall time in ms, stamped as ``detected_at``. ``alarms``, if
+        given, receives by reading index the alarms that rule and event notifications add to
+        that reading's parsed record (protocol alarms are in it already).
         """
         out: list[Notification] = []
         watched = self._watched
         watched_keys = self._watched_keys
-        states: list[_RuleState] | None = None
+        event_codes = self._event_codes
+        states: list[_RuleState] | None = None  # None: every rule idle for this device
+        looked_up = False
+        ctx = (device_id, raw_id, now, now_wall_ms, replayed)
+        index = -1  # counted by hand: enumerate's tuples cost more than the whole fast path
         for reading in readings:
+            index += 1
             if reading.alarms:
-                self._alarms(out, device_id, raw_id, reading, now, now_wall_ms)
+                self._alarms(out, ctx, index, reading)
+            if event_codes:
+                self._event(out, alarms, ctx, index, reading)
             metrics = reading.metrics
             if watched_keys.isdisjoint(metrics):  # the fast path: nothing any rule watches
                 continue
             for metric, compiled in watched:
                 value = metrics.get(metric)
-                # Only numbers (and bools) compare; a NaN is no evidence either way.
-                if not isinstance(value, (int, float)) or math.isnan(value):
+                # Only numbers (and bools) compare; a NaN (!= itself) is no evidence either way.
+                if not isinstance(value, (int, float)) or value != value:  # noqa: PLR0124
                     continue
-                if states is None:
-                    states = self._states(device_id)
+                if not looked_up:
+                    states = self._lookup(device_id)
+                    looked_up = True
                 for c in compiled:
+                    if states is None:
+                        if not c.compare(value, c.threshold):
+                            continue  # the common case: a healthy device holds no state at all
+                        states = self._track(device_id)
                     state = states[c.index]
-                    # The common case, idle and still false, stays inline.
+                    # Idle and still false stays inline too.
                     if (
                         not state.is_open
                         and state.pending_since is None
@@ -272,20 +252,21 @@ class NotificationEngine:
                     ):
                         continue
                     emit = self._step(c, state, value, now)
-                    if emit is not None:
-                        out.append(
-                            self._notify(
-                                device_id,
-                                c.code,
-                                c.severity,
-                                emit,
-                                {metric: value},
-                                reading.ts_ms,
-                                now,
-                                now_wall_ms,
-                                raw_id,
-                            )
-                        )
+                    if (
+                        state.pending_since is None
+                        and not state.is_open
+                        and self._forget(device_id)
+                    ):
+                        states = None
+                    if emit is None:
+                        continue
+                    values: dict[str, MetricValue] = {metric: value}
+                    out.append(self._notify(ctx, index, c.code, c.severity, emit, values, reading))
+                    if alarms is not None:
+                        severity = CLEARED if emit == "clear" else c.severity
+                        number = int(value) if isinstance(value, bool) else value
+                        alarm = Alarm(c.code, severity, RULE_SUBSYSTEM, number)
+                        alarms.setdefault(index, []).append(alarm)
         return out
 
     def _step(self, c: _CompiledRule, state: _RuleState, value: float, now: float) -> State | None:
@@ -310,63 +291,74 @@ class NotificationEngine:
             return "open"
         return None
 
-    def _states(self, device_id: str) -> list[_RuleState]:
-        devices = self._devices
-        states = devices.get(device_id)
-        if states is None:
-            states = [_RuleState() for _ in self.rules]
-            devices[device_id] = states
-            if len(devices) > self._max_devices:
-                devices.popitem(last=False)
-        else:
-            devices.move_to_end(device_id)
+    def _lookup(self, device_id: str) -> list[_RuleState] | None:
+        states = self._devices.get(device_id)
+        if states is not None:
+            self._devices.move_to_end(device_id)
         return states
 
-    def _alarms(
-        self,
-        out: list[Notification],
-        device_id: str,
-        raw_id: str,
-        reading: Reading,
-        now: float,
-        now_wall_ms: int,
-    ) -> None:
+    def _track(self, device_id: str) -> list[_RuleState]:
+        devices = self._devices
+        states = devices[device_id] = [_RuleState() for _ in self.rules]
+        if len(devices) > self._max_devices:
+            devices.popitem(last=False)
+        return states
+
+    def _forget(self, device_id: str) -> bool:
+        """Drop a device whose every rule is idle again (True if dropped)."""
+        if not _all_idle(self._devices[device_id]):
+            return False
+        del self._devices[device_id]
+        return True
+
+    def _alarms(self, out: list[Notification], ctx: _Context, index: int, reading: Reading) -> None:
         for alarm in reading.alarms:
             severity = _alarm_severity(alarm)
             if _RANK[severity] < self._alarm_min_rank:
                 continue
+            code = self._alarm_codes.get(alarm.code, alarm.code)
             values: dict[str, MetricValue] = {"value": alarm.value, "subsystem": alarm.subsystem}
-            out.append(
-                self._notify(
-                    device_id,
-                    alarm.code,
-                    severity,
-                    "open",
-                    values,
-                    reading.ts_ms,
-                    now,
-                    now_wall_ms,
-                    raw_id,
-                )
-            )
+            out.append(self._notify(ctx, index, code, severity, "open", values, reading))
+
+    def _event(
+        self,
+        out: list[Notification],
+        alarms: dict[int, list[Alarm]] | None,
+        ctx: _Context,
+        index: int,
+        reading: Reading,
+    ) -> None:
+        event_id = reading.attrs.get("event_io_id")
+        if not isinstance(event_id, int) or event_id not in self._event_codes:
+            return
+        code, severity = self._event_codes[event_id]
+        values: dict[str, MetricValue] = {
+            "event_io_id": event_id,
+            "value": reading.io.get(str(event_id)),
+        }
+        out.append(self._notify(ctx, index, code, severity, "open", values, reading))
+        if alarms is not None:
+            # "tcu", as the codec's own panic alarm: the unit's IO raised it.
+            alarms.setdefault(index, []).append(Alarm(code, severity, "tcu", event_id))
 
     def _notify(
         self,
-        device_id: str,
+        ctx: _Context,
+        index: int,
         code: str,
         severity: Severity,
         state: State,
         values: dict[str, MetricValue],
-        ts_ms: int | None,
-        now: float,
-        now_wall_ms: int,
-        raw_id: str,
+        reading: Reading,
     ) -> Notification:
+        device_id, raw_id, now, now_wall_ms, replayed = ctx
         suppressed = not self._take_token(now)
         if suppressed:
             self.suppressed += 1
+        ts_ms = reading.ts_ms
         return Notification(
             NOTIFICATION_SCHEMA,
+            notification_id(raw_id, index, code, state),
             device_id,
             code,
             severity,
@@ -376,6 +368,7 @@ class NotificationEngine:
             iso_ms(now_wall_ms),
             raw_id,
             suppressed,
+            replayed,
         )
 
     def _take_token(self, now: float) -> bool:
@@ -388,3 +381,32 @@ class NotificationEngine:
             self._tokens -= 1.0
             return True
         return False
+
+
+def evaluate_frame(
+    engine: NotificationEngine | None,
+    raw: RawRecord,
+    readings: tuple[Reading, ...],
+    now: float,
+    now_wall_ms: int,
+    *,
+    replayed: bool = False,
+) -> tuple[list[ParsedRecord], list[Notification]]:
+    """One frame's parsed records and notifications: the step live ingest and replay share.
+
+    Rule and event notifications appear in the ``alarms`` of the parsed record of the reading
+    that raised them (a rule's ``clear`` with severity ``cleared``). Without an engine, or for
+    a frame of no known device (no login), there are no notifications.
+    """
+    if engine is None or raw.device_id is None or not readings:
+        return parsed_records(raw, readings), []
+    added: dict[int, list[Alarm]] = {}
+    notes = engine.evaluate(
+        raw.device_id, raw.id, readings, now, now_wall_ms, alarms=added, replayed=replayed
+    )
+    if added:
+        readings = tuple(
+            msgspec.structs.replace(r, alarms=(*r.alarms, *added[i])) if i in added else r
+            for i, r in enumerate(readings)
+        )
+    return parsed_records(raw, readings), notes

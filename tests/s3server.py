@@ -1,4 +1,5 @@
 """moto_server (``moto[server]`` from PyPI) as an S3 endpoint on a loopback port, with helpers.
+The same server answers SNS and SQS (the notification tests); ``moto`` is the fixture.
 
 The helpers speak S3's REST API with stdlib ``urllib`` and path-style URLs: moto checks no
 signatures unless configured to, so unsigned requests do, and the tests need no AWS library.
@@ -14,8 +15,11 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+
+import pytest
 
 from tests.kinesis.emulator import free_port
 
@@ -113,6 +117,30 @@ class MotoS3:
 
     def put_object(self, bucket: str, key: str, body: bytes) -> None:
         self.request("PUT", f"/{bucket}/{urllib.parse.quote(key)}", body)
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoS3]:
+    """One moto_server per test module; a missing moto fails the tests (CI must run them)."""
+    problem = missing_moto()
+    if problem:
+        pytest.fail(problem, pytrace=False)
+    server = MotoS3()
+    yield server
+    server.stop()
+
+
+def isolate_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Dummy credentials and us-east-1 for clients (and subprocesses) of moto_server, and
+    nothing from the user's own AWS setup; the caller points its clients at the endpoint."""
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
 
 
 def missing_moto() -> str | None:

@@ -19,6 +19,8 @@ from gateway.fleet.simulator import (
     CODECS,
     DEFAULT_IMEI_BASE,
     IMEI_DIGITS,
+    MQTT_UNITS,
+    TRANSPORTS,
     FleetConfig,
     FrameLog,
     simulate,
@@ -52,6 +54,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         default="evb1",
         help=f"device protocol, or a comma list assigned round-robin ({', '.join(CODECS)}; "
         "default evb1)",
+    )
+    p.add_argument(
+        "--transport",
+        default="tcp",
+        help="tcp (the codecs' own streams) or mqtt (evb1 frames as QoS 1 PUBLISHes to "
+        "ev/{device_id}/telemetry on an MQTT listener)",
     )
     p.add_argument("--devices", default="10", metavar="N", help="fleet size (default 10)")
     p.add_argument(
@@ -129,6 +137,14 @@ def config_from_args(args: argparse.Namespace, *, progress: bool = False) -> Fle
     for codec in codecs:
         if codec not in CODECS:
             raise UsageError(f"unknown codec {codec!r}; the simulator speaks {', '.join(CODECS)}")
+    if args.transport not in TRANSPORTS:
+        raise UsageError(f"--transport {args.transport!r}: expected {' or '.join(TRANSPORTS)}")
+    if args.transport == "mqtt":
+        for codec in codecs:
+            if codec not in MQTT_UNITS:
+                raise UsageError(
+                    f"codec {codec!r} has no MQTT unit; over MQTT: {', '.join(MQTT_UNITS)}"
+                )
     devices = _int(args.devices, "--devices", low=1)
     imei_base = _int(args.imei_base, "--imei-base", low=0)
     if imei_base + devices > 10**IMEI_DIGITS:
@@ -150,6 +166,7 @@ def config_from_args(args: argparse.Namespace, *, progress: bool = False) -> Fle
         else _float(connect_rate, "--connect-rate", low=1e-6),
         drain_s=ack_timeout_s + 1 if drain is None else _float(drain, "--drain", low=0.0),
         progress=progress,
+        transport=args.transport,
         unit=UnitSettings(ack_timeout_s=ack_timeout_s),
     )
 

@@ -82,7 +82,7 @@ class Evb1Unit(DeviceUnit):
         while flash and len(waiting) < window:
             pending = flash.popleft()
             self._first_send(pending, now, expects_ack=True)
-            out.append(pending.payload)
+            out.append(self._wire(pending, resend=False))
 
 
 class TeltonikaUnit(DeviceUnit):

@@ -22,11 +22,15 @@ from typing import TextIO
 
 from gateway.fleet.device import SimulatedDevice
 from gateway.fleet.model import Vehicle
+from gateway.fleet.mqtt_unit import Evb1MqttUnit
 from gateway.fleet.protocol_units import UNITS
 from gateway.fleet.stats import CodecStats, LatencyHistogram, summary
-from gateway.fleet.unit import UnitSettings
+from gateway.fleet.unit import DeviceUnit, UnitSettings
 
 CODECS = tuple(sorted(UNITS))
+TRANSPORTS = ("tcp", "mqtt")
+# Units that publish over MQTT instead of a raw TCP stream, by codec.
+MQTT_UNITS: dict[str, type[DeviceUnit]] = {"evb1": Evb1MqttUnit}
 DEFAULT_IMEI_BASE = 350_000_000_000_000
 IMEI_DIGITS = 15
 DEFAULT_CONNECT_SPREAD_S = 1.0
@@ -51,6 +55,7 @@ class FleetConfig:
     connect_rate: float | None = None  # connects per second; None: spread over ~1 s
     drain_s: float = 10.0
     progress: bool = False
+    transport: str = "tcp"  # or "mqtt": the codec's frames as QoS 1 PUBLISHes (MQTT_UNITS)
     unit: UnitSettings = field(default_factory=UnitSettings)
 
 
@@ -162,7 +167,8 @@ class Fleet:
                 faults_per_min=config.faults_per_min,
             )
             unit_rng = random.Random(f"{config.seed}:unit:{index}")
-            unit = UNITS[codec](
+            units = MQTT_UNITS if config.transport == "mqtt" else UNITS
+            unit = units[codec](
                 device_id,
                 vehicle,
                 self.stats[codec],

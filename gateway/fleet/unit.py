@@ -238,7 +238,11 @@ class DeviceUnit:
         for pending in expired:
             pending.last_sent = now
             self.stats.resent += 1
-            out.append(pending.payload)
+            out.append(self._wire(pending, resend=True))
+
+    def _wire(self, pending: Pending, *, resend: bool) -> bytes:
+        """The bytes that carry a frame: the frame itself, or an envelope (an MQTT PUBLISH)."""
+        return pending.payload
 
     def _expects_ack(self, pending: Pending) -> bool:
         """Whether the protocol answers this frame (GT06 locations get no reply)."""
@@ -250,7 +254,7 @@ class DeviceUnit:
         while flash:
             pending = flash.popleft()
             self._first_send(pending, now, expects_ack=self._expects_ack(pending))
-            out.append(pending.payload)
+            out.append(self._wire(pending, resend=False))
 
     # -- per protocol --
 

@@ -18,7 +18,8 @@ START_TIMEOUT_S = 20.0
 
 
 class GatewayProcess:
-    """``gateway run`` with its JSON log captured; ``ports[codec]`` are the bound ports."""
+    """``gateway run`` (or ``command``, e.g. ``bridge``) with its JSON log captured;
+    ``ports[codec]`` are the bound ports."""
 
     def __init__(
         self,
@@ -27,11 +28,12 @@ class GatewayProcess:
         config: Path | None = None,
         env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
+        command: str = "run",
     ) -> None:
         self.data_dir = data_dir
         args = [
             GATEWAY,
-            "run",
+            command,
             "--data-dir",
             str(data_dir),
             "--metrics",

@@ -4,15 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gateway.mqtt.settings import JsonCodecSettings, json_codec_factories
 from gateway.registry import CodecRegistry, UnknownCodecError
+from parser.layout_codec import LayoutCodec
 from tests.parser.test_layout import ACME2, check_acme
 
 
 def test_new_format_from_a_toml_file_alone(tmp_path: Path) -> None:
     (tmp_path / "acme2.toml").write_text(ACME2)
     registry = CodecRegistry.load([tmp_path], plugins=False)
-    assert registry.names() == ["acme2", "gt06", "teltonika"]
+    assert registry.names() == ["acme2", "gt06", "json", "teltonika"]
     check_acme(registry.create("acme2"))
+
+
+def test_configured_json_mappings_are_codecs_that_cannot_shadow_others() -> None:
+    mappings = {"acme": JsonCodecSettings(ts="time"), "evb1": JsonCodecSettings()}
+    registry = CodecRegistry.load(configured=json_codec_factories(mappings), plugins=False)
+    acme = registry.create("acme")
+    assert acme.name == "acme" and acme.decode(b'{"time": 1}')[0].ts_ms == 1000
+    assert "clashes" in registry.problems()["evb1"]
+    assert isinstance(registry.create("evb1"), LayoutCodec)  # the layout file's, not shadowed
 
 
 def test_default_registry_has_the_three_codecs() -> None:

@@ -6,49 +6,31 @@ from __future__ import annotations
 import gzip
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from gateway import cli
-from gateway import replay as replay_module
+from gateway import cli, replay_inputs
+from tests import s3server
 from tests.gateway import test_replay
 from tests.gateway.gatewayproc import read_records
 from tests.gateway.test_replay import by_device, replay
-from tests.s3server import MotoS3, missing_moto
+from tests.s3server import MotoS3, isolate_aws
 
 live = test_replay.live  # that module's live-run fixture, made once for this module too
+moto = s3server.moto  # one moto_server for this module
 
 PREFIX = "firehose/2026/11/26/"  # Firehose's default YYYY/MM/DD/HH/ layout
 FIRST = PREFIX + "13/ev-raw-1-2026-11-26-13-00-00-0b1c.gz"
 SECOND = PREFIX + "13/ev-raw-1-2026-11-26-13-05-00-7f3a"
 
 
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoS3]:
-    """The S3 endpoint; a missing moto fails the tests (CI must run them)."""
-    problem = missing_moto()
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    server = MotoS3()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def aws(moto: MotoS3, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> MotoS3:
     """Environment for `gateway replay` (a subprocess inherits it): moto's endpoint, dummy
     credentials, us-east-1, and nothing from the user's own AWS setup."""
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    isolate_aws(monkeypatch, tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", moto.endpoint)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     return moto
 
 
@@ -114,7 +96,7 @@ def test_listing_follows_continuation_tokens(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     # In process, to shrink the page: one key per ListObjectsV2 call.
-    monkeypatch.setattr(replay_module, "LIST_PAGE_KEYS", 1)
+    monkeypatch.setattr(replay_inputs, "LIST_PAGE_KEYS", 1)
     for key, body in firehose_objects(raw_lines).items():
         aws.put_object(bucket, key, body)
     args = [f"s3://{bucket}/{PREFIX}", "--data-dir", str(tmp_path / "out")]

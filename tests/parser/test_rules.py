@@ -9,12 +9,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parser.records import Alarm, MetricValue, Reading, iso_ms
+from parser.records import (
+    RAW_SCHEMA,
+    Alarm,
+    MetricValue,
+    RawRecord,
+    Reading,
+    iso_ms,
+    parsed_records,
+)
 from parser.rules import (
     NOTIFICATION_SCHEMA,
     Notification,
     NotificationEngine,
     Rule,
+    evaluate_frame,
+    notification_id,
     parse_rules,
 )
 
@@ -70,6 +80,7 @@ def test_open_without_hold_is_immediate_and_carries_what_triggered_it() -> None:
     [n] = clock.at(5.0, reading(soc_pct=8.5))
     assert n == Notification(
         NOTIFICATION_SCHEMA,
+        notification_id("raw1", 0, "low_soc", "open"),
         "dev1",
         "low_soc",
         "warning",
@@ -79,11 +90,13 @@ def test_open_without_hold_is_immediate_and_carries_what_triggered_it() -> None:
         iso_ms(T0_MS + 5000),
         "raw1",
         False,
+        False,
     )
     # JSON-ready: encodes with the field order of the record contract.
     doc = msgspec.json.decode(msgspec.json.encode(n))
     assert list(doc) == [
         "schema",
+        "id",
         "device_id",
         "code",
         "severity",
@@ -93,6 +106,7 @@ def test_open_without_hold_is_immediate_and_carries_what_triggered_it() -> None:
         "detected_at",
         "raw_id",
         "suppressed",
+        "replayed",
     ]
 
 
@@ -184,9 +198,16 @@ def test_state_is_per_device_and_readings_keep_their_order_and_ts() -> None:
     ]
 
 
-def test_unwatched_readings_create_no_device_state() -> None:
+def test_only_devices_with_a_condition_open_or_pending_hold_state() -> None:
     eng = engine()
     assert eng.evaluate("a", "r", [reading(speed_kmh=50), Reading("login", None)], 0.0, T0_MS) == []
+    assert eng.evaluate("a", "r", [reading(soc_pct=50, cell_temp_max_c=30)], 0.0, T0_MS) == []
+    assert eng.tracked_devices == 0
+    eng.evaluate("a", "r", [reading(cell_temp_max_c=61)], 1.0, T0_MS)  # pending hold
+    assert eng.tracked_devices == 1
+    eng.evaluate("a", "r", [reading(cell_temp_max_c=59)], 2.0, T0_MS)  # idle again
+    assert eng.tracked_devices == 0
+    eng.evaluate("a", "r", [reading(soc_pct=5), reading(soc_pct=50)], 3.0, T0_MS)  # open, clear
     assert eng.tracked_devices == 0
 
 
@@ -281,7 +302,9 @@ def test_lru_bound_evicts_least_recently_seen_device() -> None:
             "open"
         ]
     eng.evaluate("a", "r", [reading(soc_pct=1)], 1, T0_MS)  # touch a: b is now the oldest
-    eng.evaluate("c", "r", [reading(soc_pct=50)], 2, T0_MS)
+    eng.evaluate("healthy", "r", [reading(soc_pct=50)], 2, T0_MS)  # holds no state: no eviction
+    assert eng.tracked_devices == 2
+    eng.evaluate("c", "r", [reading(soc_pct=2)], 2, T0_MS)
     assert eng.tracked_devices == 2
     # a kept its open state; b was evicted, so its still-low SoC opens again (documented).
     assert eng.evaluate("a", "r", [reading(soc_pct=1)], 3, T0_MS) == []
@@ -366,11 +389,108 @@ def test_parse_rules_rejects_non_table_entry() -> None:
         {"burst": 0},
         {"max_devices": 0},
         {"alarm_min_severity": "fatal"},
+        {"event_codes": {252: ("", "warning")}},
+        {"event_codes": {252: ("unplug", "fatal")}},
     ],
 )
 def test_engine_rejects_bad_settings(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=next(iter(kwargs))):
         engine(**kwargs)
+
+
+# --- ids, alarm codes, Teltonika events, reload -------------------------------------------------
+
+
+def test_notification_ids_are_stable_and_tell_reading_code_and_state_apart() -> None:
+    one = notification_id("raw1", 0, "low_soc", "open")
+    assert one == notification_id("raw1", 0, "low_soc", "open")
+    assert len(one) == 32 and int(one, 16) >= 0
+    others = {
+        notification_id("raw2", 0, "low_soc", "open"),
+        notification_id("raw1", 1, "low_soc", "open"),
+        notification_id("raw1", 0, "other", "open"),
+        notification_id("raw1", 0, "low_soc", "clear"),
+    }
+    assert one not in others and len(others) == 4
+
+
+def test_alarm_codes_rename_protocol_alarms_in_notifications() -> None:
+    eng = engine(alarm_codes={"EVB1-0x0102": "isolation_fault"})
+    r = alarm_reading(Alarm("EVB1-0x0102", "critical", "bms", 40), Alarm("sos", "critical"))
+    out = eng.evaluate("d", "r", [r], 0.0, T0_MS)
+    assert [(n.code, n.values["value"]) for n in out] == [("isolation_fault", 40), ("sos", None)]
+
+
+def test_configured_teltonika_event_io_ids_raise_notifications() -> None:
+    eng = engine(event_codes={252: ("unplug", "critical"), 1: ("din1", "info")})
+    unplug = Reading("telemetry", T0_MS, io={"252": 1}, attrs={"priority": 1, "event_io_id": 252})
+    periodic = Reading("telemetry", T0_MS, attrs={"priority": 0, "event_io_id": 0})
+    other = Reading("telemetry", T0_MS, attrs={"event_io_id": 239})
+    alarms: dict[int, list[Alarm]] = {}
+    out = eng.evaluate("d", "r", [periodic, unplug, other], 0.0, T0_MS, alarms=alarms)
+    assert [(n.code, n.severity, n.state, n.values) for n in out] == [
+        ("unplug", "critical", "open", {"event_io_id": 252, "value": 1})
+    ]
+    assert alarms == {1: [Alarm("unplug", "critical", "tcu", 252)]}
+    # Configured explicitly, an info event notifies whatever alarm_min_severity says.
+    din = Reading("telemetry", T0_MS, attrs={"event_io_id": 1})
+    assert [n.code for n in eng.evaluate("d", "r", [din], 1.0, T0_MS)] == ["din1"]
+
+
+def test_adopt_keeps_state_of_unchanged_rules_only() -> None:
+    old = engine(rate_per_s=0.0, burst=3)
+    Clock(old).at(0.0, reading(soc_pct=5, cell_temp_max_c=70))  # low_soc open, overtemp pending
+    changed = Rule("battery_overtemp", "cell_temp_max_c", ">=", 65.0, "critical", hold_s=10.0)
+    new = engine([changed, LOW_SOC], rate_per_s=0.0, burst=3)
+    new.adopt(old)
+    clock = Clock(new)
+    # low_soc is still open (no second open; it clears); the changed rule starts over.
+    assert clock.states(10.0, reading(soc_pct=50, cell_temp_max_c=70)) == [("low_soc", "clear")]
+    assert clock.states(20.0, reading(cell_temp_max_c=70)) == [("battery_overtemp", "open")]
+    # The rate limit's bucket came along: one token was spent before the reload.
+    assert [n.suppressed for n in clock.at(30.0, reading(soc_pct=1))] == [True]
+
+
+# --- one frame: parsed records and notifications (live and replay) ------------------------------
+
+
+def raw_record(device_id: str | None = "dev1", raw_id: str = "raw1") -> RawRecord:
+    return RawRecord(RAW_SCHEMA, raw_id, device_id, "evb1", "tcp", None, iso_ms(T0_MS), b"")
+
+
+def test_evaluate_frame_puts_rule_notifications_in_the_readings_alarms() -> None:
+    eng = engine()
+    fault = Alarm("EVB1-0x0101", "critical", "thermal", 66)
+    readings = (reading(soc_pct=50), reading(soc_pct=5), Reading("alarm", T0_MS, alarms=(fault,)))
+    parsed, notes = evaluate_frame(eng, raw_record(), readings, 0.0, T0_MS)
+    assert [(n.code, n.state) for n in notes] == [("low_soc", "open"), ("EVB1-0x0101", "open")]
+    assert [p.alarms for p in parsed] == [
+        (),
+        (Alarm("low_soc", "warning", "rule", 5),),
+        (fault,),  # a protocol alarm is in the record already, once
+    ]
+    # Apart from the alarms, the records are what parsed_records makes.
+    assert [p.id for p in parsed] == [p.id for p in parsed_records(raw_record(), readings)]
+    parsed, notes = evaluate_frame(eng, raw_record(raw_id="raw2"), (reading(soc_pct=20),), 1, 0)
+    assert [n.state for n in notes] == ["clear"]
+    assert parsed[0].alarms == (Alarm("low_soc", "cleared", "rule", 20),)
+
+
+def test_evaluate_frame_is_the_same_for_live_and_replay() -> None:
+    readings = (reading(soc_pct=5), alarm_reading(Alarm("sos", "critical")))
+    live = evaluate_frame(engine(), raw_record(), readings, 0.0, T0_MS)
+    replay = evaluate_frame(engine(), raw_record(), readings, 0.0, T0_MS, replayed=True)
+    assert live[0] == replay[0]
+    assert [msgspec.structs.replace(n, replayed=False) for n in replay[1]] == live[1]
+    assert all(n.replayed for n in replay[1])
+
+
+def test_evaluate_frame_without_engine_or_device_has_no_notifications() -> None:
+    readings = (reading(soc_pct=5),)
+    expected = parsed_records(raw_record(), readings)
+    assert evaluate_frame(None, raw_record(), readings, 0.0, T0_MS) == (expected, [])
+    anonymous = raw_record(device_id=None)
+    assert evaluate_frame(engine(), anonymous, readings, 0.0, T0_MS)[1] == []
 
 
 # --- property -----------------------------------------------------------------------------------

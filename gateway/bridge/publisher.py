@@ -1,0 +1,152 @@
+"""A destination: a pool of connections to one AWS-side MQTT endpoint, each held to a rate.
+
+AWS IoT Core takes 100 publishes a second per connection and one CONNECT a second per client
+id, so throughput comes from N connections with distinct ids, each spending from its own token
+bucket before every PUBLISH. Messages wait in one queue (bounded by the sources' in-flight
+windows); any connection that is up takes the next. A message is delivered once its PUBACK is
+back (QoS 1/2) or it was written (QoS 0). A publish that fails or times out takes its connection
+down, and every message that connection had not finished goes back to the front of the queue to
+be published again — so a lost PUBACK means a duplicate, never a loss (mosquitto#2176: a bridge
+stalled on a lost PUBACK). Messages whose source connection ended meanwhile are skipped: the
+source broker delivers them again anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+
+import aiomqtt
+import structlog
+
+from gateway.bridge.client import BridgeClient
+from gateway.bridge.pacing import Backoff, TokenBucket
+from gateway.bridge.routes import Outgoing
+from gateway.bridge.settings import DestinationSettings
+from gateway.bridge.stats import ConnectionStats
+
+log = structlog.get_logger("gateway.bridge")
+
+
+class DestinationPool:
+    def __init__(
+        self,
+        settings: DestinationSettings,
+        tls: ssl.SSLContext | None,
+        backoff_s: tuple[float, float],
+    ) -> None:
+        self.settings = settings
+        self.v5 = settings.protocol == "5"
+        self._tls = tls
+        self._backoff_s = backoff_s
+        self._queue: deque[Outgoing] = deque()
+        self._queued = asyncio.Event()
+        now = asyncio.get_running_loop().time()
+        self.stats = [
+            ConnectionStats(
+                settings.name, i, TokenBucket(settings.rate_per_connection, settings.burst, now)
+            )
+            for i in range(1, settings.connections + 1)
+        ]
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def start(self) -> list[asyncio.Task[None]]:
+        for stats in self.stats:
+            name = f"bridge-{self.settings.name}-{stats.connection}"
+            self._tasks.append(asyncio.create_task(self._connection(stats), name=name))
+        return self._tasks
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def submit(self, message: Outgoing) -> None:
+        self._queue.append(message)
+        self._queued.set()
+
+    async def _next(self) -> Outgoing:
+        while True:
+            while not self._queue:
+                self._queued.clear()
+                await self._queued.wait()
+            message = self._queue.popleft()
+            if not message.delivery.abandoned:
+                return message
+
+    async def _connection(self, stats: ConnectionStats) -> None:
+        backoff = Backoff(*self._backoff_s)
+        while True:
+            client = BridgeClient.for_destination(self.settings, stats.connection, self._tls)
+            try:
+                async with client:
+                    backoff.reset()
+                    stats.connected = True
+                    await self._publish_all(client, stats)
+            except* aiomqtt.MqttError as group:
+                log.warning(
+                    "destination connection lost",
+                    destination=self.settings.name,
+                    connection=stats.connection,
+                    error=str(group.exceptions[0]),
+                )
+            finally:
+                stats.connected = False
+            stats.reconnects += 1
+            await asyncio.sleep(backoff.next_delay_s())
+
+    async def _publish_all(self, client: BridgeClient, stats: ConnectionStats) -> None:
+        loop = asyncio.get_running_loop()
+        # Never more unacknowledged PUBLISHes than the server's Receive Maximum allows
+        # (mosquitto#3002: HiveMQ disconnects bridges that ignore it with 0x93).
+        slots = asyncio.Semaphore(
+            min(self.settings.in_flight_per_connection, client.server_receive_maximum)
+        )
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(_fail_on_disconnect(client))
+            while True:
+                await slots.acquire()
+                message = await self._next()
+                try:
+                    delay = stats.bucket.reserve(loop.time())
+                    if delay:
+                        await asyncio.sleep(delay)
+                except BaseException:
+                    self._queue.appendleft(message)
+                    raise
+                tasks.create_task(self._publish(client, message, slots, stats))
+
+    async def _publish(
+        self,
+        client: BridgeClient,
+        message: Outgoing,
+        slots: asyncio.Semaphore,
+        stats: ConnectionStats,
+    ) -> None:
+        try:
+            await client.publish_confirmed(
+                message.topic,
+                message.payload,
+                message.qos,
+                message.properties,
+                self.settings.publish_timeout_s,
+            )
+        except BaseException:
+            # Not confirmed: published again, on whichever connection is up next.
+            self._queue.appendleft(message)
+            self._queued.set()
+            raise
+        finally:
+            slots.release()
+        stats.published += 1
+        message.delivery.delivered()
+
+
+async def _fail_on_disconnect(client: BridgeClient) -> None:
+    await client.wait_disconnected()
+    raise aiomqtt.MqttError("disconnected")

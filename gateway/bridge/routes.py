@@ -1,0 +1,171 @@
+"""Routes: where a source message goes — into the pipeline, or republished to a destination.
+
+Each message gets an id for downstream deduplication. What stays the same when a broker delivers
+a message again is its source, topic and bytes (the packet id is reused for other messages, and
+the arrival time differs), so the id is a hash of those three: every redelivery and every
+bridge-caused duplicate carries the same id. The flip side, said plainly: two messages with the
+same bytes on the same topic share an id — for telematics frames, which carry a sequence number
+or a timestamp, that is the same frame sent twice. An id already set upstream (another bridge's
+``bridge-msg-id``) is kept.
+
+In the pipeline the id travels in the raw record's ``peer`` (``<source>;bridge-msg-id=<id>``);
+on MQTT 5 destinations as the user property ``bridge-msg-id``, next to ``bridged-by``, the mark
+by which a source recognises the bridge's own copies (loop prevention).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Protocol
+
+from paho.mqtt.properties import Properties
+
+from gateway.bridge.client import PackedProperties, Received
+from gateway.bridge.settings import DEVICE_ID, RouteSettings
+from gateway.bridge.stats import RouteStats
+from gateway.bridge.window import Delivery
+from gateway.pipeline import FrameSource, Pipeline
+from parser.codec import Codec
+from parser.events import Frame, Reject
+from parser.messages import message_frame
+from parser.mqtt.packets import Properties as MqttProperties
+from parser.topics import TopicTemplate
+
+TRANSPORT = "mqtt-bridge"
+MSG_ID_PROPERTY = "bridge-msg-id"
+BRIDGED_BY_PROPERTY = "bridged-by"
+
+
+def message_id(source: str, message: Received) -> str:
+    """The dedup id of ``message`` (see the module docstring)."""
+    for key, value in message.user_properties:
+        if key == MSG_ID_PROPERTY:
+            return value
+    digest = hashlib.blake2b(digest_size=16)
+    for part in (source.encode(), message.topic.encode()):
+        digest.update(len(part).to_bytes(4, "big"))
+        digest.update(part)
+    digest.update(message.payload)
+    return digest.hexdigest()
+
+
+class Route:
+    """A route's matching half; subclasses forward."""
+
+    def __init__(self, settings: RouteSettings, stats: RouteStats) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.stats = stats
+        self.template = TopicTemplate.parse(settings.topic)
+        # Pipeline routes wait for a durable write before the source is acknowledged, and a
+        # write that is given up on (dead-lettered) never reports back: hence a deadline.
+        self.has_deadline = False
+
+    def forward(self, delivery: Delivery, values: dict[str, str], msg_id: str) -> None:
+        raise NotImplementedError
+
+
+class PipelineRoute(Route):
+    """Each message is one frame of ``codec`` from the ``{device_id}`` of its topic."""
+
+    def __init__(
+        self,
+        settings: RouteSettings,
+        stats: RouteStats,
+        source: str,
+        codec: Codec,
+        pipeline: Pipeline,
+    ) -> None:
+        super().__init__(settings, stats)
+        self._source = source
+        self._codec = codec
+        self._pipeline = pipeline
+        self._delivered = settings.ack_policy == "delivered"
+        self.has_deadline = self._delivered
+
+    def forward(self, delivery: Delivery, values: dict[str, str], msg_id: str) -> None:
+        device_id = values[DEVICE_ID]
+        payload = delivery.message.payload
+        frame = message_frame(self._codec, device_id, payload)
+        if isinstance(frame, Reject):
+            # Not one frame: kept anyway as a raw record plus an error record with the reason
+            # (the pipeline's path for frames that do not decode), so that acknowledging the
+            # message loses nothing — it can be re-parsed after a codec fix.
+            self.stats.rejected += 1
+            frame = Frame(device_id, payload, b"", (), frame.reason, frame.detail)
+        peer = f"{self._source};{MSG_ID_PROPERTY}={msg_id}"
+        source = FrameSource(self._codec.name, TRANSPORT, peer)
+        self._pipeline.accept(source, frame, delivery.delivered if self._delivered else None)
+        self.stats.forwarded += 1
+        if not self._delivered:
+            delivery.delivered()
+
+
+class Outgoing:
+    """A message for a destination pool; ``delivery.delivered`` once the endpoint took it."""
+
+    __slots__ = ("delivery", "payload", "properties", "qos", "topic")
+
+    def __init__(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        properties: Properties | None,
+        delivery: Delivery,
+    ) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.properties = properties
+        self.delivery = delivery
+
+
+class Publisher(Protocol):
+    v5: bool
+
+    def submit(self, message: Outgoing) -> None: ...
+
+
+class MqttRoute(Route):
+    """Republish on ``destination_topic`` at the QoS the message arrived with."""
+
+    def __init__(
+        self, settings: RouteSettings, stats: RouteStats, publisher: Publisher, bridge_name: str
+    ) -> None:
+        super().__init__(settings, stats)
+        assert settings.destination_topic is not None  # checked by RouteSettings
+        self._out = TopicTemplate.parse(settings.destination_topic)
+        self._publisher = publisher
+        self._bridge_name = bridge_name
+
+    def forward(self, delivery: Delivery, values: dict[str, str], msg_id: str) -> None:
+        message = delivery.message
+        properties = None
+        if self._publisher.v5:
+            kept = [
+                (k, v)
+                for k, v in message.user_properties
+                if k not in (MSG_ID_PROPERTY, BRIDGED_BY_PROPERTY)
+            ]
+            user = (*kept, (MSG_ID_PROPERTY, msg_id), (BRIDGED_BY_PROPERTY, self._bridge_name))
+            properties = PackedProperties(
+                MqttProperties(content_type=message.content_type, user_properties=user)
+            )
+        topic = self._out.format(values)
+        self._publisher.submit(Outgoing(topic, message.payload, message.qos, properties, delivery))
+        self.stats.forwarded += 1
+
+
+def is_own_copy(message: Received, bridge_name: str) -> bool:
+    """Whether ``message`` is one this bridge published (it carries our ``bridged-by``)."""
+    return (BRIDGED_BY_PROPERTY, bridge_name) in message.user_properties
+
+
+def pick(routes: list[Route], topic: str) -> tuple[Route, dict[str, str]] | None:
+    """The first route whose template fits ``topic``, with the template's values."""
+    for route in routes:
+        values = route.template.match(topic)
+        if values is not None:
+            return route, values
+    return None

@@ -1,0 +1,104 @@
+"""One MQTT device port: its routes, sessions, credentials, counters and connections."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import structlog
+
+from gateway.connection import DevicePort
+from gateway.flow_control import FlowControl
+from gateway.mqtt.metrics import MqttStats
+from gateway.mqtt.passwords import PasswordChecker
+from gateway.mqtt.protocol import MqttConnection
+from gateway.mqtt.routes import Router
+from gateway.mqtt.sessions import SessionStore
+from gateway.mqtt.settings import MqttListenerSettings
+from gateway.pipeline import Pipeline
+from gateway.stats import ListenerStats
+from parser.codec import Codec
+from parser.mqtt.connection import MqttServerConnection
+
+log = structlog.get_logger("gateway.mqtt")
+
+TRANSPORT = "mqtt"
+# 5.0 Topic Aliases a client may use towards us (CONNACK Topic Alias Maximum): devices that
+# publish one long topic at a high rate save its bytes on every message.
+TOPIC_ALIAS_MAXIMUM = 16
+
+
+class MqttListener(DevicePort):
+    """Connection-level counters are labelled codec ``mqtt``; frames, records and decode
+    errors are counted per route codec, all with transport ``mqtt``."""
+
+    def __init__(
+        self,
+        settings: MqttListenerSettings,
+        codecs: dict[str, Codec],
+        pipeline: Pipeline,
+        flow: FlowControl,
+    ) -> None:
+        super().__init__(settings, ListenerStats(TRANSPORT, TRANSPORT), pipeline, flow)
+        self.settings = settings
+        self.delivered = settings.ack_policy == "delivered"
+        self.router = Router(settings, codecs)
+        self.codec_stats = {
+            name: ListenerStats(name, TRANSPORT) for name in self.router.codec_names
+        }
+        self.mqtt_stats = MqttStats()
+        self.sessions = SessionStore(settings.max_sessions, settings.max_session_expiry_s)
+        self.passwords = _password_checker(settings)
+
+    @property
+    def name(self) -> str:
+        return TRANSPORT
+
+    def connection(self) -> MqttConnection:
+        return MqttConnection(self)
+
+    def codec_connection(self) -> MqttServerConnection:
+        s = self.settings
+        return MqttServerConnection(
+            max_packet_bytes=s.max_packet_bytes,
+            receive_maximum=s.receive_maximum,
+            topic_alias_maximum=TOPIC_ALIAS_MAXIMUM,
+        )
+
+    def all_stats(self) -> list[ListenerStats]:
+        self.mqtt_stats.sessions = len(self.sessions)
+        return [self.stats, *self.codec_stats.values()]
+
+    def prepare_reload(
+        self, settings: MqttListenerSettings, codecs: dict[str, Codec]
+    ) -> Callable[[], None]:
+        """SIGHUP, in two steps so that all listeners load before any changes: load the
+        password file (ConfigError), then the returned function applies routes (to the next
+        messages of every connection), passwords, certificates and the allow-list (to new
+        connections)."""
+        passwords = _password_checker(settings)
+        router = Router(settings, codecs)
+
+        def apply() -> None:
+            self.reload_port(settings)
+            self.settings = settings
+            self.delivered = settings.ack_policy == "delivered"
+            self.router = router
+            self.passwords = passwords
+            for name in router.codec_names:
+                self.codec_stats.setdefault(name, ListenerStats(name, TRANSPORT))
+
+        return apply
+
+    def sweep(self, now: float) -> None:
+        """Close connections past their CONNECT deadline or keep-alive x 1.5; expire sessions."""
+        self.sessions.sweep(now)
+        for conn in list(self.connections):
+            assert isinstance(conn, MqttConnection)
+            if not conn.paused and now - conn.last_activity > conn.silence_allowed_s():
+                conn.expire()
+
+
+def _password_checker(settings: MqttListenerSettings) -> PasswordChecker | None:
+    if settings.password_file is None:
+        return None
+    return PasswordChecker.load(settings.password_file)

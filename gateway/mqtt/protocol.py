@@ -1,0 +1,409 @@
+"""One MQTT device connection: CONNECT and credentials, PUBLISH to the pipeline, acknowledgements
+under the listener's ACK policy, the command-topic SUBSCRIBE, keep-alive.
+
+Many packets per read, one write of the replies they earned (the pipeline's reply batcher).
+A QoS 1 PUBACK or QoS 2 PUBREC leaves only once the frame is accepted under the ACK policy;
+while the memory budget is full the socket is not read and PUBACKs are held, so the device's
+in-flight window (5.0 Receive Maximum) fills and it stops sending. The peer's mistakes cost only
+this connection, answered with the reason code the protocol has for them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from gateway.connection import DeviceConnection
+from gateway.mqtt.routes import Resolved, TopicCache
+from gateway.mqtt.sessions import SESSION_EXPIRY_NEVER, Session
+from gateway.pipeline import FrameSource
+from parser.events import Reject
+from parser.messages import message_frame
+from parser.mqtt.errors import MqttError
+from parser.mqtt.packets import (
+    MQTT_5,
+    Connect,
+    Disconnect,
+    Packet,
+    PingReq,
+    Properties,
+    Publish,
+    PubRel,
+    ReasonCode,
+    Subscribe,
+    Unsubscribe,
+)
+
+if TYPE_CHECKING:
+    from gateway.mqtt.listener import MqttListener
+
+log = structlog.get_logger("gateway.mqtt")
+
+# Reasons a PUBLISH's payload is refused (message_frame's rejects), as 5.0 reason codes.
+_PAYLOAD_REFUSALS = {"identity_mismatch": ReasonCode.NOT_AUTHORIZED}
+
+
+class MqttConnection(DeviceConnection):
+    __slots__ = (
+        "_authenticating",
+        "_held",
+        "_pubrec_owed",
+        "_sources",
+        "_topics",
+        "listener",
+        "mqtt",
+        "session",
+    )
+
+    def __init__(self, listener: MqttListener) -> None:
+        super().__init__(listener)
+        self.listener = listener
+        self.mqtt = listener.codec_connection()
+        self.session: Session | None = None
+        self._topics = TopicCache(listener.router)
+        self._sources: dict[str, FrameSource] = {}
+        self._pubrec_owed: dict[int, float] = {}  # QoS 2 packet id -> arrival, PUBREC unsent
+        self._authenticating = False
+        self._held: list[Packet] = []  # packets after a CONNECT whose password is being checked
+
+    # -- DeviceConnection hooks ---------------------------------------------------------------
+
+    def _peer_known(self) -> None:
+        self._sources.clear()
+
+    def _blocked(self) -> bool:
+        return self._authenticating
+
+    def _hold_replies(self) -> bool:
+        # The budget is full: PUBACKs wait too, so the device's window fills and it pauses.
+        return self.paused
+
+    def _feed(self, data: bytes) -> None:
+        try:
+            packets = self.mqtt.feed(data)
+        except MqttError as exc:
+            self._handle(list(exc.packets))
+            self._refused_by_codec(exc)
+            return
+        self._handle(packets)
+
+    def unblocked(self) -> None:
+        if self._held and not self._authenticating:
+            held, self._held = self._held, []
+            self._handle(held)
+        super().unblocked()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.session is not None:
+            self.listener.sessions.detach(self.session, self, time.monotonic())
+
+    def close(self, reason: str, *, abort: bool = False, code: ReasonCode | None = None) -> None:
+        """Close; a 5.0 client is told why with a DISCONNECT first (``code``)."""
+        transport = self.transport
+        if code is None and reason == "shutdown":
+            code = ReasonCode.SERVER_SHUTTING_DOWN
+        if code is not None and not abort and transport is not None and not transport.is_closing():
+            self._flush()  # keep the acknowledgements owed ahead of the DISCONNECT
+            self._write(self.mqtt.disconnect(code))
+            if self.mqtt.protocol_level == MQTT_5:
+                self.listener.mqtt_stats.reason_codes["DISCONNECT", code.name] += 1
+        super().close(reason, abort=abort)
+
+    # -- deadlines (the listener's sweep) ------------------------------------------------------
+
+    def silence_allowed_s(self) -> float:
+        settings = self.listener.settings
+        if self._authenticating:
+            return float("inf")
+        keep_alive_s = self.mqtt.keep_alive_s
+        if keep_alive_s is None:
+            return settings.connect_timeout_s
+        # [MQTT-3.1.2-24]: one and a half times the keep-alive.
+        return keep_alive_s * 1.5 if keep_alive_s else settings.idle_timeout_s
+
+    def expire(self) -> None:
+        if self.mqtt.protocol_level is None:
+            self.close("connect_timeout")
+        else:
+            self.close("keep_alive_timeout", code=ReasonCode.KEEP_ALIVE_TIMEOUT)
+
+    # -- packets -------------------------------------------------------------------------------
+
+    def _handle(self, packets: list[Packet]) -> None:
+        if packets:  # any whole packet is activity ([MQTT-3.1.2-24]); trickled bytes are not
+            self.last_activity = time.monotonic()
+        for index, packet in enumerate(packets):
+            if self._authenticating:
+                self._held.extend(packets[index:])
+                return
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            match packet:
+                case Publish():
+                    self._publish(packet)
+                case PubRel():
+                    self._pubrel(packet)
+                case PingReq():
+                    self._queue_reply(self.mqtt.pingresp())
+                case Connect():
+                    self._connect(packet)
+                case Subscribe():
+                    self._subscribe(packet)
+                case Unsubscribe():
+                    self._unsubscribe(packet)
+                case Disconnect():
+                    self.close_reason = "client_disconnect"
+                    transport.close()
+                case _:  # PUBACK, PUBREC, PUBCOMP: the gateway never sent a PUBLISH to answer
+                    self.close("mqtt_protocol_error", code=ReasonCode.PROTOCOL_ERROR)
+
+    def _refused_by_codec(self, exc: MqttError) -> None:
+        reason = f"mqtt_{exc.reason_code.name.lower()}"
+        self.listener.stats.rejects[reason] += 1
+        log.debug("mqtt refused", peer=self.peer, device_id=self.device_id, detail=exc.detail)
+        if exc.reply and self.transport is not None and not self.transport.is_closing():
+            self._flush()
+            self._write(exc.reply)
+            if self.mqtt.protocol_level == MQTT_5 or self.mqtt.protocol_level is None:
+                packet = "DISCONNECT" if self.session is not None else "CONNACK"
+                self.listener.mqtt_stats.reason_codes[packet, exc.reason_code.name] += 1
+        self.close(reason)
+
+    # -- CONNECT -------------------------------------------------------------------------------
+
+    def _connect(self, connect: Connect) -> None:
+        if self.listener.settings.auth != "password":
+            self._connected(connect, True)
+            return
+        checker = self.listener.passwords
+        user, password = connect.username, connect.password
+        if checker is None or user is None or password is None:
+            self._connected(connect, False)
+            return
+        answer = checker.remembered(user, password)
+        if answer is not None:
+            self._connected(connect, answer)
+            return
+        # scrypt runs in a thread: read nothing more (and hold what was read) meanwhile.
+        self._authenticating = True
+        if self.transport is not None and not self.paused:
+            self.transport.pause_reading()
+        task = asyncio.ensure_future(checker.check(user, password))
+        task.add_done_callback(partial(self._checked, connect))
+
+    def _checked(self, connect: Connect, task: asyncio.Future[bool]) -> None:
+        self._authenticating = False
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._connected(
+            connect, not task.cancelled() and task.exception() is None and task.result()
+        )
+        if not self.paused:
+            self.unblocked()
+
+    def _connected(self, connect: Connect, authenticated: bool) -> None:
+        listener = self.listener
+        if not authenticated:
+            self._refuse_connect(ReasonCode.BAD_USER_NAME_OR_PASSWORD, "bad_credentials")
+            return
+        identity = self._identity(connect)
+        if identity == "":
+            self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "no_identity")
+            return
+        client_id = connect.client_id
+        properties = Properties()
+        if not client_id:  # the server assigns one ([MQTT-3.1.3-6], 5.0 §3.2.2.3.7)
+            client_id = f"gw-{secrets.token_hex(8)}"
+            if connect.protocol_level == MQTT_5:
+                properties = Properties(assigned_client_identifier=client_id)
+        holder = listener.sessions.identity_of(client_id)
+        if holder is not None and identity is not None and holder != identity:
+            # Another device's client id: taking its session over would cut that device off.
+            self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "client_id_in_use")
+            return
+        session, present, previous = listener.sessions.attach(
+            self, client_id, identity, connect.clean_start, self._expiry_s(connect),
+            listener.settings.receive_maximum,
+        )  # fmt: skip
+        if isinstance(previous, MqttConnection):
+            previous.close("session_taken_over", code=ReasonCode.SESSION_TAKEN_OVER)
+        self.session = session
+        self.device_id = identity
+        self._queue_reply(self.mqtt.connack(present, ReasonCode.SUCCESS, properties))
+
+    def _expiry_s(self, connect: Connect) -> float:
+        """How long the session outlives this connection (capped by the session store)."""
+        if connect.protocol_level == MQTT_5:
+            expiry = connect.properties.session_expiry_interval or 0
+            return float("inf") if expiry == SESSION_EXPIRY_NEVER else float(expiry)
+        return 0.0 if connect.clean_start else float("inf")
+
+    def _identity(self, connect: Connect) -> str | None:
+        """The device id this connection speaks for (``""``: none where one is required;
+        ``None``: from the topics, bound by the first one used)."""
+        source = self.listener.settings.identity
+        if source == "client_id":
+            return connect.client_id
+        if source == "username":
+            return connect.username or ""
+        if source == "certificate":
+            return _common_name(self.peer_certificate()) or ""
+        return None
+
+    def _refuse_connect(self, code: ReasonCode, reason: str) -> None:
+        self.listener.stats.rejects[reason] += 1
+        self.listener.mqtt_stats.reason_codes["CONNACK", code.name] += 1
+        self._flush()
+        self._write(self.mqtt.connack(False, code))
+        self.close(reason)
+
+    # -- PUBLISH -------------------------------------------------------------------------------
+
+    def _publish(self, publish: Publish) -> None:
+        listener = self.listener
+        session = self.session
+        assert session is not None  # the codec lets nothing but CONNECT come first
+        qos, packet_id = publish.qos, publish.packet_id
+        listener.mqtt_stats.publishes[qos] += 1
+        now = time.monotonic()
+        if qos == 2 and packet_id in session.qos2:
+            # A resend of a message already taken: answer it, do not store it twice.
+            if session.qos2[packet_id]:
+                self._send_reply(self.mqtt.pubrec(packet_id), now)
+            else:
+                self._pubrec_owed[packet_id] = now
+            return
+        if self._topics.router is not listener.router:  # reloaded: new routes from now on
+            self._topics = TopicCache(listener.router)
+        resolved = self._topics.resolve(publish.topic)
+        if resolved is None:
+            self._refuse_publish(publish, ReasonCode.TOPIC_NAME_INVALID, "unrouted_topic")
+            return
+        device_id = self._publisher(resolved)
+        if device_id is None:
+            self._refuse_publish(publish, ReasonCode.NOT_AUTHORIZED, "identity_mismatch")
+            return
+        codec = resolved.route.codec
+        event = message_frame(codec, device_id, publish.payload)
+        if isinstance(event, Reject):
+            code = _PAYLOAD_REFUSALS.get(event.reason, ReasonCode.PAYLOAD_FORMAT_INVALID)
+            self._refuse_publish(publish, code, event.reason)
+            return
+        stats = listener.codec_stats[codec.name]
+        self.frames += 1
+        stats.frames += 1
+        if event.error_code is not None:
+            stats.decode_errors[event.error_code] += 1
+        source = self._sources.get(codec.name)
+        if source is None:
+            source = self._sources[codec.name] = FrameSource(codec.name, "mqtt", self.peer)
+        accept = listener.pipeline.accept
+        if qos == 0:
+            stats.records += accept(source, event, None)
+        elif qos == 1:
+            if listener.delivered:
+                stats.records += accept(source, event, partial(self._puback, packet_id, now))
+            else:
+                stats.records += accept(source, event, None)
+                self._puback(packet_id, now)
+        else:
+            session.qos2_started(packet_id)
+            self._pubrec_owed[packet_id] = now
+            written = session.written(packet_id)
+            stats.records += accept(source, event, written if listener.delivered else None)
+            if not listener.delivered:
+                written()
+
+    def _publisher(self, resolved: Resolved) -> str | None:
+        """The device a message is stored under, or None if this connection may not speak
+        for the device its topic names."""
+        named = resolved.topic_device_id
+        if named is None:
+            return self.device_id
+        return named if self._claim(named) else None
+
+    def _claim(self, device_id: str) -> bool:
+        """Whether this connection speaks for ``device_id``; with identity from the topic, the
+        first topic binds the connection to its device."""
+        if self.device_id is None and self.listener.settings.identity == "topic":
+            self.device_id = device_id
+        return device_id == self.device_id
+
+    def _refuse_publish(self, publish: Publish, code: ReasonCode, reason: str) -> None:
+        """5.0 QoS 1/2: a negative acknowledgement, and the connection goes on. Otherwise the
+        protocol has no way to say no but closing (5.0 with a DISCONNECT saying why)."""
+        listener = self.listener
+        listener.stats.rejects[reason] += 1
+        log.debug("publish refused", peer=self.peer, device_id=self.device_id, reason=reason)
+        if publish.qos and self.mqtt.protocol_level == MQTT_5:
+            if publish.qos == 1:
+                reply, packet = self.mqtt.puback(publish.packet_id, code), "PUBACK"
+            else:
+                reply, packet = self.mqtt.pubrec(publish.packet_id, code), "PUBREC"
+            listener.mqtt_stats.reason_codes[packet, code.name] += 1
+            self._queue_reply(reply)
+        else:
+            self.close(reason, code=code)
+
+    def _puback(self, packet_id: int, accepted_at: float) -> None:
+        self._send_reply(self.mqtt.puback(packet_id), accepted_at)
+
+    def qos2_written(self, packet_id: int) -> None:
+        """The session's QoS 2 message is accepted under the policy: PUBREC if this connection
+        owes one (the device sent, or resent, the PUBLISH here)."""
+        accepted_at = self._pubrec_owed.pop(packet_id, None)
+        if accepted_at is not None:
+            self._send_reply(self.mqtt.pubrec(packet_id), accepted_at)
+
+    def _pubrel(self, pubrel: PubRel) -> None:
+        assert self.session is not None
+        known = self.session.qos2.pop(pubrel.packet_id, None) is not None
+        self._pubrec_owed.pop(pubrel.packet_id, None)
+        code = ReasonCode.SUCCESS if known else ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
+        self._queue_reply(self.mqtt.pubcomp(pubrel.packet_id, code))
+
+    # -- SUBSCRIBE -----------------------------------------------------------------------------
+
+    def _subscribe(self, subscribe: Subscribe) -> None:
+        """Only the device's own command topic is granted (and kept in its session)."""
+        session = self.session
+        assert session is not None
+        router, stats = self.listener.router, self.listener.mqtt_stats
+        codes = []
+        for sub in subscribe.subscriptions:
+            device_id = router.command_device(sub.topic_filter)
+            if device_id is not None and self._claim(device_id):
+                session.subscriptions[sub.topic_filter] = sub.qos
+                codes.append(ReasonCode(sub.qos))  # granted QoS 0, 1 or 2
+            else:
+                codes.append(ReasonCode.NOT_AUTHORIZED)
+                stats.reason_codes["SUBACK", ReasonCode.NOT_AUTHORIZED.name] += 1
+                self.listener.stats.rejects["subscribe_refused"] += 1
+        self._queue_reply(self.mqtt.suback(subscribe.packet_id, codes))
+
+    def _unsubscribe(self, unsubscribe: Unsubscribe) -> None:
+        session = self.session
+        assert session is not None
+        codes = [
+            ReasonCode.SUCCESS
+            if session.subscriptions.pop(f, None) is not None
+            else ReasonCode.NO_SUBSCRIPTION_EXISTED
+            for f in unsubscribe.topic_filters
+        ]
+        self._queue_reply(self.mqtt.unsuback(unsubscribe.packet_id, codes))
+
+
+def _common_name(cert: dict[str, Any] | None) -> str | None:
+    """The subject CN of a certificate as ``getpeercert()`` gives it."""
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None

@@ -1,0 +1,159 @@
+"""Settings of the MQTT device listeners (``[[mqtt_listeners]]``) and of named JSON mappings.
+
+An MQTT listener is one port where devices connect as MQTT clients and publish frames: routes
+map topic templates to codecs, ``identity`` says who the device is, ``auth`` how it proves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from gateway.settings_base import AckPolicy, ConfigError, Section, TlsSettings
+from parser.codec import CodecFactory, CodecOptions
+from parser.json_codec import JsonCodec, JsonFields
+from parser.proxy_protocol import AllowList
+from parser.topics import TopicError, TopicTemplate
+
+DEVICE_ID = "device_id"
+DEFAULT_ROUTE = "ev/{device_id}/telemetry"
+
+
+def _template(text: str) -> str:
+    try:
+        TopicTemplate.parse(text)
+    except TopicError as exc:
+        raise ValueError(str(exc)) from None
+    return text
+
+
+class MqttRoute(Section):
+    """Messages published on topics matching ``topic`` carry one frame of ``codec`` each."""
+
+    topic: str = DEFAULT_ROUTE
+    codec: str = "evb1"
+
+    _valid_topic = field_validator("topic")(_template)
+
+
+class MqttListenerSettings(Section):
+    host: str = "0.0.0.0"
+    port: int = Field(default=1883, ge=0, le=65535)  # 0 = any free port (tests, demos)
+    # accepted: PUBACK once in the gateway's buffer; delivered: once the sink durably wrote it.
+    ack_policy: AckPolicy = "delivered"
+    max_connections: int = Field(default=15_000, ge=1)
+    routes: list[MqttRoute] = Field(default_factory=lambda: [MqttRoute()], min_length=1)
+    # Who the device is: the {device_id} level of the topic, the CONNECT client id or username,
+    # or the CN of its client certificate. Unless it is the topic, a topic's {device_id} must
+    # equal that identity: a device may only publish under its own.
+    identity: Literal["topic", "client_id", "username", "certificate"] = "topic"
+    auth: Literal["none", "password", "certificate"] = "none"
+    # `gateway passwd FILE USER` writes it; read again on SIGHUP.
+    password_file: Path | None = None
+    # A device may subscribe to its own command topic (granted and kept); nothing else.
+    command_topic: str = "ev/{device_id}/command"
+    # The CONNECT must arrive within this long after the TCP (and TLS) handshake.
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    # A client that asks for keep-alive 0 (none) is still closed after this long in silence.
+    idle_timeout_s: float = Field(default=600.0, gt=0)
+    # Largest packet taken (CONNACK's Maximum Packet Size in v5); larger ones close the
+    # connection (0x95). Frames of the binary codecs are far smaller.
+    max_packet_bytes: int = Field(default=64 * 1024, ge=128, le=268_435_455)
+    # QoS 1 and 2 PUBLISHes in flight per connection (CONNACK's Receive Maximum in v5; more is
+    # refused with 0x93). Also bounds the QoS 2 packet ids a session keeps awaiting PUBREL.
+    receive_maximum: int = Field(default=64, ge=1, le=65535)
+    # Persistent sessions (clean_session=0, v5 session expiry > 0) kept for reconnects: at most
+    # this many, each at most this long after its connection ended.
+    max_sessions: int = Field(default=100_000, ge=0)
+    max_session_expiry_s: int = Field(default=3600, ge=0)
+    # A device that does not read its PUBACKs is cut off once this much is queued for it.
+    write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
+    tls: TlsSettings | None = None
+    proxy_protocol: Literal["off", "optional", "required"] = "off"
+    allowed_networks: list[str] | None = None
+
+    _valid_command_topic = field_validator("command_topic")(_template)
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str] | None) -> list[str] | None:
+        AllowList.parse(value)  # ValueError names the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttListenerSettings:
+        if self.auth == "password" and self.password_file is None:
+            raise ValueError("auth = 'password' needs password_file")
+        needs_client_certs = self.auth == "certificate" or self.identity == "certificate"
+        if needs_client_certs and (self.tls is None or self.tls.client_ca_file is None):
+            raise ValueError("client certificates need tls.client_ca_file (mutual TLS)")
+        if self.identity == "topic":
+            for route in self.routes:
+                if DEVICE_ID not in TopicTemplate.parse(route.topic).names:
+                    raise ValueError(
+                        f"route {route.topic!r} has no {{device_id}} level, and identity = "
+                        "'topic' takes the device id from it"
+                    )
+        if DEVICE_ID not in TopicTemplate.parse(self.command_topic).names:
+            raise ValueError("command_topic needs a {device_id} level")
+        return self
+
+
+class JsonCodecSettings(Section):
+    """A named ``json`` codec: where the canonical fields are in a device's documents.
+
+    ``[json_codecs.acme]`` makes a codec ``acme`` that routes can name; its raw records carry
+    that name, so ``gateway replay`` with the same settings decodes them the same way. Paths
+    are dotted (``gps.lat``); ``""`` skips a field.
+    """
+
+    ts: str | None = "ts"
+    kind: str | None = "kind"
+    lat: str | None = "lat"
+    lon: str | None = "lon"
+    alt_m: str | None = "alt_m"
+    speed_kmh: str | None = "speed_kmh"
+    heading_deg: str | None = "heading_deg"
+    satellites: str | None = "satellites"
+    metrics_object: str | None = "metrics"
+    metrics: dict[str, str] = Field(default_factory=dict)
+    max_frame_bytes: int | None = Field(default=None, ge=16)
+
+    def fields(self) -> JsonFields:
+        # TOML has no null: an empty path skips the field.
+        paths = {
+            k: v or None for k, v in self.model_dump(exclude={"metrics", "max_frame_bytes"}).items()
+        }
+        return JsonFields(**paths, metrics=tuple(sorted(self.metrics.items())))
+
+    def factory(self, name: str) -> CodecFactory:
+        """The registry's factory for the codec ``name`` this mapping defines."""
+        fields = self.fields()
+
+        def create(options: CodecOptions) -> JsonCodec:
+            if options.max_frame_bytes is None and self.max_frame_bytes is not None:
+                options = replace(options, max_frame_bytes=self.max_frame_bytes)
+            return JsonCodec(options, fields, name)
+
+        return create
+
+
+def json_codec_factories(json_codecs: dict[str, JsonCodecSettings]) -> dict[str, CodecFactory]:
+    return {name: mapping.factory(name) for name, mapping in json_codecs.items()}
+
+
+LISTEN_PREFIX = "mqtt="
+
+
+def parse_mqtt_listen(spec: str) -> MqttListenerSettings:
+    """``mqtt=HOST:PORT`` from ``--listen``: plain, no auth, the default route; ConfigError."""
+    host, colon, port = spec.removeprefix(LISTEN_PREFIX).rpartition(":")
+    if not colon or not port.isdigit():
+        raise ConfigError([f"--listen {spec!r}: expected mqtt=HOST:PORT"])
+    try:
+        return MqttListenerSettings(host=host.strip("[]") or "0.0.0.0", port=int(port))
+    except ValidationError as exc:
+        raise ConfigError([f"--listen {spec!r}: {e['msg']}" for e in exc.errors()]) from None

@@ -1,0 +1,165 @@
+"""The dispatcher: ticket join, suppression, retries, dead letters and shutdown, with a scripted
+target (the real targets have their own tests against real endpoints)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from gateway.notify.dispatcher import Dispatcher
+from gateway.notify.queue import ACCEPTED, Outcome, Outgoing, Verdict
+from gateway.notify.settings import RetrySettings
+from gateway.settings import LocalSinkSettings
+from gateway.tickets import Ticket
+from tests.notify.notes import notification
+
+FAST = RetrySettings(first_s=0.001, max_s=0.002, max_attempts=3)
+
+
+class ScriptedTarget:
+    """Answers each delivery with the next scripted verdict (the last one repeats); ``hold``
+    makes deliveries wait until it is set."""
+
+    name = "scripted"
+    max_batch = 10
+
+    def __init__(self, script: Sequence[Verdict | Exception]) -> None:
+        self.script = list(script)
+        self.batches: list[list[str]] = []
+        self.hold: asyncio.Event | None = None
+        self.closed = False
+
+    async def open(self) -> None:
+        pass
+
+    async def deliver(self, batch: Sequence[Outgoing]) -> list[Verdict]:
+        self.batches.append([item.note.raw_id for item in batch])
+        if self.hold is not None:
+            await self.hold.wait()
+        step = self.script.pop(0) if len(self.script) > 1 else self.script[0]
+        if isinstance(step, Exception):
+            raise step
+        return [step] * len(batch)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.002)
+
+
+def dispatcher(
+    tmp_path: Path, target: ScriptedTarget, clock: Callable[[], float] | None = None
+) -> Dispatcher:
+    local = LocalSinkSettings(data_dir=tmp_path)
+    if clock is None:
+        return Dispatcher([target], FAST, local)
+    return Dispatcher([target], FAST, local, clock)
+
+
+def submit(d: Dispatcher, *raw_ids: str) -> Ticket:
+    notes = [notification(raw_id=r) for r in raw_ids]
+    return d.submit(notes, [msgspec.json.encode(n) for n in notes], time.monotonic(), None)
+
+
+def dead_letters(tmp_path: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in sorted((tmp_path / "dead-letters").glob("notifications-*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+
+
+@pytest.mark.asyncio
+async def test_the_frames_ticket_waits_for_every_notification_write(tmp_path: Path) -> None:
+    now = [100.0]
+    d = dispatcher(tmp_path, ScriptedTarget([ACCEPTED]), lambda: now[0])
+    acked: list[str] = []
+    frame = Ticket(3, lambda: acked.append("ack"))  # raw record, parsed record, notifications
+    notes = [notification(raw_id="r"), notification(raw_id="r", code="EVB1-0x0102")]
+    written = d.submit(notes, [msgspec.json.encode(n) for n in notes], 99.997, frame)
+    frame.part_done()  # raw record written
+    written.part_done()
+    assert acked == []  # one notification is not on disk yet
+    written.part_done()
+    assert acked == []  # ...and the frame's parsed record still counts
+    local = d.stats.targets["local"]
+    assert local.delivered == 2 and local.latency.sum == pytest.approx(0.003)
+    frame.part_done()
+    assert acked == ["ack"]
+
+
+@pytest.mark.asyncio
+async def test_suppressed_notifications_are_counted_and_not_sent(tmp_path: Path) -> None:
+    target = ScriptedTarget([ACCEPTED])
+    d = dispatcher(tmp_path, target)
+    d.start()
+    quiet = msgspec.structs.replace(notification(raw_id="quiet"), suppressed=True)
+    loud = notification(raw_id="loud")
+    bodies = [msgspec.json.encode(quiet), msgspec.json.encode(loud)]
+    d.submit([quiet, loud], bodies, time.monotonic(), None)
+    await until(lambda: d.stats.targets["scripted"].delivered == 1)
+    assert target.batches == [["loud"]]
+    assert d.stats.suppressed == {"EVB1-0x0101": 1}
+    assert d.stats.notifications == {("EVB1-0x0101", "critical", "open"): 2}
+    await d.close(0.0)
+
+
+@pytest.mark.asyncio
+async def test_retries_until_accepted_and_times_from_arrival(tmp_path: Path) -> None:
+    retry = Verdict(Outcome.RETRY, "HTTP 503")
+    target = ScriptedTarget([retry, RuntimeError("bug"), ACCEPTED])
+    d = dispatcher(tmp_path, target)
+    d.start()
+    submit(d, "a")
+    stats = d.stats.targets["scripted"]
+    await until(lambda: stats.delivered == 1)
+    assert target.batches == [["a"], ["a"], ["a"]]  # a target that raises is retried too
+    assert stats.retries == 2 and not stats.dead_letters
+    assert sum(stats.latency.counts) == 1
+    await d.close(0.0)
+    assert dead_letters(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_what_cannot_be_delivered_is_dead_lettered_with_the_reason(tmp_path: Path) -> None:
+    target = ScriptedTarget([Verdict(Outcome.RETRY, "HTTP 500")])
+    d = dispatcher(tmp_path, target)
+    d.start()
+    submit(d, "a")
+    stats = d.stats.targets["scripted"]
+    await until(lambda: stats.dead_letters["expired"] == 1)
+    assert len(target.batches) == FAST.max_attempts
+    await d.close(0.0)  # waits for the dead-letter write
+    [line] = dead_letters(tmp_path)
+    assert line["class"] == "notifications" and line["target"] == "scripted"
+    assert (line["reason"], line["attempts"]) == ("expired", 3)
+    assert line["detail"] == "out of attempts after 3 attempts; last error: HTTP 500"
+    assert line["notification"] == msgspec.to_builtins(notification(raw_id="a"))
+
+
+@pytest.mark.asyncio
+async def test_shutdown_dead_letters_what_the_deadline_leaves(tmp_path: Path) -> None:
+    target = ScriptedTarget([ACCEPTED])
+    target.hold = asyncio.Event()  # the target never answers
+    d = dispatcher(tmp_path, target)
+    d.start()
+    submit(d, "a", "b")
+    await until(lambda: bool(target.batches))
+    await d.close(time.monotonic() + 0.05)
+    assert [(x["reason"], x["notification"]["raw_id"]) for x in dead_letters(tmp_path)] == [
+        ("shutdown", "a"),
+        ("shutdown", "b"),
+    ]
+    assert d.stats.targets["scripted"].dead_letters == {"shutdown": 2}
+    assert target.closed

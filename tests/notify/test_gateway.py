@@ -1,0 +1,241 @@
+"""The real ``gateway run`` process: EVB1 fault frames and rule-tripping telemetry over TCP give
+notifications in data/notifications, on a signed webhook and in the parsed records' alarms; a
+fault frame is ACKed only once its notification is on disk; SIGHUP reloads the rules; /metrics
+shows it all."""
+
+from __future__ import annotations
+
+import signal
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.gateway.devices import DeviceSocket
+from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
+from tests.notify.receiver import WebhookReceiver, threaded_receiver
+from tests.parser.streams import evb1_ack, evb1_frame, evb1_heartbeat, evb1_login
+
+IMEI = "356307042441013"
+SECRET = "webhook-secret-for-tests"
+TS = 1_767_225_600  # 2026-01-01T00:00:00Z
+FAULT, TELEMETRY, HEARTBEAT = 3, 2, 4
+THERMAL = 4
+ACK_BYTES = 11
+
+RULES = """
+[notifications]
+reminder_s = 3600
+[[notifications.rules]]
+code = "battery_overtemp"
+metric = "cell_temp_max_c"
+op = ">="
+threshold = {overtemp}
+clear_threshold = 55
+severity = "critical"
+[[notifications.rules]]
+code = "low_soc"
+metric = "soc_pct"
+op = "<"
+threshold = {low_soc}
+severity = "warning"
+"""
+
+
+def fault(seq: int, code: int = 0x0101, severity: int = 2, value: int = 66) -> bytes:
+    """EVB1 FAULT (shared/protocols/evb1.md): ts, code, severity, subsystem, value."""
+    return evb1_frame(FAULT, seq, struct.pack(">IHBBi", TS + seq, code, severity, THERMAL, value))
+
+
+def telemetry(seq: int, *, cell_t_max: int = 30, soc_pct: float = 80.0) -> bytes:
+    """EVB1 TELEMETRY with the two values the rules watch; the rest plausible."""
+    body = struct.pack(
+        ">IiiHHHBHhHHbbhbIH",
+        TS + seq,
+        129_716_000,  # lat 12.9716
+        775_946_000,  # lon 77.5946
+        423,  # 42.3 km/h
+        90,
+        round(soc_pct * 10),
+        97,
+        3_512,  # 351.2 V
+        -421,  # -42.1 A
+        3_650,
+        3_690,
+        25,
+        cell_t_max,
+        3_900,
+        61,
+        123_456,
+        0b1001,  # ignition, gps_valid
+    )
+    return evb1_frame(TELEMETRY, seq, body)
+
+
+class Device:
+    """One logged-in EVB1 unit that sends a frame and reads its ACK."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = DeviceSocket(port)
+        self.sock.send(evb1_login(IMEI))
+        assert self.sock.recv_exact(ACK_BYTES) == evb1_ack(0, 1)
+
+    def send(self, frame: bytes, seq: int, type_id: int) -> None:
+        self.sock.send(frame)
+        assert self.sock.recv_exact(ACK_BYTES) == evb1_ack(seq, type_id)
+
+
+def start(tmp_path: Path, toml: str) -> GatewayProcess:
+    config = tmp_path / "gateway.toml"
+    config.write_text(toml)
+    return GatewayProcess(tmp_path / "data", codecs=("evb1",), config=config)
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with threaded_receiver(SECRET.encode()) as r:
+        yield r
+
+
+def notifications(gw: GatewayProcess) -> list[dict[str, Any]]:
+    return read_records(gw.data_dir, "notifications")
+
+
+def block_notifications(gw: GatewayProcess) -> Path:
+    """Put a file where notifications/ is: writing there fails (and is retried) as on a broken
+    disk, with no test hook involved, until the file is removed. The gateway must not have
+    written a notification yet (an open file would still take writes)."""
+    directory = gw.data_dir / "notifications"
+    directory.rmdir()
+    directory.write_text("in the way")
+    return directory
+
+
+def test_faults_and_rule_trips_notify_everywhere_and_show_in_the_alarms(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    secret_file = tmp_path / "webhook.secret"
+    secret_file.write_text(SECRET)
+    toml = RULES.format(overtemp=60, low_soc=10) + (
+        f"[notifications.targets.webhook]\nurl = '{receiver.url}'\nsecret_file = '{secret_file}'\n"
+    )
+    gw = start(tmp_path, toml)
+    try:
+        dev = Device(gw.ports["evb1"])
+        dev.send(fault(1), 1, FAULT)
+        dev.send(fault(2, code=0x0300, severity=0), 2, FAULT)  # info: below the minimum
+        dev.send(telemetry(3, cell_t_max=65), 3, TELEMETRY)
+        dev.send(telemetry(4, cell_t_max=58), 4, TELEMETRY)  # above the clear threshold
+        dev.send(telemetry(5, cell_t_max=50), 5, TELEMETRY)
+        dev.sock.close()
+        wanted = [
+            ("EVB1-0x0101", "critical", "open"),
+            ("battery_overtemp", "critical", "open"),
+            ("battery_overtemp", "critical", "clear"),
+        ]
+        notes = notifications(gw)  # the ACKs above came after these writes
+        assert [(n["code"], n["severity"], n["state"]) for n in notes] == wanted
+        assert wait_for(lambda: len(receiver.taken) == 3)
+        assert receiver.taken == notes and receiver.rejected == 0
+        first, opened, cleared = notes
+        assert first["device_id"] == IMEI and first["ts"] == "2026-01-01T00:00:01.000Z"
+        assert first["values"] == {"value": 66, "subsystem": "thermal"}
+        assert (opened["values"], cleared["values"]) == (
+            {"cell_temp_max_c": 65},
+            {"cell_temp_max_c": 50},
+        )
+        assert set(first) >= {"device_id", "code", "severity", "state", "values", "ts"}
+        assert set(first) >= {"detected_at", "raw_id", "id"} and not first["suppressed"]
+
+        parsed = {p["raw_id"]: p for p in read_records(gw.data_dir, "parsed")}
+        assert parsed[first["raw_id"]]["alarms"] == [
+            {"code": "EVB1-0x0101", "severity": "critical", "subsystem": "thermal", "value": 66}
+        ]
+        assert parsed[opened["raw_id"]]["alarms"] == [
+            {"code": "battery_overtemp", "severity": "critical", "subsystem": "rule", "value": 65}
+        ]
+        assert parsed[cleared["raw_id"]]["alarms"] == [
+            {"code": "battery_overtemp", "severity": "cleared", "subsystem": "rule", "value": 50}
+        ]
+
+        labels = {"code": "battery_overtemp", "severity": "critical"}
+        assert gw.metric("gateway_notifications_total", state="open", **labels) == 1
+        assert gw.metric("gateway_notifications_total", code="EVB1-0x0300") == 0  # info
+        assert gw.metric("gateway_notification_deliveries_total", target="webhook") == 3
+        for target in ("local", "webhook"):
+            count = "gateway_notification_delivery_seconds_count"
+            assert gw.metric(count, target=target) == 3
+        assert gw.metric("gateway_notification_queue", target="webhook") == 0
+        assert gw.stop() == 0
+    finally:
+        gw.kill()
+
+
+def test_a_fault_frame_is_acked_only_once_its_notification_is_on_disk(tmp_path: Path) -> None:
+    gw = start(tmp_path, RULES.format(overtemp=60, low_soc=10))
+    try:
+        blocker = block_notifications(gw)
+        dev = Device(gw.ports["evb1"])
+        dev.sock.send(fault(1))
+        # The frame's raw and parsed records are written; its notification cannot be.
+        assert wait_for(
+            lambda: any(p["kind"] == "alarm" for p in read_records(gw.data_dir, "parsed"))
+        )
+        assert wait_for(lambda: gw.metric("gateway_sink_errors_total", stream="notifications") >= 1)
+        # A frame without a notification is not held up by it.
+        dev.sock.send(evb1_heartbeat(2))
+        assert dev.sock.recv_exact(ACK_BYTES) == evb1_ack(2, HEARTBEAT)
+        blocker.unlink()
+        # The retry writes it, and only then does the fault's ACK leave.
+        assert dev.sock.recv_exact(ACK_BYTES, timeout=15) == evb1_ack(1, FAULT)
+        [note] = notifications(gw)
+        assert (note["code"], note["state"]) == ("EVB1-0x0101", "open")
+        dev.sock.close()
+        assert gw.stop() == 0
+    finally:
+        gw.kill()
+
+
+def test_sighup_reloads_rules_and_keeps_the_state_of_unchanged_ones(tmp_path: Path) -> None:
+    gw = start(tmp_path, RULES.format(overtemp=60, low_soc=10))
+    try:
+        dev = Device(gw.ports["evb1"])
+        dev.send(telemetry(1, cell_t_max=65, soc_pct=15.0), 1, TELEMETRY)
+        (tmp_path / "gateway.toml").write_text(RULES.format(overtemp=60, low_soc=20))
+        gw.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: gw.events("notification rules reloaded"))
+        dev.send(telemetry(2, cell_t_max=66, soc_pct=15.0), 2, TELEMETRY)
+        dev.send(telemetry(3, cell_t_max=40, soc_pct=15.0), 3, TELEMETRY)
+        dev.sock.close()
+        # low_soc now fires at 15 %; battery_overtemp did not change, so it stayed open
+        # across the reload (no second open) and its clear still came.
+        assert [(n["code"], n["state"]) for n in notifications(gw)] == [
+            ("battery_overtemp", "open"),
+            ("low_soc", "open"),
+            ("battery_overtemp", "clear"),
+        ]
+        assert gw.stop() == 0
+    finally:
+        gw.kill()
+
+
+def test_under_the_accepted_policy_the_ack_does_not_wait(tmp_path: Path) -> None:
+    listener = "[[listeners]]\ncodec = 'evb1'\nhost = '127.0.0.1'\nport = 0\n"
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        listener + "ack_policy = 'accepted'\n" + RULES.format(overtemp=60, low_soc=10)
+    )
+    gw = GatewayProcess(tmp_path / "data", codecs=(), config=config)
+    try:
+        blocker = block_notifications(gw)
+        dev = Device(gw.ports["evb1"])
+        dev.send(fault(1), 1, FAULT)  # ACKed while its notification cannot be written
+        assert notifications(gw) == []
+        blocker.unlink()
+        assert wait_for(lambda: len(notifications(gw)) == 1, timeout=15)
+        dev.sock.close()
+        assert gw.stop() == 0
+    finally:
+        gw.kill()

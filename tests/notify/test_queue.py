@@ -1,0 +1,125 @@
+"""A target's queue: order, backoff, attempts, TTL and overflow, driven by a fake clock."""
+
+from __future__ import annotations
+
+from gateway.notify.queue import ACCEPTED, Outcome, Outgoing, TargetQueue, Verdict
+from gateway.notify.settings import RetrySettings
+from tests.notify.notes import outgoing
+
+RETRY = Verdict(Outcome.RETRY, "HTTP 503")
+
+
+def full_delay(low: float, high: float) -> float:
+    """Jitter pinned to its top, so delays are exact."""
+    return high
+
+
+def queue(**retry: float) -> TargetQueue:
+    settings = RetrySettings.model_validate({"first_s": 1.0, "max_s": 8.0, **retry})
+    return TargetQueue(settings, jitter=full_delay)
+
+
+def raw_ids(items: list[Outgoing]) -> list[str]:
+    return [i.note.raw_id for i in items]
+
+
+def test_backoff_doubles_to_its_cap_and_holds_the_front() -> None:
+    q = queue()
+    q.push(outgoing(raw_id="a"))
+    q.push(outgoing(raw_id="b"))
+    now = 0.0
+    delays = []
+    for _ in range(6):
+        assert q.wait_s(now) == 0.0
+        batch = q.batch(1)
+        assert raw_ids(batch) == ["a"]  # b never overtakes a
+        settled = q.settle(batch, [RETRY], now)
+        assert settled.retried == 1 and not settled.dead
+        delays.append(q.wait_s(now))
+        now += delays[-1] or 0.0
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert q.wait_s(now - 0.5) == 0.5
+    settled = q.settle(q.batch(2), [ACCEPTED, ACCEPTED], now)
+    assert raw_ids(settled.accepted) == ["a", "b"] and len(q) == 0
+    assert q.wait_s(now) is None
+
+
+def test_jitter_scales_the_delay_between_half_and_all_of_it() -> None:
+    seen: list[tuple[float, float]] = []
+
+    def jitter(low: float, high: float) -> float:
+        seen.append((low, high))
+        return low
+
+    q = TargetQueue(RetrySettings(first_s=2.0), jitter=jitter)
+    q.push(outgoing())
+    q.settle(q.batch(1), [RETRY], 10.0)
+    assert seen == [(0.5, 1.0)]
+    assert q.wait_s(10.0) == 1.0
+
+
+def test_a_partial_failure_keeps_the_failed_ones_in_front_in_order() -> None:
+    q = queue()
+    for raw_id in "abcd":
+        q.push(outgoing(raw_id=raw_id))
+    batch = q.batch(3)
+    settled = q.settle(batch, [RETRY, ACCEPTED, RETRY], 0.0)
+    assert raw_ids(settled.accepted) == ["b"] and settled.retried == 2
+    assert raw_ids(q.batch(10)) == ["a", "c", "d"]
+
+
+def test_out_of_attempts_is_dead_with_the_last_error() -> None:
+    q = queue(max_attempts=3)
+    q.push(outgoing())
+    now = 0.0
+    for _ in range(2):
+        assert not q.settle(q.batch(1), [RETRY], now).dead
+        now += 100.0
+    [dead] = q.settle(q.batch(1), [RETRY], now).dead
+    assert dead.reason == "expired"
+    assert dead.detail == "out of attempts after 3 attempts; last error: HTTP 503"
+    assert len(q) == 0
+
+
+def test_refused_and_lost_are_dead_at_once() -> None:
+    q = queue()
+    q.push(outgoing(raw_id="a"))
+    q.push(outgoing(raw_id="b"))
+    refused = Verdict(Outcome.REFUSED, "HTTP 400")
+    lost = Verdict(Outcome.LOST, "dead-lettered by the Kinesis sink")
+    settled = q.settle(q.batch(2), [refused, lost], 0.0)
+    assert [(d.reason, d.detail, d.item.attempts) for d in settled.dead] == [
+        ("refused", "HTTP 400", 1),
+        ("lost", "dead-lettered by the Kinesis sink", 1),
+    ]
+    assert settled.retried == 0 and len(q) == 0
+
+
+def test_ttl_counts_from_the_frames_arrival() -> None:
+    q = queue(ttl_s=60.0)
+    q.push(outgoing(arrived_at=0.0, raw_id="old"))
+    q.push(outgoing(arrived_at=30.0, raw_id="new"))
+    q.settle(q.batch(1), [RETRY], 1.0)
+    assert q.take_dead(59.9) == []
+    [dead] = q.take_dead(60.0)
+    assert (dead.item.note.raw_id, dead.reason) == ("old", "expired")
+    assert dead.detail == "not delivered within 60 s after 1 attempts; last error: HTTP 503"
+    assert raw_ids(q.batch(5)) == ["new"]
+
+
+def test_a_full_queue_dead_letters_the_newcomer() -> None:
+    q = queue(queue_max=2)
+    for raw_id in "abc":
+        q.push(outgoing(raw_id=raw_id))
+    assert len(q) == 2
+    [dead] = q.take_dead(0.0)
+    assert (dead.item.note.raw_id, dead.reason) == ("c", "queue_full")
+    assert q.take_dead(0.0) == []
+
+
+def test_drain_hands_back_everything_left() -> None:
+    q = queue(queue_max=1)
+    q.push(outgoing(raw_id="a"))
+    q.push(outgoing(raw_id="b"))
+    assert raw_ids(q.drain()) == ["a", "b"]
+    assert len(q) == 0 and q.wait_s(0.0) is None

@@ -1,0 +1,134 @@
+"""The webhook target against a real receiver on loopback that verifies every signature."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from gateway.notify.dispatcher import Dispatcher
+from gateway.notify.settings import RetrySettings, WebhookTargetSettings
+from gateway.notify.targets import WebhookTarget
+from gateway.settings import LocalSinkSettings
+from tests.notify.notes import notification
+from tests.notify.receiver import WebhookReceiver
+from tests.notify.test_dispatcher import dead_letters, until
+
+SECRET = "correct horse battery staple"
+RETRY = RetrySettings(first_s=0.01, max_s=0.02, max_attempts=3)
+
+
+@pytest_asyncio.fixture
+async def receiver() -> AsyncIterator[WebhookReceiver]:
+    r = WebhookReceiver(SECRET.encode())
+    await r.start()
+    yield r
+    await r.stop()
+
+
+async def deliver(
+    tmp_path: Path, url: str, *, secret: str = SECRET, **settings: Any
+) -> tuple[Dispatcher, bytes]:
+    """Start a dispatcher with the webhook target and submit one notification."""
+    target = WebhookTarget(WebhookTargetSettings(url=url, secret=SecretStr(secret), **settings))
+    await target.open()
+    d = Dispatcher([target], RETRY, LocalSinkSettings(data_dir=tmp_path))
+    d.start()
+    note = notification()
+    body = msgspec.json.encode(note)
+    d.submit([note], [body], time.monotonic(), None)
+    return d, body
+
+
+@pytest.mark.asyncio
+async def test_a_signed_json_post_per_notification(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    d, body = await deliver(tmp_path, receiver.url, headers={"X-Tenant": "acme"})
+    stats = d.stats.targets["webhook"]
+    await until(lambda: stats.delivered == 1)
+    assert receiver.taken == [msgspec.json.decode(body)]
+    assert receiver.requests[0]["X-Tenant"] == "acme"
+    assert sum(stats.latency.counts) == 1 and stats.retries == 0
+    await d.close(0.0)
+
+
+@pytest.mark.asyncio
+async def test_a_wrong_secret_is_refused_by_the_receiver_and_dead_lettered(
+    tmp_path: Path, receiver: WebhookReceiver, capsys: pytest.CaptureFixture[str]
+) -> None:
+    wrong = "not the shared secret at all"
+    d, _ = await deliver(tmp_path, receiver.url, secret=wrong)
+    stats = d.stats.targets["webhook"]
+    await until(lambda: stats.dead_letters["refused"] == 1)
+    await d.close(0.0)
+    assert receiver.rejected == 1 and receiver.taken == []  # 401 is not worth a retry
+    [line] = dead_letters(tmp_path)
+    assert (line["target"], line["reason"], line["detail"]) == ("webhook", "refused", "HTTP 401")
+    assert wrong not in capsys.readouterr().out + json.dumps(line)
+
+
+@pytest.mark.asyncio
+async def test_server_errors_are_retried_until_taken(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    receiver.statuses = [500, 503, 200]
+    d, body = await deliver(tmp_path, receiver.url)
+    stats = d.stats.targets["webhook"]
+    await until(lambda: stats.delivered == 1)
+    assert stats.retries == 2 and receiver.taken == [msgspec.json.decode(body)]
+    # Every attempt was signed afresh and verified.
+    assert len(receiver.requests) == 3 and receiver.rejected == 0
+    await d.close(0.0)
+    assert dead_letters(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_a_persistent_failure_ends_in_the_dead_letter_file(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    receiver.statuses = [500]
+    d, body = await deliver(tmp_path, receiver.url)
+    stats = d.stats.targets["webhook"]
+    await until(lambda: stats.dead_letters["expired"] == 1)
+    await d.close(0.0)
+    assert len(receiver.requests) == RETRY.max_attempts and stats.retries == 2
+    [line] = dead_letters(tmp_path)
+    assert line["detail"] == "out of attempts after 3 attempts; last error: HTTP 500"
+    assert line["notification"] == msgspec.json.decode(body)
+
+
+@pytest.mark.asyncio
+async def test_a_hanging_receiver_times_out_and_the_retry_goes_through(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    receiver.hang = asyncio.Event()  # the first request never gets an answer
+    d, _ = await deliver(tmp_path, receiver.url, timeout_s=0.2)
+    stats = d.stats.targets["webhook"]
+    await until(lambda: stats.delivered == 1)
+    assert stats.retries == 1 and len(receiver.taken) == 1
+    await d.close(0.0)
+
+
+@pytest.mark.asyncio
+async def test_connection_failures_are_retried_and_keep_the_url_out_of_reports(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    closed = WebhookReceiver(SECRET.encode())
+    url = await closed.start()
+    await closed.stop()  # nothing listens there any more
+    d, _ = await deliver(tmp_path, url + "?token=query-secret")
+    stats = d.stats.targets["webhook"]
+    await until(lambda: stats.dead_letters["expired"] == 1)
+    await d.close(0.0)
+    [line] = dead_letters(tmp_path)
+    assert line["detail"].endswith("last error: ClientConnectorError")
+    assert "query-secret" not in capsys.readouterr().out + line["detail"]

@@ -68,6 +68,47 @@ class LayoutCodec:
             raise DecodeError("unknown_type", f"{layout.name} has no message type 0x{type_id:02x}")
         return message.decoder(payload, self.header_bytes, header[layout.length_index])
 
+    def frame_event(
+        self, payload: bytes, header: tuple[int, ...], device_id: str | None
+    ) -> Frame | Login | Reject:
+        """The event of a whole frame that passed its CRC; ``device_id``: the session's so far.
+
+        A ``Reject`` here is always a resync (the candidate's first byte is dropped).
+        """
+        reply = self.reply(header)
+        try:
+            login_id, readings = self.decode_frame(payload, header)
+        except DecodeError as exc:
+            if exc.code == "bad_size" and self.layout.reject_wrong_size:
+                # The spec treats a known type with the wrong body size like a bad CRC.
+                return Reject("bad_size", exc.detail, Action.RESYNC, 1)
+            return Frame(device_id, payload, reply, (), exc.code, exc.detail)
+        if login_id is None:
+            return Frame(device_id, payload, reply, readings)
+        if not self.allows(login_id):
+            return Reject("device_refused", f"device {login_id} is not allowed", Action.CLOSE)
+        return Login(login_id, reply, payload, readings)
+
+    def whole_frame(self, payload: bytes) -> Frame | Login | Reject | None:
+        """The event of ``payload`` when it is exactly one frame with a good CRC, else None.
+
+        The message transports' fast path: no session, no resync search. None sends the caller
+        to a session, which names what is wrong.
+        """
+        layout = self.layout
+        if len(payload) < self.header_bytes + 2 or not payload.startswith(layout.magic):
+            return None
+        header = self.header_struct.unpack_from(payload, len(layout.magic))
+        if self.expect_getter is not None and self.expect_getter(header) != self.expect_values:
+            return None
+        body = header[layout.length_index]
+        if body > layout.max_body_bytes or self.header_bytes + body + 2 != len(payload):
+            return None
+        (got,) = self.crc_struct.unpack_from(payload, len(payload) - 2)
+        if layout.crc(payload[layout.crc_from : -2]) != got:
+            return None
+        return self.frame_event(payload, header, None)
+
     def reply(self, header: tuple[int, ...]) -> bytes:
         """The ACK frame the layout owes for a frame with this header (``b""`` if none)."""
         return self._reply(header)
@@ -204,21 +245,12 @@ class LayoutSession:
 
     def _frame(self, payload: bytes, header: tuple[int, ...]) -> Event:
         """The event of a frame that passed its CRC."""
-        codec = self._codec
-        reply = codec.reply(header)
-        try:
-            device_id, readings = codec.decode_frame(payload, header)
-        except DecodeError as exc:
-            if exc.code == "bad_size" and codec.layout.reject_wrong_size:
-                # The spec treats a known type with the wrong body size like a bad CRC.
-                return self._reject("bad_size", exc.detail)
-            return Frame(self._device_id, payload, reply, (), exc.code, exc.detail)
-        if device_id is None:
-            return Frame(self._device_id, payload, reply, readings)
-        if not codec.allows(device_id):
-            return Reject("device_refused", f"device {device_id} is not allowed", Action.CLOSE)
-        self._device_id = device_id
-        return Login(device_id, reply, payload, readings)
+        event = self._codec.frame_event(payload, header, self._device_id)
+        if isinstance(event, Login):
+            self._device_id = event.device_id
+        elif isinstance(event, Reject) and event.action is Action.RESYNC:
+            self._hunting = True
+        return event
 
     def eof(self) -> list[Event]:
         events: list[Event] = []

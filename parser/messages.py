@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from parser.codec import Codec
 from parser.events import Action, Frame, Login, Reject
+from parser.layout_codec import LayoutCodec
 
 
 def message_frame(codec: Codec, device_id: str, payload: bytes) -> Frame | Reject:
@@ -18,6 +19,9 @@ def message_frame(codec: Codec, device_id: str, payload: bytes) -> Frame | Rejec
     A frame that framed but did not decode is still a ``Frame`` (with ``error_code`` set), so
     its raw record is kept. The codec's reply is dropped: the transport acknowledges itself.
     """
+    fast = codec.whole_frame(payload) if isinstance(codec, LayoutCodec) else None
+    if fast is not None and not isinstance(fast, Reject):
+        return _stamped(fast, device_id)
     session = codec.session()
     events = [*session.feed(payload), *session.eof()]
     if len(events) != 1 or isinstance(events[0], Reject):
@@ -29,6 +33,11 @@ def message_frame(codec: Codec, device_id: str, payload: bytes) -> Frame | Rejec
         )
         return Reject("not_one_frame", detail, Action.RESYNC)
     event = events[0]
+    assert not isinstance(event, Reject)
+    return _stamped(event, device_id)
+
+
+def _stamped(event: Frame | Login, device_id: str) -> Frame | Reject:
     if isinstance(event, Login):
         if event.device_id != device_id:
             return Reject(

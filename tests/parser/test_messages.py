@@ -1,6 +1,12 @@
 from parser.events import Action, Frame, Reject
 from parser.messages import message_frame
-from tests.parser.streams import evb1_frame, evb1_heartbeat, evb1_login, layout_codec
+from tests.parser.streams import (
+    CODECS_DIR,
+    evb1_frame,
+    evb1_heartbeat,
+    evb1_login,
+    layout_codec,
+)
 
 EVB1 = layout_codec("evb1")
 
@@ -41,3 +47,17 @@ def test_a_frame_that_does_not_decode_keeps_its_raw_bytes() -> None:
     assert isinstance(event, Frame)
     assert event.error_code is not None
     assert event.payload == unknown_type
+
+
+def test_the_fast_path_gives_what_a_session_gives() -> None:
+    samples = (CODECS_DIR / "samples" / "evb1.hex").read_text().split()
+    frames = [bytes.fromhex(line) for line in samples]
+    frames += [evb1_frame(0x55, 1, b"\x00\x01"), evb1_login("356307042441013")]
+    for frame in frames:
+        session = EVB1.session()
+        (expected,) = session.feed(frame)
+        assert EVB1.whole_frame(frame) == expected
+    broken = bytearray(frames[0])
+    broken[-1] ^= 0xFF
+    assert EVB1.whole_frame(bytes(broken)) is None  # the session path names the problem
+    assert EVB1.whole_frame(frames[0] + b"x") is None

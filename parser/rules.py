@@ -219,14 +219,18 @@ class NotificationEngine:
         event_codes = self._event_codes
         states: list[_RuleState] | None = None  # None: every rule idle for this device
         looked_up = False
-        ctx = (device_id, raw_id, now, now_wall_ms, replayed)
+        ctx: _Context | None = None  # built on the first notification: most calls have none
         index = -1  # counted by hand: enumerate's tuples cost more than the whole fast path
         for reading in readings:
             index += 1
             if reading.alarms:
+                ctx = ctx or (device_id, raw_id, now, now_wall_ms, replayed)
                 self._alarms(out, ctx, index, reading)
             if event_codes:
-                self._event(out, alarms, ctx, index, reading)
+                event_id = reading.attrs.get("event_io_id")
+                if isinstance(event_id, int) and event_id in event_codes:
+                    ctx = ctx or (device_id, raw_id, now, now_wall_ms, replayed)
+                    self._event(out, alarms, ctx, index, reading, event_id)
             metrics = reading.metrics
             if watched_keys.isdisjoint(metrics):  # the fast path: nothing any rule watches
                 continue
@@ -261,6 +265,7 @@ class NotificationEngine:
                     if emit is None:
                         continue
                     values: dict[str, MetricValue] = {metric: value}
+                    ctx = ctx or (device_id, raw_id, now, now_wall_ms, replayed)
                     out.append(self._notify(ctx, index, c.code, c.severity, emit, values, reading))
                     if alarms is not None:
                         severity = CLEARED if emit == "clear" else c.severity
@@ -327,10 +332,8 @@ class NotificationEngine:
         ctx: _Context,
         index: int,
         reading: Reading,
+        event_id: int,
     ) -> None:
-        event_id = reading.attrs.get("event_io_id")
-        if not isinstance(event_id, int) or event_id not in self._event_codes:
-            return
         code, severity = self._event_codes[event_id]
         values: dict[str, MetricValue] = {
             "event_io_id": event_id,

@@ -316,7 +316,8 @@ def test_copy_sources_exist_and_are_in_the_build_context() -> None:
     # Everything `pip install .` reads: the metadata, the readme, packages, data files.
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     needed = {"pyproject.toml", project["project"]["readme"]}
-    needed |= {name.split(".")[0] for name in project["tool"]["setuptools"]["packages"]}
+    found = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    needed |= {pattern.split(".")[0] for pattern in found}
     for files in project["tool"]["setuptools"]["data-files"].values():
         needed |= {f.split("/")[0] for f in files}
     assert needed <= copied

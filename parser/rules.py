@@ -120,9 +120,15 @@ class NotificationEngine:
     engine has no timer, and a reading without the metric leaves the state unchanged.
 
     ``alarm_codes`` renames protocol alarm codes in notifications (``EVB1-0x0102`` →
-    ``isolation_fault``; the parsed record keeps the device's code). ``event_codes`` maps a
-    reading's ``attrs.event_io_id`` (Teltonika's event IO id) to the code and severity of the
-    notification it raises; configured explicitly, it ignores ``alarm_min_severity``.
+    ``isolation_fault``; the parsed record keeps the device's code). A protocol alarm whose
+    (renamed) code a rule also raises opens that rule's condition instead of being an event of
+    its own: the device's fault report and the gateway's threshold are one condition, with one
+    ``open``, and the rule's metric clears it. While it is open, more alarms of that code add
+    nothing. (So map an alarm to a rule code only for devices that report the rule's metric.)
+
+    ``event_codes`` maps a reading's ``attrs.event_io_id`` (Teltonika's event IO id) to the code
+    and severity of the notification it raises; configured explicitly, it ignores
+    ``alarm_min_severity``.
     """
 
     def __init__(
@@ -164,6 +170,10 @@ class NotificationEngine:
         # Precomputed for the fast path: a reading sharing no key with these costs one set test.
         self._watched = tuple((metric, tuple(rs)) for metric, rs in by_metric.items())
         self._watched_keys = frozenset(by_metric)
+        self._by_code: dict[str, list[_CompiledRule]] = {}
+        for compiled in by_metric.values():
+            for c in compiled:
+                self._by_code.setdefault(c.code, []).append(c)
         self._devices: OrderedDict[str, list[_RuleState]] = OrderedDict()
         self._tokens = float(burst)
         self._refilled_at: float | None = None
@@ -225,7 +235,8 @@ class NotificationEngine:
             index += 1
             if reading.alarms:
                 ctx = ctx or (device_id, raw_id, now, now_wall_ms, replayed)
-                self._alarms(out, ctx, index, reading)
+                if self._alarms(out, ctx, index, reading):
+                    looked_up = False  # an alarm opened a rule's condition: states changed
             if event_codes:
                 event_id = reading.attrs.get("event_io_id")
                 if isinstance(event_id, int) and event_id in event_codes:
@@ -316,14 +327,27 @@ class NotificationEngine:
         del self._devices[device_id]
         return True
 
-    def _alarms(self, out: list[Notification], ctx: _Context, index: int, reading: Reading) -> None:
+    def _alarms(self, out: list[Notification], ctx: _Context, index: int, reading: Reading) -> bool:
+        """Notify the reading's protocol alarms; True if one opened a rule's condition."""
+        opened = False
         for alarm in reading.alarms:
             severity = _alarm_severity(alarm)
             if _RANK[severity] < self._alarm_min_rank:
                 continue
             code = self._alarm_codes.get(alarm.code, alarm.code)
+            rules = self._by_code.get(code)
+            if rules is not None:
+                device_id, now = ctx[0], ctx[2]
+                states = self._lookup(device_id) or self._track(device_id)
+                if any(states[c.index].is_open for c in rules):
+                    continue  # the condition is open already: one condition, one open
+                for c in rules:
+                    state = states[c.index]
+                    state.is_open, state.pending_since, state.last_sent_at = True, None, now
+                opened = True
             values: dict[str, MetricValue] = {"value": alarm.value, "subsystem": alarm.subsystem}
             out.append(self._notify(ctx, index, code, severity, "open", values, reading))
+        return opened
 
     def _event(
         self,

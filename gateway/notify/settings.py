@@ -38,9 +38,11 @@ DEFAULT_RULES: list[dict[str, Any]] = [
         "severity": "warning",
     },
 ]
-# EVB1 units report a high-voltage isolation fault as FAULT 0x0102 from the BMS (the reference
-# unit's code table; gateway/fleet/model.py simulates it): notified as isolation_fault.
-DEFAULT_ALARM_CODES = {"EVB1-0x0102": "isolation_fault"}
+# EVB1 units report a high-voltage isolation fault as FAULT 0x0102 from the BMS and a battery
+# over-temperature as FAULT 0x0101 from thermal management (the reference unit's code table;
+# gateway/fleet/model.py simulates both). 0x0101 joins the battery_overtemp rule's condition:
+# the unit's report opens it at once, the cell temperatures clear it, one open per episode.
+DEFAULT_ALARM_CODES = {"EVB1-0x0101": "battery_overtemp", "EVB1-0x0102": "isolation_fault"}
 # Headers the gateway sets itself: a configured header must not replace them.
 OWN_HEADERS = frozenset(
     {"content-type", "x-signature", "x-signature-timestamp", "x-notification-id"}

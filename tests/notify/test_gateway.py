@@ -124,14 +124,15 @@ def test_faults_and_rule_trips_notify_everywhere_and_show_in_the_alarms(
     gw = start(tmp_path, toml)
     try:
         dev = Device(gw.ports["evb1"])
-        dev.send(fault(1), 1, FAULT)
+        # 0x0201 is no rule's code (0x0101 would join battery_overtemp: tests/parser/test_rules.py)
+        dev.send(fault(1, code=0x0201), 1, FAULT)
         dev.send(fault(2, code=0x0300, severity=0), 2, FAULT)  # info: below the minimum
         dev.send(telemetry(3, cell_t_max=65), 3, TELEMETRY)
         dev.send(telemetry(4, cell_t_max=58), 4, TELEMETRY)  # above the clear threshold
         dev.send(telemetry(5, cell_t_max=50), 5, TELEMETRY)
         dev.sock.close()
         wanted = [
-            ("EVB1-0x0101", "critical", "open"),
+            ("EVB1-0x0201", "critical", "open"),
             ("battery_overtemp", "critical", "open"),
             ("battery_overtemp", "critical", "clear"),
         ]
@@ -151,7 +152,7 @@ def test_faults_and_rule_trips_notify_everywhere_and_show_in_the_alarms(
 
         parsed = {p["raw_id"]: p for p in read_records(gw.data_dir, "parsed")}
         assert parsed[first["raw_id"]]["alarms"] == [
-            {"code": "EVB1-0x0101", "severity": "critical", "subsystem": "thermal", "value": 66}
+            {"code": "EVB1-0x0201", "severity": "critical", "subsystem": "thermal", "value": 66}
         ]
         assert parsed[opened["raw_id"]]["alarms"] == [
             {"code": "battery_overtemp", "severity": "critical", "subsystem": "rule", "value": 65}
@@ -191,7 +192,7 @@ def test_a_fault_frame_is_acked_only_once_its_notification_is_on_disk(tmp_path: 
         # The retry writes it, and only then does the fault's ACK leave.
         assert dev.sock.recv_exact(ACK_BYTES, timeout=15) == evb1_ack(1, FAULT)
         [note] = notifications(gw)
-        assert (note["code"], note["state"]) == ("EVB1-0x0101", "open")
+        assert (note["code"], note["state"]) == ("battery_overtemp", "open")  # alarm_codes
         dev.sock.close()
         assert gw.stop() == 0
     finally:

@@ -28,7 +28,10 @@ def test_defaults_are_the_customers_rules_with_no_targets() -> None:
         ("battery_overtemp", "cell_temp_max_c", ">=", 60.0, 10.0, "critical"),
         ("low_soc", "soc_pct", "<", 10.0, 0.0, "warning"),
     ]
-    assert settings.alarm_codes == {"EVB1-0x0102": "isolation_fault"}
+    assert settings.alarm_codes == {
+        "EVB1-0x0101": "battery_overtemp",
+        "EVB1-0x0102": "isolation_fault",
+    }
     assert settings.targets.sns is None and settings.targets.webhook is None
 
 

@@ -421,6 +421,27 @@ def test_alarm_codes_rename_protocol_alarms_in_notifications() -> None:
     assert [(n.code, n.values["value"]) for n in out] == [("isolation_fault", 40), ("sos", None)]
 
 
+def test_an_alarm_mapped_to_a_rule_code_joins_that_rules_condition() -> None:
+    eng = engine(alarm_codes={"EVB1-0x0101": "battery_overtemp"})
+    clock = Clock(eng)
+    fault = alarm_reading(Alarm("EVB1-0x0101", "critical", "thermal", 66))
+    # The unit's report opens the condition at once, without the rule's hold time.
+    assert clock.states(0.0, fault) == [("battery_overtemp", "open")]
+    # The temperatures that follow keep it open: no second open, and a repeated report is
+    # the same condition too.
+    assert clock.states(1.0, reading(cell_temp_max_c=66)) == []
+    assert clock.states(30.0, reading(cell_temp_max_c=64)) == []
+    assert clock.states(31.0, fault) == []
+    # The rule's metric clears it; the next episode opens again.
+    assert clock.states(40.0, reading(cell_temp_max_c=50)) == [("battery_overtemp", "clear")]
+    assert eng.tracked_devices == 0
+    assert clock.states(50.0, fault) == [("battery_overtemp", "open")]
+    # Within one frame: the alarm reading, then a telemetry reading above the threshold.
+    other = Clock(eng, "dev2")
+    both = other.eng.evaluate("dev2", "r", [fault, reading(cell_temp_max_c=70)], 0.0, T0_MS)
+    assert [(n.code, n.state) for n in both] == [("battery_overtemp", "open")]
+
+
 def test_configured_teltonika_event_io_ids_raise_notifications() -> None:
     eng = engine(event_codes={252: ("unplug", "critical"), 1: ("din1", "info")})
     unplug = Reading("telemetry", T0_MS, io={"252": 1}, attrs={"priority": 1, "event_io_id": 252})

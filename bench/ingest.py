@@ -51,7 +51,7 @@ def rss_kb(pid: int) -> int:
 class Server:
     """A server process pinned to CPU 0, listening on ``port``."""
 
-    def __init__(self, kind: str, data_dir: Path) -> None:
+    def __init__(self, kind: str, data_dir: Path, env: dict[str, str] | None = None) -> None:
         self.kind = kind
         if kind == "baseline":
             args = [sys.executable, str(ROOT / "bench" / "sink_server.py")]
@@ -68,15 +68,15 @@ class Server:
                 "--health",
                 "127.0.0.1:0",
             ]
-        env = {**os.environ, "GATEWAY_LOG__FORMAT": "json", "GATEWAY_LOG__LEVEL": "warning"}
+        environ = {**os.environ, "GATEWAY_LOG__FORMAT": "json", "GATEWAY_LOG__LEVEL": "warning"}
         if kind == "gateway":
             # The ready line is logged at info; keep it, silence connection lines instead.
-            env["GATEWAY_LOG__LEVEL"] = "info"
+            environ["GATEWAY_LOG__LEVEL"] = "info"
         self.proc = subprocess.Popen(
             ["taskset", "-c", "0", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
-            env=env,
+            env={**environ, **(env or {})},
         )
         assert self.proc.stdout is not None
         self.port = 0

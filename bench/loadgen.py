@@ -18,10 +18,14 @@ from collections.abc import Callable
 ACK_BYTES = 11
 
 
-def login_frame(index: int) -> bytes:
-    body = f"{861000000000000 + index:015d}".encode() + b"\x01\x00"
-    header = bytes([1, 1]) + struct.pack(">HH", 0, len(body)) + body
+def evb1_frame(type_id: int, seq: int, body: bytes) -> bytes:
+    """An EVB1 frame (shared/protocols/evb1.md): magic, version 1, type, seq, length, CRC."""
+    header = bytes([1, type_id]) + struct.pack(">HH", seq, len(body)) + body
     return b"EV" + header + struct.pack(">H", binascii.crc_hqx(header, 0xFFFF))
+
+
+def login_frame(index: int) -> bytes:
+    return evb1_frame(1, 0, f"{861000000000000 + index:015d}".encode() + b"\x01\x00")
 
 
 class _Flood(asyncio.Protocol):

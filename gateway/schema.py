@@ -1,4 +1,4 @@
-"""``gateway schema``: the published JSON Schemas of the raw and parsed records."""
+"""``gateway schema``: the published JSON Schemas of the raw, parsed and notification records."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import json
 import sys
 from pathlib import Path
 
+import msgspec
+
+from parser.notification import Notification
 from parser.records import ParsedRecord, RawRecord, json_schema
 
-FILES: dict[str, type[RawRecord] | type[ParsedRecord]] = {
+FILES: dict[str, type[msgspec.Struct]] = {
     "raw-record.schema.json": RawRecord,
     "parsed-record.schema.json": ParsedRecord,
+    "notification.schema.json": Notification,
 }
 
 

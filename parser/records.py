@@ -190,6 +190,6 @@ def to_json(record: RawRecord | ParsedRecord) -> bytes:
     return _encoder.encode(record)
 
 
-def json_schema(record_type: type[RawRecord] | type[ParsedRecord]) -> dict[str, object]:
+def json_schema(record_type: type[msgspec.Struct]) -> dict[str, object]:
     """The published JSON Schema of a record type."""
     return msgspec.json.schema(record_type)

@@ -3,9 +3,10 @@
 Run: ``.venv/bin/python bench/replay.py [--records 200000] [--runs 5]``. Builds gzip files of
 EVB1 telemetry raw records (as the local sink or Firehose would hold them), then times
 ``gateway replay`` pinned to one core, median of several runs, as CPU seconds of the whole
-process (its sink thread included). Start-up (imports, settings, codecs) is ~0.5 CPU-s whatever
-the input, so each run also times a replay of an empty directory and the per-record rate is
-``records / (CPU of the archive - CPU of the empty replay)``; the whole-process rate is shown too.
+process (its sink thread included). Start-up (imports, settings, codec registry) costs ~0.5 CPU-s
+whatever the input, so each run also times a replay of an empty directory and the per-record
+rate is ``records / (CPU of the archive - CPU of the empty replay)``; the whole-process rate is
+shown too.
 Baseline in the same run: reading and JSON-decoding the same gzip lines without replaying them
 (the I/O and parsing floor).
 """
@@ -17,6 +18,7 @@ import base64
 import gzip
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -100,11 +102,13 @@ def main() -> None:
         empty.mkdir()
         make_archive(archive, args.records)
         floors, startups, totals = [], [], []
-        for run in range(args.runs):
+        for _ in range(args.runs):
             floors.append(floor_rate(archive))
-            startup_s, _ = replay_cpu_s(cpu, empty, Path(tmp) / f"empty{run}")
-            total_s, summary = replay_cpu_s(cpu, archive, Path(tmp) / f"out{run}")
+            out = Path(tmp) / "out"
+            startup_s, _ = replay_cpu_s(cpu, empty, out)
+            total_s, summary = replay_cpu_s(cpu, archive, out)
             assert summary["raw_records"] == summary["parsed_records"] == args.records, summary
+            shutil.rmtree(out)  # each run writes ~150 MB; the next starts on a clean disk
             startups.append(startup_s)
             totals.append(total_s)
     floor = statistics.median(floors)

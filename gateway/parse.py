@@ -69,15 +69,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 class Checkpoint:
-    """Per shard: the last Kinesis sequence number whose user records are all written."""
+    """Per shard: the last Kinesis sequence number whose user records are all written; and the
+    notification rules' per-device state at that point, so rule alarms continue across a
+    restart as they run live (shards are consumed one batch at a time, each batch written and
+    checkpointed before the next is parsed, so the two always agree)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.shards: dict[str, dict[str, Any]] = {}
+        self.rule_state: dict[str, Any] | None = None
         if path.exists():
             try:
-                self.shards = json.loads(path.read_text())["shards"]
-            except (ValueError, KeyError, TypeError) as exc:
+                saved = json.loads(path.read_text())
+                self.shards = saved["shards"]
+                self.rule_state = saved.get("rule_state")
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise ConfigError([f"{path}: not a checkpoint file ({exc})"]) from None
 
     def save(self) -> None:
@@ -85,7 +91,7 @@ class Checkpoint:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         with tmp.open("w") as f:
-            json.dump({"shards": self.shards}, f)
+            json.dump({"shards": self.shards, "rule_state": self.rule_state}, f)
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(self.path)
@@ -104,6 +110,10 @@ class Consumer:
         )
         filters = argparse.Namespace(since=None, until=None, device=None, codec=None)
         self.replayer = Replayer(filters, settings)
+        engine = self.replayer.engine
+        saved = self.checkpoint.rule_state
+        if engine is not None and saved is not None and not engine.restore(saved):
+            log.warning("rules changed since the checkpoint: rule state starts idle")
         self.iterators: dict[str, str] = {}
         self.stop = asyncio.Event()
         self.raw_records = 0
@@ -169,6 +179,7 @@ class Consumer:
         await self._discover(client)
         last_record = time.monotonic()
         decoder = msgspec.json.Decoder(RawRecord)
+        engine = self.replayer.engine
         while not self.stop.is_set():
             got_any = False
             for sid, iterator in list(self.iterators.items()):
@@ -198,6 +209,8 @@ class Consumer:
                         for parsed in self.replayer.parsed([raw]):
                             records.append(to_json(parsed))
                             keys.append((parsed.device_id or "unknown")[:MAX_PARTITION_KEY_CHARS])
+                        # The live gateway raised these on its fast path already.
+                        self.replayer.notifications.clear()
                 if records:
                     lost = await sink.write("parsed", records, keys)
                     if lost:  # dead-lettered by the sink: stop here, re-read them after a restart
@@ -212,6 +225,8 @@ class Consumer:
                 if next_iterator is None:  # closed by a reshard: its children continue
                     state["done"] = True
                 if response["Records"] or next_iterator is None:
+                    if engine is not None:
+                        self.checkpoint.rule_state = engine.snapshot()
                     self.checkpoint.save()  # only after the parsed records are written
                 if next_iterator is None:
                     del self.iterators[sid]

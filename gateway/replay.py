@@ -3,10 +3,14 @@
 Each raw record's payload is fed to a fresh session of its codec — the code path live ingest
 takes — and its readings become parsed records through the same builder, so ids
 (``<raw id>-<index>``), fields and per-device order match the live output record for record, and
-replaying twice yields the same ids. Inputs (:mod:`gateway.replay_inputs`): the local sink's
-``raw/`` files and Firehose-style objects (newline-delimited raw records, gzip or plain) given as
-files or directories or read from ``s3://bucket/prefix``, and legacy captures (hex per line, or
-binary) with the device id and codec on the command line. Bad input — a corrupt line, a truncated
+replaying twice yields the same ids. The live notification rules run too (on each frame's
+received-at time), so rule alarms in the parsed records match; with ``--notifications`` the
+notifications they raise are written, marked ``replayed``, to the sink's notifications stream.
+
+Inputs (:mod:`gateway.replay_inputs`): the local sink's ``raw/`` files and Firehose-style objects
+(newline-delimited raw records, gzip or plain) given as files or directories or read from
+``s3://bucket/prefix``, and legacy captures (hex per line, or binary) with the device id and codec
+on the command line. Bad input — a corrupt line, a truncated
 gzip member, an unknown codec, a missing bucket — is reported with file (or ``s3://`` object) and
 line and skipped; nothing else stops. Records move in batches of a block of input lines, so the
 per-record work is the decoding and the building of records, not the plumbing around them.
@@ -25,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import uvloop
 
 from gateway.kinesis import KinesisSetupError, KinesisSink
@@ -38,7 +43,9 @@ from parser.codec import Codec, CodecOptions
 from parser.errors import DecodeError
 from parser.events import Frame, Login
 from parser.kpl import MAX_PARTITION_KEY_CHARS
-from parser.records import ParsedRecord, RawRecord, iso_ms, parsed_records, to_json
+from parser.notification import Notification
+from parser.records import ParsedRecord, RawRecord, iso_ms, parse_iso_ms, parsed_records, to_json
+from parser.rules import evaluate_frame
 
 BATCH_RECORDS = 2000
 
@@ -85,6 +92,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="region for s3:// inputs (default: AWS_DEFAULT_REGION)",
     )
     p.add_argument(
+        "--notifications",
+        action="store_true",
+        help="also write the notifications the rules raise, marked replayed, to the sink's "
+        "notifications stream (never sent to SNS or webhooks)",
+    )
+    p.add_argument(
         "--dry-run",
         action="store_true",
         help="write nothing; report how the output would differ from what is there",
@@ -96,6 +109,7 @@ class Summary:
     raw_records: int = 0
     filtered_out: int = 0
     parsed_records: int = 0
+    notifications: int = 0
     not_decoded: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     new: int = 0
@@ -152,6 +166,11 @@ class Replayer:
             self.devices or self.codec_filter or self.since is not None or self.until is not None
         )
         self.inputs = ReplayInputs(args, self.warn, self.codecs.__getitem__)
+        # The live rules, so rule alarms in the parsed records match live ones; a frame's time
+        # is when it was received (hold times and reminders run on it as live on its clock).
+        notify = settings.notifications
+        self.engine = notify.engine() if notify.enabled else None
+        self.notifications: list[Notification] = []
 
     def warn(self, where: str, reason: str, detail: str) -> None:
         self.summary.skipped[reason] += 1
@@ -195,7 +214,17 @@ class Replayer:
                     summary.not_decoded += 1
                     continue
                 readings = frame.readings
-            out += parsed_records(raw, readings)
+            if self.engine is None:
+                out += parsed_records(raw, readings)
+                continue
+            received_ms = parse_iso_ms(raw.received_at)
+            records, notes = evaluate_frame(
+                self.engine, raw, readings, received_ms / 1000, received_ms, replayed=True
+            )
+            out += records
+            if notes:
+                summary.notifications += len(notes)
+                self.notifications += notes
         summary.parsed_records += len(out)
         return out
 
@@ -236,10 +265,20 @@ async def _replay(replayer: Replayer) -> None:
     keys: list[str] = []
     progress = sys.stderr.isatty()
     started = last_report = time.monotonic()
+    if args.notifications and kinesis is not None and "notifications" not in kinesis.streams:
+        raise ConfigError(["--notifications with [sink.kinesis] needs its notifications stream"])
 
     async def flush() -> None:
         if sink is not None and records:
             await sink.write("parsed", records, keys)
+        notes = replayer.notifications
+        if sink is not None and notes and args.notifications:
+            await sink.write(
+                "notifications",
+                [msgspec.json.encode(n) for n in notes],
+                [n.device_id[:MAX_PARTITION_KEY_CHARS] for n in notes],
+            )
+        notes.clear()
         records.clear()
         keys.clear()
 
@@ -249,6 +288,7 @@ async def _replay(replayer: Replayer) -> None:
             for raws in source:
                 out = replayer.parsed(raws)
                 if args.dry_run:
+                    replayer.notifications.clear()  # counted in the summary only
                     for record, encoded in zip(out, map(to_json, out), strict=True):
                         before = existing.get(record.id)
                         if before is None:
@@ -307,6 +347,7 @@ def run(args: argparse.Namespace) -> int:
         "raw_records": s.raw_records,
         "filtered_out": s.filtered_out,
         "parsed_records": s.parsed_records,
+        "notifications": s.notifications,
         "not_decoded": s.not_decoded,
         "skipped": dict(s.skipped),
         "seconds": round(seconds, 3),

@@ -8,6 +8,7 @@ orjson on this machine (``bench/decode.py`` measures both).
 
 from __future__ import annotations
 
+import calendar
 import time
 from typing import Annotated, Literal, get_args
 
@@ -136,6 +137,22 @@ def iso_ms(ms: int) -> str:
         prefix = f"{t[0]:04d}-{t[1]:02d}-{t[2]:02d}T{t[3]:02d}:{t[4]:02d}:{t[5]:02d}."
         _second_cache[seconds] = prefix
     return prefix + _MILLIS[millis]
+
+
+_seconds_of_prefix: dict[str, int] = {}
+
+
+def parse_iso_ms(text: str) -> int:
+    """The Unix time in ms of a record timestamp (``iso_ms``'s output; validated on decode)."""
+    prefix = text[:19]
+    seconds = _seconds_of_prefix.get(prefix)
+    if seconds is None:
+        # Records of one replayed batch share few seconds: one strptime per second, not per record.
+        if len(_seconds_of_prefix) > 4096:
+            _seconds_of_prefix.clear()
+        seconds = calendar.timegm(time.strptime(prefix, "%Y-%m-%dT%H:%M:%S"))
+        _seconds_of_prefix[prefix] = seconds
+    return seconds * 1000 + int(text[20:23])
 
 
 # The pattern's shape with every ASCII digit as 0, and a separator the shape does not contain.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import msgspec
 
@@ -204,6 +204,38 @@ class NotificationEngine:
         self._tokens = min(float(self._burst), old._tokens)
         self._refilled_at = old._refilled_at
         self.suppressed = old.suppressed
+
+    def snapshot(self) -> dict[str, Any]:
+        """The per-device rule state as JSON-able data, for a consumer's checkpoint (only
+        meaningful when ``now`` is a persistent clock, as replay's received-at time is)."""
+        return {
+            "rules": self._rules_data(),
+            "devices": {
+                device: [[s.is_open, s.pending_since, s.last_sent_at] for s in states]
+                for device, states in self._devices.items()
+            },
+        }
+
+    def _rules_data(self) -> list[Any]:
+        return [msgspec.to_builtins(rule) for rule in self.rules]  # a list, as JSON gives back
+
+    def restore(self, snapshot: dict[str, Any]) -> bool:
+        """Take the state of :meth:`snapshot` back; False (and nothing taken) when it was made
+        under other rules or is not a snapshot: those start idle, as after a reload."""
+        try:
+            if snapshot["rules"] != self._rules_data():
+                return False
+            devices: OrderedDict[str, list[_RuleState]] = OrderedDict()
+            for device, rows in snapshot["devices"].items():
+                states = [_RuleState() for _ in self.rules]
+                for state, (is_open, pending_since, last_sent_at) in zip(states, rows, strict=True):
+                    state.is_open, state.pending_since = bool(is_open), pending_since
+                    state.last_sent_at = float(last_sent_at)
+                devices[str(device)] = states
+        except (KeyError, TypeError, ValueError, AttributeError):
+            return False
+        self._devices = devices
+        return True
 
     def evaluate(
         self,

@@ -59,4 +59,7 @@ def test_parse_resumes_from_its_checkpoint(
     live = {r["record"]["id"]: r["record"] for r in user_records(kinesalite, parsed_stream)}
     parsed = {r["id"]: r for r in read_records(out, "parsed")}
     assert parsed.keys() == live.keys()
-    assert all(parsed[i] == live[i] for i in live)
+    differ = [(parsed[i], live[i]) for i in live if parsed[i] != live[i]]
+    assert not differ, [
+        (i, {k: (a[k], b[k]) for k in a if a[k] != b[k]}) for i, (a, b) in enumerate(differ[:3])
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -554,3 +555,21 @@ def test_open_and_clear_alternate_per_device_and_code(
                 assert was_open, f"{n.state} for {key} that is not open"
                 is_open[key] = n.state == "reminder"
     assert 0 <= eng.suppressed <= emitted
+
+
+def test_snapshot_and_restore_carry_rule_state_through_json() -> None:
+    eng = engine()
+    clock = Clock(eng)
+    assert clock.states(1.0, reading(soc_pct=5)) == [("low_soc", "open")]
+    clock.at(2.0, reading(cell_temp_max_c=70))  # overtemp pending since 2.0
+    saved = json.loads(json.dumps(eng.snapshot()))
+    again = engine()
+    assert again.restore(saved)
+    later = Clock(again)
+    assert later.states(3.0, reading(soc_pct=5)) == []  # still open: no second open
+    assert later.states(12.0, reading(cell_temp_max_c=70)) == [("battery_overtemp", "open")]
+    assert later.states(13.0, reading(soc_pct=50)) == [("low_soc", "clear")]
+    # Made under other rules, or not a snapshot at all: nothing is taken.
+    other = engine([LOW_SOC])
+    assert not other.restore(saved) and other.tracked_devices == 0
+    assert not engine().restore({"rules": "x"})

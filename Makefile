@@ -65,6 +65,7 @@ bench: setup
 	$(BIN)/python bench/kinesis.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/mqtt.py
+	$(BIN)/python bench/bridge.py
 
 schema: setup
 	$(BIN)/gateway schema --write config/schema

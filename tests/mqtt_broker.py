@@ -9,11 +9,12 @@ write its data dir and silently loses persistence (shared/research/mqtt.md §1).
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tests.pki import Pki
@@ -27,6 +28,15 @@ _DISCONNECT = b"\xe0\x00"
 CONNACK = 0x20
 
 
+def issued(pki: Pki, name: str, common_name: str, *, server: bool = False) -> tuple[Path, Path]:
+    """``pki.issue``, once per name: brokers and clients of many tests share their certificates
+    (an RSA key takes a while to generate)."""
+    crt, key = pki.directory / f"{name}.crt", pki.directory / f"{name}.key"
+    if crt.exists() and key.exists():
+        return crt, key
+    return pki.issue(name, common_name, server=server)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -36,11 +46,13 @@ def free_port() -> int:
 @dataclass(frozen=True)
 class BrokerListener:
     """One listener: ``tls`` (server certificate), ``client_certs`` (mutual TLS, the CN is the
-    username), ``users`` (username -> password; anonymous clients refused)."""
+    username), ``users`` (username -> password; anonymous clients refused), ``acl`` (the text of
+    its ACL file, which ``acl_path`` names; rewrite it and ``reload``)."""
 
     tls: bool = False
     client_certs: bool = False
     users: tuple[tuple[str, str], ...] = ()
+    acl: str = ""
     port: int = 0
 
 
@@ -56,17 +68,15 @@ class MosquittoBroker:
         self.pki = pki
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "data").mkdir(exist_ok=True)
-        self.listeners = [
-            BrokerListener(x.tls, x.client_certs, x.users, x.port or free_port()) for x in listeners
-        ]
+        self.listeners = [replace(x, port=x.port or free_port()) for x in listeners]
         self.log_path = directory / "mosquitto.log"
         self._server_cert: tuple[Path, Path] | None = None
         self._check_cert: tuple[Path, Path] | None = None
         if any(x.tls for x in self.listeners):
             assert pki is not None, "TLS listeners need a Pki"
-            self._server_cert = pki.issue(f"{directory.name}-server", "localhost", server=True)
+            self._server_cert = issued(pki, "mosquitto-server", "localhost", server=True)
             if any(x.client_certs for x in self.listeners):
-                self._check_cert = pki.issue(f"{directory.name}-check", "ready-check")
+                self._check_cert = issued(pki, "mosquitto-ready-check", "ready-check")
         self.config_path = directory / "mosquitto.conf"
         self.config_path.write_text(self._config(extra_config))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -109,7 +119,18 @@ class MosquittoBroker:
                 lines += [f"cafile {self.pki.ca_cert}", f"certfile {crt}", f"keyfile {key}"]
             if x.client_certs:
                 lines += ["require_certificate true", "use_identity_as_username true"]
+            if x.acl:
+                self.acl_path(index).write_text(x.acl)
+                lines.append(f"acl_file {self.acl_path(index)}")
         return "\n".join(lines) + "\n"
+
+    def acl_path(self, index: int = 0) -> Path:
+        return self.directory / f"acl-{index}"
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto reads its ACL and password files again."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
 
     def start(self) -> None:
         """Start (or start again, same ports and data) and wait for a CONNACK on every port."""

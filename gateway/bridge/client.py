@@ -28,7 +28,7 @@ import ssl
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import aiomqtt
 import paho.mqtt.client as paho
@@ -43,6 +43,7 @@ from gateway.bridge.settings import (
     EndpointSettings,
     SourceSettings,
 )
+from gateway.bridge.stats import SourceStats
 from parser.mqtt.packets import PacketType
 from parser.mqtt.packets import Properties as MqttProperties
 from parser.mqtt.properties import encode_properties
@@ -81,11 +82,14 @@ class PackedProperties(Properties):
     properties of an outgoing PUBLISH, so paho's constructor is skipped on purpose.
     """
 
+    packed: bytes
+
     def __init__(self, properties: MqttProperties) -> None:
+        # paho's __setattr__ accepts property names only
         object.__setattr__(self, "packed", encode_properties(properties, PacketType.PUBLISH))
 
     def pack(self) -> bytes:
-        return bytes(self.packed)
+        return self.packed
 
     def __str__(self) -> str:  # paho's debug log prints the properties it sends
         return f"<{len(self.packed)} bytes of properties>"
@@ -151,6 +155,7 @@ class BridgeClient(aiomqtt.Client):
         persistent: bool,
         inbox_limit: int = 0,
         max_inflight: int | None = None,
+        stats: SourceStats | None = None,
     ) -> None:
         v5 = endpoint.protocol == "5"
         password = endpoint.password
@@ -174,16 +179,22 @@ class BridgeClient(aiomqtt.Client):
         self.inbox: deque[Received] = deque()
         self._inbox_limit = inbox_limit
         self._subscribed = False
-        self._arrived = asyncio.Event()
+        # Resolved by the next message or the end of the connection.
+        self._waiter: asyncio.Future[None] | None = None
         self._sock: Any = None
         self.reading_paused = False
+        self._stats = stats
         self.session_present = False
         self.server_receive_maximum = MAX_RECEIVE_MAXIMUM
         self._confirmations: dict[int, asyncio.Future[ReasonCode | None]] = {}
 
     @classmethod
     def for_source(
-        cls, source: SourceSettings, in_flight: int, tls: ssl.SSLContext | None
+        cls,
+        source: SourceSettings,
+        in_flight: int,
+        tls: ssl.SSLContext | None,
+        stats: SourceStats,
     ) -> BridgeClient:
         properties = None
         if source.protocol == "5":
@@ -197,6 +208,7 @@ class BridgeClient(aiomqtt.Client):
             properties=properties,
             persistent=True,
             inbox_limit=2 * in_flight,
+            stats=stats,
         )
 
     @classmethod
@@ -212,6 +224,15 @@ class BridgeClient(aiomqtt.Client):
             persistent=False,
             max_inflight=destination.in_flight_per_connection,
         )
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self._disconnected.add_done_callback(lambda _: self._wake())
+        return self
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def subscribe_all(
         self, topics: list[tuple[str, SubscribeOptions]] | list[tuple[str, int]]
@@ -237,14 +258,8 @@ class BridgeClient(aiomqtt.Client):
                 raise aiomqtt.MqttError("disconnected") from self._disconnected.exception()
             if self.inbox:
                 break
-            self._arrived.clear()
-            arrived = asyncio.ensure_future(self._arrived.wait())
-            try:
-                await asyncio.wait(
-                    (arrived, self._disconnected), return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                arrived.cancel()
+            self._waiter = self._loop.create_future()
+            await self._waiter
         message = self.inbox.popleft()
         if self.reading_paused and len(self.inbox) <= self._inbox_limit // 2:
             self._resume_reading()
@@ -310,7 +325,7 @@ class BridgeClient(aiomqtt.Client):
                 self._loop.time() - _age_s(user_properties),
             )
         )
-        self._arrived.set()
+        self._wake()
         if self._subscribed and self._inbox_limit and len(self.inbox) >= self._inbox_limit:
             self._pause_reading()
 
@@ -332,15 +347,22 @@ class BridgeClient(aiomqtt.Client):
 
     def _pause_reading(self) -> None:
         if not self.reading_paused and self._sock is not None and self._sock.fileno() >= 0:
-            self.reading_paused = True
+            self._set_paused(True)
             self._loop.remove_reader(self._sock.fileno())
 
     def _resume_reading(self) -> None:
-        self.reading_paused = False
+        self._set_paused(False)
         if self._sock is not None and self._sock.fileno() >= 0:
             self._loop.add_reader(self._sock.fileno(), self._read_ready)
             # TLS may already hold decrypted bytes that the socket will not announce again.
             self._loop.call_soon(self._read_ready)
+
+    def _set_paused(self, paused: bool) -> None:
+        self.reading_paused = paused
+        if self._stats is not None:
+            self._stats.reading_paused = paused
+            if paused:
+                self._stats.read_pauses += 1
 
     def _read_ready(self) -> None:
         # aiomqtt's own read handler (registered in Client._on_socket_open) is a closure that

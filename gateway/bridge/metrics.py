@@ -67,6 +67,11 @@ class BridgeCollector(Collector):
             "1 while the source's socket is not read (its inbox is full)",
             labels=lab,
         )
+        pauses = CounterMetricFamily(
+            "gateway_bridge_source_read_pauses",
+            "Times the source's socket stopped being read",
+            labels=lab,
+        )
         reconnects = CounterMetricFamily(
             "gateway_bridge_source_reconnects", "Source connections lost or failed", labels=lab
         )
@@ -82,10 +87,11 @@ class BridgeCollector(Collector):
             s = source.stats
             connected.add_metric([s.source], int(s.connected))
             paused.add_metric([s.source], int(s.reading_paused))
+            pauses.add_metric([s.source], s.read_pauses)
             reconnects.add_metric([s.source], s.reconnects)
             unrouted.add_metric([s.source], s.unrouted)
             loops.add_metric([s.source], s.loops_dropped)
-        yield from (connected, paused, reconnects, unrouted, loops)
+        yield from (connected, paused, pauses, reconnects, unrouted, loops)
 
     def _destinations(self) -> Iterator[Any]:
         lab = ["destination", "connection"]

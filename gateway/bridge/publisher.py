@@ -20,7 +20,7 @@ from collections import deque
 import aiomqtt
 import structlog
 
-from gateway.bridge.client import BridgeClient
+from gateway.bridge.client import BridgeClient, PublishRefused
 from gateway.bridge.pacing import Backoff, TokenBucket
 from gateway.bridge.routes import Outgoing
 from gateway.bridge.settings import DestinationSettings
@@ -88,12 +88,21 @@ class DestinationPool:
                     backoff.reset()
                     stats.connected = True
                     await self._publish_all(client, stats)
+            except* PublishRefused as group:
+                # Not a message to drop: it waits at the front (the source keeps it unacked)
+                # until the endpoint's policy lets it through.
+                log.error(
+                    "destination refused a message; retrying it",
+                    destination=self.settings.name,
+                    connection=stats.connection,
+                    reason=str(group.exceptions[0]),
+                )
             except* aiomqtt.MqttError as group:
                 log.warning(
                     "destination connection lost",
                     destination=self.settings.name,
                     connection=stats.connection,
-                    error=str(group.exceptions[0]),
+                    error=str(group.exceptions[0]) or type(group.exceptions[0]).__name__,
                 )
             finally:
                 stats.connected = False
@@ -107,19 +116,24 @@ class DestinationPool:
         slots = asyncio.Semaphore(
             min(self.settings.in_flight_per_connection, client.server_receive_maximum)
         )
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_fail_on_disconnect(client))
-            while True:
-                await slots.acquire()
-                message = await self._next()
-                try:
+        # Taken by this connection and not confirmed yet, in the order taken. Kept here rather
+        # than in each publish task: a task cancelled before its first step runs no code.
+        unconfirmed: dict[Outgoing, None] = {}
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(_fail_on_disconnect(client))
+                while True:
+                    await slots.acquire()
+                    message = await self._next()
+                    unconfirmed[message] = None
                     delay = stats.bucket.reserve(loop.time())
                     if delay:
                         await asyncio.sleep(delay)
-                except BaseException:
-                    self._queue.appendleft(message)
-                    raise
-                tasks.create_task(self._publish(client, message, slots, stats))
+                    tasks.create_task(self._publish(client, message, slots, stats, unconfirmed))
+        finally:
+            # Published again, first, on whichever connection is up next.
+            self._queue.extendleft(reversed(unconfirmed))
+            self._queued.set()
 
     async def _publish(
         self,
@@ -127,6 +141,7 @@ class DestinationPool:
         message: Outgoing,
         slots: asyncio.Semaphore,
         stats: ConnectionStats,
+        unconfirmed: dict[Outgoing, None],
     ) -> None:
         try:
             await client.publish_confirmed(
@@ -136,13 +151,9 @@ class DestinationPool:
                 message.properties,
                 self.settings.publish_timeout_s,
             )
-        except BaseException:
-            # Not confirmed: published again, on whichever connection is up next.
-            self._queue.appendleft(message)
-            self._queued.set()
-            raise
         finally:
             slots.release()
+        del unconfirmed[message]
         stats.published += 1
         message.delivery.delivered()
 

@@ -16,6 +16,7 @@ by which a source recognises the bridge's own copies (loop prevention).
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 from typing import Protocol
 
 from paho.mqtt.properties import Properties
@@ -49,20 +50,20 @@ def message_id(source: str, message: Received) -> str:
     return digest.hexdigest()
 
 
-class Route:
+class Route(ABC):
     """A route's matching half; subclasses forward."""
 
     def __init__(self, settings: RouteSettings, stats: RouteStats) -> None:
         self.settings = settings
-        self.name = settings.name
         self.stats = stats
         self.template = TopicTemplate.parse(settings.topic)
         # Pipeline routes wait for a durable write before the source is acknowledged, and a
         # write that is given up on (dead-lettered) never reports back: hence a deadline.
         self.has_deadline = False
 
+    @abstractmethod
     def forward(self, delivery: Delivery, values: dict[str, str], msg_id: str) -> None:
-        raise NotImplementedError
+        """Hand the message on; ``delivery.delivered()`` once the destination took it."""
 
 
 class PipelineRoute(Route):
@@ -72,12 +73,10 @@ class PipelineRoute(Route):
         self,
         settings: RouteSettings,
         stats: RouteStats,
-        source: str,
         codec: Codec,
         pipeline: Pipeline,
     ) -> None:
         super().__init__(settings, stats)
-        self._source = source
         self._codec = codec
         self._pipeline = pipeline
         self._delivered = settings.ack_policy == "delivered"
@@ -93,7 +92,7 @@ class PipelineRoute(Route):
             # message loses nothing — it can be re-parsed after a codec fix.
             self.stats.rejected += 1
             frame = Frame(device_id, payload, b"", (), frame.reason, frame.detail)
-        peer = f"{self._source};{MSG_ID_PROPERTY}={msg_id}"
+        peer = f"{self.settings.source};{MSG_ID_PROPERTY}={msg_id}"
         source = FrameSource(self._codec.name, TRANSPORT, peer)
         self._pipeline.accept(source, frame, delivery.delivered if self._delivered else None)
         self.stats.forwarded += 1

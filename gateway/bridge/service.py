@@ -65,7 +65,7 @@ class Bridge:
                 except UnknownCodecError as exc:
                     problems.append(f"bridge.routes.{i}.codec: {exc}")
                     continue
-                route = PipelineRoute(r, stats, r.source, codec, pipeline)
+                route = PipelineRoute(r, stats, codec, pipeline)
             else:
                 route = MqttRoute(r, stats, self.pools[r.destination], settings.name)
             routes[r.source].append(route)

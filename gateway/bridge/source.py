@@ -60,6 +60,7 @@ class SourceSession:
         self._taking.set()
         self._stopping = False
         self.window: InFlightWindow | None = None
+        self._subscribed_before = False
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> asyncio.Task[None]:
@@ -98,18 +99,21 @@ class SourceSession:
     async def _run(self) -> None:
         backoff = Backoff(self._bridge.backoff_base_s, self._bridge.backoff_cap_s)
         while True:
-            client = BridgeClient.for_source(self.settings, self._bridge.in_flight, self._tls)
+            client = BridgeClient.for_source(
+                self.settings, self._bridge.in_flight, self._tls, self.stats
+            )
             self._set_state("connecting")
             window = InFlightWindow(self._bridge.in_flight, client.ack, self._loop.time)
             self.window = window
             try:
                 async with client:
-                    backoff.reset()
-                    if not client.session_present and self.stats.reconnects:
+                    if not client.session_present and self._subscribed_before:
                         # The broker kept nothing for us (restarted without persistence, or
                         # the session expired): what was published meanwhile is gone there.
                         log.warning("source session was not kept by the broker", source=self.name)
                     await self._subscribe(client)
+                    self._subscribed_before = True
+                    backoff.reset()
                     self._set_state("connected")
                     async with asyncio.TaskGroup() as tasks:
                         tasks.create_task(self._watch(client, window))
@@ -165,7 +169,6 @@ class SourceSession:
             try:
                 await asyncio.wait_for(client.wait_disconnected(), DEADLINE_CHECK_S)
             except TimeoutError:
-                self.stats.reading_paused = client.reading_paused
                 if window.overdue(self._loop.time()):
                     raise Overdue(
                         f"a message was not written within {self._bridge.redeliver_after_s:g} s"

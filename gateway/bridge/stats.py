@@ -37,12 +37,21 @@ class RouteStats:
 
 
 class SourceStats:
-    __slots__ = ("connected", "loops_dropped", "reading_paused", "reconnects", "source", "unrouted")
+    __slots__ = (
+        "connected",
+        "loops_dropped",
+        "read_pauses",
+        "reading_paused",
+        "reconnects",
+        "source",
+        "unrouted",
+    )
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.connected = False
-        self.reading_paused = False
+        self.reading_paused = False  # its inbox is full: the socket is not read
+        self.read_pauses = 0
         self.reconnects = 0
         self.unrouted = 0  # matched no route: acknowledged, counted and logged
         self.loops_dropped = 0  # carried this bridge's own mark: a copy it published itself

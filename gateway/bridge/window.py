@@ -53,7 +53,6 @@ class InFlightWindow:
         self._space.set()
         self._empty = asyncio.Event()
         self._empty.set()
-        self.closed = False
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -104,7 +103,6 @@ class InFlightWindow:
 
     def abandon(self) -> int:
         """The connection is gone: drop every entry; returns how many there were."""
-        self.closed = True
         count = len(self._entries)
         for delivery in self._entries:
             delivery.abandoned = True

@@ -15,11 +15,13 @@ from paho.mqtt.packettypes import PacketTypes
 
 from gateway.bridge.client import new_properties
 from tests.gateway.gatewayproc import GatewayProcess, wait_for
-from tests.mqtt_broker import BrokerListener, MosquittoBroker
+from tests.mqtt_broker import BrokerListener, MosquittoBroker, issued
 from tests.pki import Pki
 
 B_USER, B_PASSWORD = "aws-bridge", "s3cret-pw"
 SUBSCRIBER_USER, SUBSCRIBER_PASSWORD = "aws-reader", "reader-pw"
+# The bridge may publish anywhere on B, the test's reader read everything.
+B_ACL = f"user {B_USER}\ntopic readwrite #\nuser {SUBSCRIBER_USER}\ntopic read #\n"
 # Backlogs of a few hundred messages stay queued at A for the bridge (mosquitto's default is
 # 1,000 QoS 1 messages per client, past which it drops them).
 A_EXTRA = "max_queued_messages 100000"
@@ -40,7 +42,9 @@ class World:
             directory / "broker-a", [BrokerListener(tls=True, client_certs=True)], pki, A_EXTRA
         )
         users = ((B_USER, B_PASSWORD), (SUBSCRIBER_USER, SUBSCRIBER_PASSWORD))
-        b = MosquittoBroker(directory / "broker-b", [BrokerListener(tls=True, users=users)], pki)
+        b = MosquittoBroker(
+            directory / "broker-b", [BrokerListener(tls=True, users=users, acl=B_ACL)], pki
+        )
         password = directory / "b-password"
         password.write_text(f"{B_PASSWORD}\n")
         return cls(
@@ -48,8 +52,8 @@ class World:
             pki,
             a,
             b,
-            pki.issue(f"{directory.name}-bridge", "bridge-client"),
-            pki.issue(f"{directory.name}-publisher", "publisher"),
+            issued(pki, "bridge-client", "bridge-client"),
+            issued(pki, "publisher", "publisher"),
         )
 
     def stop(self) -> None:

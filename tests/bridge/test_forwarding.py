@@ -8,8 +8,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.bridge.harness import Subscriber, World
-from tests.gateway.gatewayproc import read_records, wait_for
+from tests.bridge.harness import B_ACL, Subscriber, World
+from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
 from tests.parser.streams import evb1_heartbeat
 
 PIPELINE_ROUTE = """
@@ -133,3 +133,46 @@ def test_status_and_readiness_follow_the_source_connection(world: World, tmp_pat
     finally:
         proc.kill()
         systemd.close()
+
+
+def test_a_message_the_destination_refuses_is_held_and_retried_not_dropped(world: World) -> None:
+    # MQTT 5: mosquitto answers a publish its ACL denies with PUBACK 0x87 (not authorized).
+    deny = "topic deny aws/in/denied/#\ntopic readwrite #"
+    world.b.acl_path().write_text(B_ACL.replace("topic readwrite #", deny, 1))
+    world.b.reload()
+    reader = Subscriber(world, "#")
+    proc = world.start_bridge(world.config())
+    try:
+        world.mosquitto_pub("src/denied/t", b"held")
+        world.mosquitto_pub("src/dev1/t", b"after")
+        assert wait_for(lambda: proc.events("destination refused a message; retrying it"))
+        assert proc.metric("gateway_bridge_in_flight") >= 1  # A has not been acknowledged
+        world.b.acl_path().write_text(B_ACL)  # the policy is fixed
+        world.b.reload()
+        assert wait_for(lambda: len(reader.snapshot()) >= 2, timeout=20)
+        assert {(t, p) for t, p, _ in reader.snapshot()} == {
+            ("aws/in/denied/t", b"held"),
+            ("aws/in/dev1/t", b"after"),
+        }
+        assert wait_for(lambda: proc.metric("gateway_bridge_acknowledged_total") == 2)
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
+        reader.close()
+
+
+def test_the_bridge_section_also_runs_inside_gateway_run(world: World) -> None:
+    reader = Subscriber(world, "#")
+    proc = GatewayProcess(
+        world.directory / "data", codecs=("evb1",), config=world.config(), command="run"
+    )
+    try:
+        assert proc.ports["evb1"]  # device listeners and the bridge side by side
+        assert wait_for(lambda: proc.metric("gateway_bridge_source_connected") == 1)
+        world.mosquitto_pub("src/dev5/t", b"via run")
+        assert wait_for(lambda: len(reader.snapshot()) == 1)
+        assert reader.snapshot()[0][:2] == ("aws/in/dev5/t", b"via run")
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
+        reader.close()

@@ -58,3 +58,25 @@ def test_backlog_is_held_then_drained_at_the_configured_rate(world: World) -> No
     finally:
         proc.kill()
         reader.close()
+
+
+def test_a_source_faster_than_its_destination_stops_being_read(world: World) -> None:
+    # QoS 0 has no Receive Maximum to hold the broker back: the bridge's inbox fills to twice
+    # the window and then its socket is not read until the destination catches up.
+    config = world.config(in_flight=4, connections=1, rate=50.0, burst=1)
+    config.write_text(config.read_text().replace("qos = 1", "qos = 0"))
+    reader = Subscriber(world, "#")
+    proc = world.start_bridge(config)
+    try:
+        Publisher(world, "src/dev9/t", 150, rate=2000.0).join(timeout=30)
+        assert wait_for(lambda: len(reader.snapshot()) == 150, timeout=30)
+        assert sorted(p for _, p, _ in reader.snapshot()) == [
+            f"{i:06d}".encode() for i in range(150)
+        ]
+        assert proc.metric("gateway_bridge_source_read_pauses_total") >= 1
+        assert proc.metric("gateway_bridge_source_reading_paused") == 0
+        assert proc.metric("gateway_bridge_source_reconnects_total") == 0
+        assert proc.stop() == 0
+    finally:
+        proc.kill()
+        reader.close()

@@ -1,9 +1,11 @@
-"""MQTT 3.1.1 on both sides: a bridge killed with a full window gets exactly that window again."""
+"""Redelivery: a bridge killed with a full window gets it again (MQTT 3.1.1 on both sides), and
+a pipeline message past its deadline is fetched again."""
 
 from __future__ import annotations
 
 from tests.bridge.harness import Publisher, Subscriber, World
-from tests.gateway.gatewayproc import wait_for
+from tests.gateway.gatewayproc import read_records, wait_for
+from tests.parser.streams import evb1_heartbeat
 
 IN_FLIGHT = 8
 COUNT = 30
@@ -31,3 +33,31 @@ def test_a_killed_bridge_gets_its_unacknowledged_messages_again(world: World) ->
     finally:
         proc.kill()
         reader.close()
+
+
+def test_a_pipeline_message_not_written_in_time_is_fetched_again(world: World) -> None:
+    # A sink that hangs stands in for records given up on (dead-lettered), which never report
+    # back: past redeliver_after_s the bridge reconnects so that A delivers them again.
+    stall = world.directory / "stall"
+    stall.touch()
+    route = (
+        '[[bridge.routes]]\nname = "frames"\nsource = "azure"\n'
+        'topic = "src/{device_id}/evb1"\ncodec = "evb1"\n'
+        f'[sink.local]\nstall_while_exists = "{stall}"\n'
+    )
+    config = world.config(routes=route, extra="redeliver_after_s = 1.0")
+    proc = world.start_bridge(config)
+    try:
+        world.mosquitto_pub("src/861000000000001/evb1", evb1_heartbeat(1))
+        assert wait_for(lambda: proc.metric("gateway_bridge_source_reconnects_total") >= 1)
+        lost = proc.events("source connection lost")
+        assert "not written within 1 s" in lost[0]["error"]
+        assert wait_for(lambda: proc.metric("gateway_bridge_redelivered_total") >= 1)
+        stall.unlink()
+        assert wait_for(lambda: proc.metric("gateway_bridge_in_flight") == 0)
+        raw = read_records(proc.data_dir, "raw")
+        assert {r["device_id"] for r in raw} == {"861000000000001"}
+        assert len({r["peer"] for r in raw}) == 1  # every copy carries the same message id
+        assert proc.stop() == 0
+    finally:
+        proc.kill()

@@ -53,8 +53,9 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Four workers: most tests wait on real processes, not the CPU (tests run alone with plain pytest).
 unit: setup
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 4
 
 test: lint typecheck unit
 

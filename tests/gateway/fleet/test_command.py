@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,9 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["simulate", *argv])
 
 
-async def simulate(*argv: str, stop_after_s: float | None = None) -> tuple[int, str, str]:
+async def simulate(*argv: str, stop_once: Callable[[], bool] | None = None) -> tuple[int, str, str]:
+    """Run ``gateway simulate``; with ``stop_once``, SIGTERM it as soon as that holds (so the
+    signal comes after start-up, however slow the machine is)."""
     process = await asyncio.create_subprocess_exec(
         GATEWAY,
         "simulate",
@@ -32,8 +35,11 @@ async def simulate(*argv: str, stop_after_s: float | None = None) -> tuple[int, 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    if stop_after_s is not None:
-        await asyncio.sleep(stop_after_s)
+    if stop_once is not None:
+        for _ in range(300):
+            if stop_once():
+                break
+            await asyncio.sleep(0.05)
         process.send_signal(signal.SIGTERM)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode is not None
@@ -149,7 +155,7 @@ async def test_sigterm_stops_early_and_still_prints_the_summary() -> None:
             "20",
             "--duration",
             "0",
-            stop_after_s=1.5,
+            stop_once=lambda: len(server.acked) >= 20,  # running, handlers installed
         )
     finally:
         await server.close()

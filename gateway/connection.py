@@ -119,6 +119,7 @@ class DevicePort:
 
 class DeviceConnection(asyncio.Protocol):
     __slots__ = (
+        "_acks_queued",
         "_backlog",
         "_outbox",
         "_paused_by_flow",
@@ -148,6 +149,7 @@ class DeviceConnection(asyncio.Protocol):
         self.close_reason = "peer_closed"
         self._paused_by_flow = self._stopped = False
         self._outbox: list[bytes] = []
+        self._acks_queued = 0  # replies in the outbox (one buffer may hold several)
         self._backlog = b""  # bytes read but not fed while the memory budget was full
         self._proxy: ProxyHeaderParser | None = None
         self._tls: TlsSession | None = None
@@ -355,11 +357,13 @@ class DeviceConnection(asyncio.Protocol):
 
     # -- replies -------------------------------------------------------------------------------
 
-    def _queue_reply(self, reply: bytes) -> None:
-        """Queue a reply; it is written with the others of the same read or sink batch."""
+    def _queue_reply(self, reply: bytes, count: int = 1) -> None:
+        """Queue a reply (``count`` of them in one buffer); it is written with the others of
+        the same read or sink batch."""
         if not self._outbox:
             self.port.pipeline.replies.add(self)
         self._outbox.append(reply)
+        self._acks_queued += count
 
     def _send_reply(self, reply: bytes, accepted_at: float) -> None:
         """Queue the acknowledgement of data that arrived at ``accepted_at``."""
@@ -376,8 +380,9 @@ class DeviceConnection(asyncio.Protocol):
 
     def _flush(self) -> None:
         outbox, self._outbox = self._outbox, []
+        acks, self._acks_queued = self._acks_queued, 0
         transport = self.transport
         if transport is None or transport.is_closing() or not outbox:
             return  # the device reconnects and resends; at-least-once, never lost
         self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
-        self.port.stats.acks += len(outbox)
+        self.port.stats.acks += acks

@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 import structlog
@@ -136,9 +136,13 @@ class Pipeline:
             self._tasks.append(task)
 
     def accept(
-        self, source: FrameSource, event: Frame | Login, on_written: Callable[[], None] | None
+        self,
+        source: FrameSource,
+        event: Frame | Login,
+        on_written: Callable[..., object] | None,
+        args: tuple[Any, ...] = (),
     ) -> int:
-        """Take one frame's records; ``on_written`` runs once all of them are written.
+        """Take one frame's records; ``on_written(*args)`` runs once all of them are written.
 
         Returns the number of parsed records. ``on_written=None`` means nobody waits for the
         write (ACK policy ``accepted``, or a frame that owes no reply). The frame's arrival, for
@@ -178,36 +182,30 @@ class Pipeline:
         ticket = None
         if on_written is not None:
             # A frame's notifications are one part: done once all are in notifications/.
-            ticket = Ticket(1 + len(parsed) + (error is not None) + bool(notes), on_written)
+            ticket = Ticket(1 + len(parsed) + (error is not None) + bool(notes), on_written, args)
         # Partition key = device id: a device's records keep their order within a shard.
         key = (event.device_id or source.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]
-        size = self._add("raw", [to_json(raw)], key, ticket, now)
-        if parsed:
-            size += self._add("parsed", [to_json(p) for p in parsed], key, ticket, now)
+        add = self._add
+        size = add("raw", to_json(raw), key, ticket, now)
+        for record in parsed:
+            size += add("parsed", to_json(record), key, ticket, now)
         if error is not None:
-            size += self._add("errors", [_error_json(error)], key, ticket, now)
+            size += add("errors", _error_json(error), key, ticket, now)
         if notes:
             assert notify is not None
             bodies = [self._encode_notification(n) for n in notes]
             written = notify.dispatcher.submit(notes, bodies, now, ticket)
-            size += self._add("notifications", bodies, key, written, now)
+            for body in bodies:
+                size += add("notifications", body, key, written, now)
         self.unwritten_bytes += size
         self._flow.consumed(size)
         return len(parsed)
 
-    def _add(
-        self, stream: str, records: list[bytes], key: str, ticket: Ticket | None, now: float
-    ) -> int:
-        """Queue one frame's records of one stream; returns the bytes charged to the budget."""
-        acc = self._acc[stream]
-        wake = False
-        size = 0
-        for record in records:
-            wake |= acc.add(record, key, ticket, now)
-            size += len(record) + 1
-        if wake:
+    def _add(self, stream: str, record: bytes, key: str, ticket: Ticket | None, now: float) -> int:
+        """Queue one record; returns the bytes charged to the budget."""
+        if self._acc[stream].add(record, key, ticket, now):
             self._wake[stream].set()
-        return size
+        return len(record) + 1
 
     async def _writer(self, stream: str) -> None:
         acc = self._acc[stream]

@@ -10,7 +10,6 @@ size (the codec's), a bounded write buffer, and data before login refused.
 from __future__ import annotations
 
 import time
-from functools import partial
 
 import structlog
 
@@ -68,13 +67,15 @@ class Listener(DevicePort):
 
 
 class TcpDeviceProtocol(DeviceConnection):
-    __slots__ = ("listener", "session", "source")
+    __slots__ = ("_reply_written", "listener", "session", "source")
 
     def __init__(self, listener: Listener) -> None:
         super().__init__(listener)
         self.listener = listener
         self.session: Session | None = None
         self.source = FrameSource(listener.codec.name, "tcp", None)
+        # One bound method per connection, not one per frame in flight (see Ticket).
+        self._reply_written = self._send_reply
 
     def _opened(self) -> None:
         self.session = self.listener.codec.session()
@@ -128,7 +129,7 @@ class TcpDeviceProtocol(DeviceConnection):
         reply = event.reply
         if reply and listener.delivered:
             stats.records += listener.pipeline.accept(
-                self.source, event, partial(self._send_reply, reply, now)
+                self.source, event, self._reply_written, (reply, now)
             )
         else:
             stats.records += listener.pipeline.accept(self.source, event, None)

@@ -9,20 +9,30 @@ given up on (dead-lettered) fails the ticket: that frame is never ACKed and the 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+import msgspec
 
 
-class Ticket:
-    __slots__ = ("_on_done", "failed", "pending")
+class Ticket(msgspec.Struct, gc=False):
+    """``on_done(*args)`` runs once all ``pending`` parts are done, unless one failed.
 
-    def __init__(self, parts: int, on_done: Callable[[], None]) -> None:
-        self.pending = parts
-        self.failed = False
-        self._on_done = on_done
+    Not tracked by the cyclic GC, and called with ``args`` rather than through a ``partial``:
+    one ticket lives per frame in flight (tens of thousands under load), and a tracked ticket
+    and partial per frame made the full collections cost ~15 % of the gateway's CPU. Safe as
+    long as a ticket is freed by its reference count: it is dropped with its batch once written,
+    and ``on_done`` must not refer back to the ticket (a cycle through it would never be freed).
+    """
+
+    pending: int
+    on_done: Callable[..., object]
+    args: tuple[Any, ...] = ()
+    failed: bool = False
 
     def part_done(self) -> None:
         self.pending -= 1
         if self.pending == 0 and not self.failed:
-            self._on_done()
+            self.on_done(*self.args)
 
     def fail(self) -> None:
         """One record of the frame is lost to the sink: the device must not be ACKed."""

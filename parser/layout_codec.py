@@ -74,13 +74,13 @@ class LayoutCodec:
         return message.decoder(payload, self.header_bytes, header[layout.length_index])
 
     def frame_event(
-        self, payload: bytes, header: tuple[int, ...], device_id: str | None
+        self, payload: bytes, header: tuple[int, ...], device_id: str | None, reply: bytes
     ) -> Frame | Login | Reject:
-        """The event of a whole frame that passed its CRC; ``device_id``: the session's so far.
+        """The event of a whole frame that passed its CRC; ``device_id``: the session's so far,
+        ``reply``: what acknowledges it.
 
         A ``Reject`` here is always a resync (the candidate's first byte is dropped).
         """
-        reply = self.reply(header)
         try:
             login_id, readings = self.decode_frame(payload, header)
         except DecodeError as exc:
@@ -94,11 +94,12 @@ class LayoutCodec:
             return Reject("device_refused", f"device {login_id} is not allowed", Action.CLOSE)
         return Login(login_id, reply, payload, readings)
 
-    def whole_frame(self, payload: bytes) -> Frame | Login | Reject | None:
+    def whole_frame(self, payload: bytes, device_id: str | None) -> Frame | Login | Reject | None:
         """The event of ``payload`` when it is exactly one frame with a good CRC, else None.
 
-        The message transports' fast path: no session, no resync search. None sends the caller
-        to a session, which names what is wrong.
+        The message transports' fast path: no session, no resync search, and no reply (the
+        transport acknowledges itself); a frame is ``device_id``'s. None sends the caller to a
+        session, which names what is wrong.
         """
         layout = self.layout
         if len(payload) < self.header_bytes + 2 or not payload.startswith(layout.magic):
@@ -112,7 +113,7 @@ class LayoutCodec:
         (got,) = self.crc_struct.unpack_from(payload, len(payload) - 2)
         if layout.crc(payload[layout.crc_from : -2]) != got:
             return None
-        return self.frame_event(payload, header, None)
+        return self.frame_event(payload, header, device_id, b"")
 
     def reply(self, header: tuple[int, ...]) -> bytes:
         """The ACK frame the layout owes for a frame with this header (``b""`` if none)."""
@@ -250,7 +251,8 @@ class LayoutSession:
 
     def _frame(self, payload: bytes, header: tuple[int, ...]) -> Event:
         """The event of a frame that passed its CRC."""
-        event = self._codec.frame_event(payload, header, self._device_id)
+        codec = self._codec
+        event = codec.frame_event(payload, header, self._device_id, codec.reply(header))
         if isinstance(event, Login):
             self._device_id = event.device_id
         elif isinstance(event, Reject) and event.action is Action.RESYNC:

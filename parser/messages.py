@@ -19,8 +19,10 @@ def message_frame(codec: Codec, device_id: str, payload: bytes) -> Frame | Rejec
     A frame that framed but did not decode is still a ``Frame`` (with ``error_code`` set), so
     its raw record is kept. The codec's reply is dropped: the transport acknowledges itself.
     """
-    fast = codec.whole_frame(payload) if isinstance(codec, LayoutCodec) else None
-    if fast is not None and not isinstance(fast, Reject):
+    fast = codec.whole_frame(payload, device_id) if isinstance(codec, LayoutCodec) else None
+    if isinstance(fast, Frame):
+        return fast  # stamped already: no second Frame per message
+    if isinstance(fast, Login):
         return _stamped(fast, device_id)
     session = codec.session()
     events = [*session.feed(payload), *session.eof()]

@@ -167,9 +167,7 @@ class NotificationEngine:
         by_metric: dict[str, list[_CompiledRule]] = {}
         for index, rule in enumerate(self.rules):
             by_metric.setdefault(rule.metric, []).append(_CompiledRule(index, rule))
-        # Precomputed for the fast path: a reading sharing no key with these costs one set test.
         self._watched = tuple((metric, tuple(rs)) for metric, rs in by_metric.items())
-        self._watched_keys = frozenset(by_metric)
         self._by_code: dict[str, list[_CompiledRule]] = {}
         for compiled in by_metric.values():
             for c in compiled:
@@ -257,7 +255,7 @@ class NotificationEngine:
         """
         out: list[Notification] = []
         watched = self._watched
-        watched_keys = self._watched_keys
+        devices = self._devices
         event_codes = self._event_codes
         states: list[_RuleState] | None = None  # None: every rule idle for this device
         looked_up = False
@@ -275,15 +273,17 @@ class NotificationEngine:
                     ctx = ctx or (device_id, raw_id, now, now_wall_ms, replayed)
                     self._event(out, alarms, ctx, index, reading, event_id)
             metrics = reading.metrics
-            if watched_keys.isdisjoint(metrics):  # the fast path: nothing any rule watches
-                continue
+            # A few watched metrics against many in a reading: a lookup each is the fast path
+            # (a set test over the reading's keys costs one probe per key).
             for metric, compiled in watched:
                 value = metrics.get(metric)
                 # Only numbers (and bools) compare; a NaN (!= itself) is no evidence either way.
-                if not isinstance(value, (int, float)) or value != value:  # noqa: PLR0124
+                if value is None or not isinstance(value, (int, float)) or value != value:  # noqa: PLR0124
                     continue
                 if not looked_up:
-                    states = self._lookup(device_id)
+                    states = devices.get(device_id)
+                    if states is not None:
+                        devices.move_to_end(device_id)
                     looked_up = True
                 for c in compiled:
                     if states is None:

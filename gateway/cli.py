@@ -19,8 +19,10 @@ from gateway.mqtt import passwords
 from gateway.mqtt.settings import LISTEN_PREFIX, json_codec_factories, parse_mqtt_listen
 from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
 from gateway.settings import ConfigError, load_settings, parse_address, parse_listen
+from gateway.sink import SinkError
 
 EXIT_USAGE = 2
+EXIT_IO = 74  # sysexits' EX_IOERR
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"gateway {args.command}: {problem}", file=sys.stderr)
         return EXIT_USAGE
+    except SinkError as exc:  # the data directory or the sink cannot be written at all
+        print(f"gateway {args.command}: {exc}", file=sys.stderr)
+        return EXIT_IO
     except BrokenPipeError:  # `gateway decode ... | head` is fine
         return 0
     return 0

@@ -164,8 +164,10 @@ class Pipeline:
             event.payload,
         )
         notify = self._notify
+        # The rules run on the received-at clock, not the monotonic one: replay and parse only
+        # have that, and hold times and reminders must come out the same there.
         parsed, notes = evaluate_frame(
-            None if notify is None else notify.engine, raw, event.readings, now, now_ms
+            None if notify is None else notify.engine, raw, event.readings, now_ms / 1000, now_ms
         )
         error = None
         if isinstance(event, Frame) and event.error_code is not None:

@@ -123,3 +123,27 @@ def test_schema_files_are_current() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr.decode()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay", "{tmp}/missing-input"],
+        ["run", "--listen", "evb1=127.0.0.1:0", "--metrics", "127.0.0.1:0", "--health",
+         "127.0.0.1:0"],
+    ],
+)  # fmt: skip
+def test_an_unwritable_data_dir_is_one_line_and_exit_74(tmp_path: Path, command: list[str]) -> None:
+    in_the_way = tmp_path / "file"
+    in_the_way.write_text("not a directory")
+    args = [a.format(tmp=tmp_path) for a in command]
+    result = subprocess.run(
+        [str(GATEWAY), *args, "--data-dir", str(in_the_way / "data")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 74
+    assert "Traceback" not in result.stderr
+    assert "Not a directory" in result.stderr.strip().splitlines()[-1]

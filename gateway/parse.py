@@ -40,6 +40,7 @@ from parser.records import RawRecord, to_json
 
 log = structlog.get_logger("gateway.parse")
 POLL_S = 0.25
+EXIT_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: records were dead-lettered, run again
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -116,6 +117,7 @@ class Consumer:
             log.warning("rules changed since the checkpoint: rule state starts idle")
         self.iterators: dict[str, str] = {}
         self.stop = asyncio.Event()
+        self.dead_lettered = False
         self.raw_records = 0
         self.parsed_records = 0
 
@@ -157,10 +159,21 @@ class Consumer:
                 sink.close()
 
     async def _discover(self, client: Any) -> None:
-        for shard in await list_shards(client, self.stream):
+        shards = await list_shards(client, self.stream)
+        listed = {shard["ShardId"] for shard in shards}
+        for shard in shards:
             sid = shard["ShardId"]
             state = self.checkpoint.shards.get(sid, {})
             if sid in self.iterators or state.get("done"):
+                continue
+            parents = (shard.get("ParentShardId"), shard.get("AdjacentParentShardId"))
+            if any(
+                parent in listed and not self.checkpoint.shards.get(parent, {}).get("done")
+                for parent in parents
+                if parent
+            ):
+                # After a reshard a device's older records are in the parent: read the child
+                # only once the parent is finished, or per-device order (and rules) break.
                 continue
             if state.get("sequence"):
                 r = await client.get_shard_iterator(
@@ -215,6 +228,7 @@ class Consumer:
                     lost = await sink.write("parsed", records, keys)
                     if lost:  # dead-lettered by the sink: stop here, re-read them after a restart
                         log.error("parsed records dead-lettered; not checkpointing", shard=sid)
+                        self.dead_lettered = True
                         self.stop.set()
                         break
                     self.parsed_records += len(records)
@@ -262,7 +276,10 @@ def run(args: argparse.Namespace) -> int:
                 "raw_records": consumer.raw_records,
                 "parsed_records": consumer.parsed_records,
                 "seconds": round(seconds, 3),
+                "dead_lettered": consumer.dead_lettered,
             }
         )
     )
-    return 0
+    # Non-zero so that a supervisor (Restart=on-failure) restarts it: the restart reads the
+    # dead-lettered records again from the checkpoint.
+    return EXIT_TEMPFAIL if consumer.dead_lettered else 0

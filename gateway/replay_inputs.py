@@ -41,6 +41,10 @@ GZIP_WBITS = 31  # zlib's window bits for a gzip header and trailer (CRC-32 and 
 # by line, and keeps a block's records in the CPU caches (16-32 KiB measured best; 128 KiB ~7 %
 # slower per record, 256 KiB ~10 %).
 BLOCK_BYTES = 32 << 10
+# Longer than any raw record (a 1 MiB frame is 1.4 MB of base64): a line past this is cut to
+# LINE_TOO_LONG, which stands in for it (and its line number) and is reported, not held whole.
+MAX_LINE_BYTES = 4 << 20
+LINE_TOO_LONG = b"\0line too long"
 READ_BYTES = 64 << 10
 S3_SCHEME = "s3://"
 LIST_PAGE_KEYS = 1000  # ListObjectsV2's maximum page
@@ -74,21 +78,34 @@ def line_blocks(f: IO[bytes]) -> Iterator[bytes]:
 
     Every block but the last ends with a newline. Damaged gzip data raises :class:`DamagedGzip`
     once the whole lines before it are out; a partial line before the damage is dropped, as
-    ``gzip.GzipFile`` drops it.
+    ``gzip.GzipFile`` drops it. A line over ``MAX_LINE_BYTES`` comes out as ``LINE_TOO_LONG``.
     """
     head = f.read(2)
     f.seek(0)
     chunks = _gunzip(f) if head == GZIP_MAGIC else iter(partial(f.read, BLOCK_BYTES), b"")
     parts: list[bytes] = []  # a line not yet ended, in pieces (joined once: linear, however long)
-    for chunk in chunks:
-        cut = chunk.rfind(b"\n") + 1
+    pending = 0  # bytes in parts
+    too_long = False  # inside a line past MAX_LINE_BYTES: its bytes are dropped
+    for read in chunks:
+        data, cut = read, read.rfind(b"\n") + 1
+        if too_long:
+            end = read.find(b"\n")
+            if end < 0:
+                continue
+            parts, data, cut, too_long = [LINE_TOO_LONG], read[end:], cut - end, False
         if cut:
-            parts.append(chunk[:cut])
+            parts.append(data[:cut])
             yield b"".join(parts)
-            parts = [chunk[cut:]]
+            parts = [data[cut:]]
+            pending = len(parts[0])
         else:
-            parts.append(chunk)
-    if tail := b"".join(parts):
+            parts.append(data)
+            pending += len(data)
+            if pending > MAX_LINE_BYTES:
+                parts, pending, too_long = [], 0, True
+    if too_long:
+        yield LINE_TOO_LONG
+    elif tail := b"".join(parts):
         yield tail
 
 
@@ -187,7 +204,9 @@ class ReplayInputs:
                     # Typed decoding validates every field and base64-decodes the payload. Per
                     # line, not decode_lines: that one also takes two records on one line.
                     batch = list(map(decode, lines))
-                    valid = all_timestamps([raw.received_at for raw in batch])
+                    valid = all_timestamps([raw.received_at for raw in batch]) and all(
+                        self.codec(codec) is not None for codec in {raw.codec for raw in batch}
+                    )
                 except msgspec.DecodeError:
                     valid = False
                 if not valid:
@@ -200,15 +219,23 @@ class ReplayInputs:
 
     def _good_lines(self, name: str, before: int, lines: list[bytes]) -> list[RawRecord]:
         """The raw records of a block that did not pass whole: blank lines skipped, bad ones
-        reported with their line number."""
+        and those of unknown codecs reported with their line number."""
         batch = []
         for number, line in enumerate(lines, before + 1):
             if not line.strip():
                 continue
+            if line == LINE_TOO_LONG:
+                self.warn(f"{name}:{number}", "line_too_long", f"over {MAX_LINE_BYTES} bytes")
+                continue
             try:
-                batch.append(self.decoder.decode(line))
+                raw = self.decoder.decode(line)
             except msgspec.DecodeError as exc:
                 self.warn(f"{name}:{number}", "corrupt_line", f"not a raw record ({exc})")
+                continue
+            if self.codec(raw.codec) is None:
+                self.warn(f"{name}:{number}", "unknown_codec", f"unknown codec {raw.codec!r}")
+                continue
+            batch.append(raw)
         return batch
 
     def _s3_client(self) -> ClientCreatorContext[S3Client]:

@@ -109,7 +109,7 @@ def test_bad_input_is_reported_with_file_and_line_and_skipped(live: Path, tmp_pa
     truncated.write_bytes(gzip.compress(b"".join(good[2:40]))[:-30])
     summary, err = replay(str(tmp_path / "in"), "--data-dir", str(tmp_path / "out"))
     assert f"{plain}:2: not a raw record" in err
-    assert "unknown codec 'nmea'" in err
+    assert f"{plain}:3: unknown codec 'nmea'" in err
     assert f"{truncated}:" in err and "damaged gzip data" in err
     assert summary["skipped"] == {"corrupt_line": 1, "unknown_codec": 1, "truncated_gzip": 1}
     assert summary["raw_records"] >= 3  # the good lines around the bad ones were replayed

@@ -15,7 +15,9 @@ import pytest
 from gateway import replay_inputs
 from gateway.replay_inputs import DamagedGzip, ReplayInputs, line_blocks
 from parser.records import RawRecord
+from tests.parser.streams import layout_codec
 
+EVB1 = layout_codec("evb1")
 LINES = [f'{{"n": {i}, "pad": "{"x" * (i % 50)}"}}\n'.encode() for i in range(400)]
 TEXT = b"".join(LINES)
 
@@ -104,7 +106,7 @@ def read(data: bytes) -> tuple[list[RawRecord], list[str], ReplayInputs]:
     inputs = ReplayInputs(
         argparse.Namespace(),
         lambda where, reason, detail: warnings.append(f"{where} {reason}"),
-        lambda name: None,
+        lambda name: EVB1 if name == "evb1" else None,
     )
     records = [raw for batch in inputs.records("f", io.BytesIO(data)) for raw in batch]
     return records, warnings, inputs
@@ -128,9 +130,13 @@ def test_bad_lines_are_reported_with_their_number_and_skipped() -> None:
     # What the pattern takes, though the fast check does not: other digits, a final newline.
     lines[10] = raw_line(received_at="٢٠٢٦-01-01T00:00:00.000Z")
     lines[11] = raw_line(received_at="2026-01-01T00:00:00.000Z\n")
+    lines.append(raw_line(codec="nmea"))
     records, warnings, inputs = read(b"".join(lines))
-    assert warnings == [f"f:{n} corrupt_line" for n in (3, 6, 8, 10)]
-    assert len(records) == 7 and inputs.lines == 12
+    assert warnings == [
+        *(f"f:{n} corrupt_line" for n in (3, 6, 8, 10)),
+        "f:13 unknown_codec",
+    ]
+    assert len(records) == 7 and inputs.lines == 13
     assert records[-2].received_at.startswith("٢٠٢٦")
 
 
@@ -140,3 +146,17 @@ def test_a_truncated_gzip_is_reported_at_the_line_after_the_last_whole_one() -> 
     whole = data.compress(b"".join(lines)) + data.flush()
     records, warnings, _ = read(whole[: len(whole) // 2])
     assert warnings == [f"f:{len(records) + 1} truncated_gzip"]
+
+
+@pytest.mark.parametrize("ending", [b"\n", b""], ids=["then-more-lines", "last-line"])
+def test_a_line_past_the_limit_is_reported_not_held(
+    monkeypatch: pytest.MonkeyPatch, ending: bytes
+) -> None:
+    monkeypatch.setattr(replay_inputs, "MAX_LINE_BYTES", 100_000)
+    good = [raw_line(id=f"{i:026x}") for i in range(3)]
+    huge = b"x" * 300_000 + ending  # many blocks with no newline in them
+    after = good[2:] if ending else []
+    records, warnings, inputs = read(gzip.compress(b"".join([*good[:2], huge, *after])))
+    assert [r.id for r in records] == [f"{i:026x}" for i in (0, 1, *([2] if ending else []))]
+    assert warnings == ["f:3 line_too_long"]
+    assert inputs.lines == (4 if ending else 3)

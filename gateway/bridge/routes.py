@@ -27,7 +27,7 @@ from gateway.bridge.stats import RouteStats
 from gateway.bridge.window import Delivery
 from gateway.pipeline import FrameSource, Pipeline
 from parser.codec import Codec
-from parser.events import Frame, Reject
+from parser.events import Action, Frame, Reject
 from parser.messages import message_frame
 from parser.mqtt.packets import Properties as MqttProperties
 from parser.topics import TopicTemplate
@@ -85,7 +85,12 @@ class PipelineRoute(Route):
     def forward(self, delivery: Delivery, values: dict[str, str], msg_id: str) -> None:
         device_id = values[DEVICE_ID]
         payload = delivery.message.payload
-        frame = message_frame(self._codec, device_id, payload)
+        try:
+            frame = message_frame(self._codec, device_id, payload)
+        except Exception as exc:
+            # A codec bug (a plug-in's, say) must not stop the bridge on every redelivery of
+            # this message: it is kept like any frame that does not decode.
+            frame = Reject("codec_error", f"{type(exc).__name__}: {exc}", Action.RESYNC)
         if isinstance(frame, Reject):
             # Not one frame: kept anyway as a raw record plus an error record with the reason
             # (the pipeline's path for frames that do not decode), so that acknowledging the

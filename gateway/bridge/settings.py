@@ -100,10 +100,11 @@ class EndpointSettings(Section):
 
 class SubscriptionSettings(Section):
     filter: str
-    # Event Grid has no QoS 2. A QoS 2 subscription is exactly-once only while the bridge runs:
-    # paho sends PUBREC on receipt and keeps that state in memory, so a bridge crash between
-    # PUBREC and PUBCOMP loses the message. QoS 1 is at-least-once across crashes.
-    qos: Qos = 1
+    # QoS 0 or 1 (Event Grid has no QoS 2 either). A QoS 2 subscription would lose messages:
+    # paho answers PUBREC on receipt and keeps the message only in that client object, so after
+    # any reconnect (or a crash) the broker's resent PUBREL finds nothing. QoS 1 with manual
+    # PUBACKs is at-least-once across reconnects and crashes.
+    qos: Literal[0, 1] = 1
     # Shared subscription ``$share/<group>/<filter>``: bridges in one group split the messages
     # (each with its own client_id, so each keeps its own session).
     share_group: str | None = Field(default=None, pattern=r"^[^/+#$\s]+$")

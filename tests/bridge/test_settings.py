@@ -100,7 +100,14 @@ def test_example_is_valid(tmp_path: Path) -> None:
 
 
 def test_a_qos_the_destination_cannot_take_is_refused(tmp_path: Path) -> None:
-    assert "never lowers QoS" in problems(config(tmp_path, qos=2))
+    path = config(tmp_path, qos=1)
+    prefix = 'client_id_prefix = "out"\n'
+    path.write_text(path.read_text().replace(prefix, prefix + "max_qos = 0\n"))
+    assert "never lowers QoS" in problems(path)
+
+
+def test_qos_2_subscriptions_are_refused(tmp_path: Path) -> None:
+    assert "subscriptions.0.qos" in problems(config(tmp_path, qos=2))
 
 
 def test_republishing_into_the_source_broker_under_311_is_refused(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from gateway.decode import parse_hex
 from gateway.settings import ConfigError
 from parser.codec import Codec
-from parser.events import Frame, Login
+from parser.events import Reject
 from parser.records import RAW_SCHEMA, RawRecord, all_timestamps, iso_ms
 
 if TYPE_CHECKING:
@@ -318,17 +318,17 @@ class ReplayInputs:
         except OSError as exc:
             raise ConfigError([f"--capture {path}: cannot read: {exc.strerror}"]) from None
         text = data.decode("ascii", "replace")
-        chunks: list[bytes]
+        chunks: list[tuple[str, bytes]]  # where (for reports), bytes
         if all(c in "0123456789abcdefABCDEF \t\r\n" for c in text):
             chunks = []
             for number, line in enumerate(text.splitlines(), 1):
                 if line.strip():
                     try:
-                        chunks.append(parse_hex(line))
+                        chunks.append((f"{path}:{number}", parse_hex(line)))
                     except ValueError as exc:
                         self.warn(f"{path}:{number}", "corrupt_line", str(exc))
         else:
-            chunks = [data]
+            chunks = [(str(path), data)]
         codec = self.codec(codec_name)
         if codec is None:
             raise ConfigError([f"--codec {codec_name!r}: unknown codec"])
@@ -336,23 +336,28 @@ class ReplayInputs:
         session = codec.session()
         self.files += 1
         records: list[RawRecord] = []
-        for chunk in chunks:
-            for event in session.feed(chunk):
-                if isinstance(event, Frame | Login):
-                    digest = hashlib.sha256(
-                        f"{args.device_id}|{codec_name}|{len(records)}|".encode() + event.payload
-                    ).hexdigest()
-                    # Time part 0: the capture has no arrival times; the rest is stable.
-                    records.append(
-                        RawRecord(
-                            RAW_SCHEMA,
-                            f"{0:012x}{digest[:14]}",
-                            args.device_id,
-                            codec_name,
-                            "capture",
-                            None,
-                            received_at,
-                            event.payload,
-                        )
+        fed = [(where, session.feed(chunk)) for where, chunk in chunks]
+        fed.append((f"{path}: at its end", session.eof()))
+        for where, events in fed:
+            for event in events:
+                if isinstance(event, Reject):
+                    # Skipped bytes or a frame that failed its checks: said, never silent.
+                    self.warn(where, event.reason, event.detail)
+                    continue
+                digest = hashlib.sha256(
+                    f"{args.device_id}|{codec_name}|{len(records)}|".encode() + event.payload
+                ).hexdigest()
+                # Time part 0: the capture has no arrival times; the rest is stable.
+                records.append(
+                    RawRecord(
+                        RAW_SCHEMA,
+                        f"{0:012x}{digest[:14]}",
+                        args.device_id,
+                        codec_name,
+                        "capture",
+                        None,
+                        received_at,
+                        event.payload,
                     )
+                )
         yield records

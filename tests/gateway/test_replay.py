@@ -137,3 +137,18 @@ def test_legacy_capture_replays_with_stable_ids(tmp_path: Path) -> None:
     assert first["parsed_records"] == second["parsed_records"] == len(one) == 5
     assert one == two
     assert {r["device_id"] for r in one} == {"356307042441013"}
+
+
+def test_a_capture_with_bad_frames_says_where_and_keeps_the_rest(tmp_path: Path) -> None:
+    lines = (ROOT / "codecs" / "samples" / "evb1.hex").read_text().split()
+    bad_crc = lines[1][:-2] + ("00" if lines[1][-2:] != "00" else "11")
+    capture = tmp_path / "capture.hex"
+    capture.write_text("\n".join([lines[0], bad_crc, *lines[2:], lines[2][:20]]) + "\n")
+    summary, err = replay(
+        "--capture", str(capture), "--device-id", "356307042441013", "--codec", "evb1",
+        "--data-dir", str(tmp_path / "out"),
+    )  # fmt: skip
+    assert f"{capture}:2: " in err  # the frame whose CRC fails
+    assert f"{capture}: at its end: " in err  # the frame cut short on the last line
+    assert summary["skipped"]["crc_mismatch"] == 1 and sum(summary["skipped"].values()) >= 2
+    assert summary["parsed_records"] == len(lines) - 1

@@ -120,6 +120,10 @@ class LocalSink:
         except OSError as exc:
             raise SinkError(f"cannot create {self.data_dir}: {exc.strerror or exc}") from None
 
+    def current_file(self, stream: str) -> Path | None:
+        """The file ``stream`` writes to now (None before its first write)."""
+        return self._files[stream].path
+
     async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
         # One copy: ``join(...) + b"\n"`` copies a batch (megabytes at replay's rates) twice.
         data = b"\n".join([*records, b""])

@@ -93,7 +93,9 @@ class Gateway:
             # ACK waits for it); the Kinesis stream is one of the notification targets.
             sinks.update({s: kinesis for s in kinesis.streams if s != "notifications"})
         if settings.notifications.enabled:
-            self.notifications = Notifications(settings.notifications, settings.sink.local, kinesis)
+            self.notifications = Notifications(
+                settings.notifications, sink, kinesis, worker=worker_index()
+            )
             await self.notifications.open()
         pipeline = Pipeline(settings.pipeline, sinks, flow, sink_stats, self.notifications)
         pipeline.start()

@@ -11,6 +11,11 @@ One task per target sends its queue in order (``max_batch`` at a time), retries 
 dead-letters what cannot be delivered to ``<data_dir>/dead-letters/notifications-*.jsonl`` with
 the target, reason and the notification itself. Memory: each target queue holds at most
 ``retry.queue_max`` notifications; the rate limit bounds how fast they arrive.
+
+The queues live in memory; ``notifications/`` is what survives a crash. Each target's cursor
+(gateway/notify/cursor.py) is saved at most every ``CURSOR_SAVE_S`` while it moves and at
+shutdown; at start the notifications after it are queued again. A target with no cursor yet
+starts at the end: history is not sent to a target added later.
 """
 
 from __future__ import annotations
@@ -21,11 +26,14 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import msgspec
 import structlog
 
 from gateway.local_sink import RotatingFile
+from gateway.notify.cursor import CursorFile, SettledPrefix
+from gateway.notify.journal import Journal, Position, age_s
 from gateway.notify.metrics import NotifyStats
 from gateway.notify.queue import Dead, Outcome, Outgoing, Target, TargetQueue, Verdict
 from gateway.notify.settings import RetrySettings
@@ -36,6 +44,8 @@ from parser.records import iso_ms
 from parser.rules import Notification
 
 log = structlog.get_logger("gateway.notify")
+
+CURSOR_SAVE_S = 1.0  # what a crash may send a second time, beyond what was in flight
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -55,26 +65,100 @@ class Dispatcher:
         retry: RetrySettings,
         local: LocalSinkSettings,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        current_file: Callable[[], Path | None] = lambda: None,
+        worker: int | None = None,
     ) -> None:
+        """``current_file``: the notifications/ file the local sink writes to now."""
         self.targets = list(targets)
         self._clock = clock
         self.stats = NotifyStats([t.name for t in self.targets])
         self._queues = {t.name: TargetQueue(retry) for t in self.targets}
+        self._prefixes = {t.name: SettledPrefix(Position()) for t in self.targets}
+        self._journal = Journal(local.data_dir / "notifications")
+        # Workers share the data directory, each with its own queues.
+        suffix = "" if worker is None else f"-{worker}"
+        self._cursors = CursorFile(local.data_dir / f"notification-cursors{suffix}.json")
+        self._cursor_moved = asyncio.Event()
+        self._current_file = current_file
+        self._last_file_at_start: str | None = None
         self._wake = {t.name: asyncio.Event() for t in self.targets}
         self._idle = {t.name: asyncio.Event() for t in self.targets}
         self._tasks: list[asyncio.Task[None]] = []
         self._dead_file = RotatingFile(local.data_dir / "dead-letters", "notifications", local)
-        self._dead_thread = ThreadPoolExecutor(1, thread_name_prefix="dead-letters-notify")
+        # Dead letters and cursors: file I/O off the event loop.
+        self._file_thread = ThreadPoolExecutor(1, thread_name_prefix="notify-files")
         self._encode = msgspec.json.Encoder().encode
 
     def queued(self) -> dict[str, int]:
         return {name: len(q) + len(q.overflow) for name, q in self._queues.items()}
 
     def start(self) -> None:
-        for target in self.targets:
-            task = asyncio.create_task(self._send(target), name=f"notify-{target.name}")
+        """Queue again what the cursors say is unsettled, then start sending."""
+        self._recover()
+        senders = {f"notify-{t.name}": self._send(t) for t in self.targets}
+        for name, coroutine in {**senders, "notify-cursors": self._keep_cursors()}.items():
+            task = asyncio.create_task(coroutine, name=name)
             task.add_done_callback(_died)
             self._tasks.append(task)
+
+    def _recover(self) -> None:
+        files = self._journal.files()
+        self._last_file_at_start = files[-1] if files else None
+        saved = self._cursors.load()
+        end: Position | None = None
+        wall_now, now = time.time(), self._clock()
+        for name, queue in self._queues.items():
+            position = saved.get(name)
+            entries = None if position is None else self._journal.after(position, files)
+            if position is None or entries is None:
+                if position is not None:
+                    log.warning(
+                        "notification cursor not in notifications/ (files removed?); "
+                        "starting at the end",
+                        target=name,
+                        notification_id=position.id,
+                        file=position.file,
+                    )
+                if end is None:
+                    end = self._journal.end(files)
+                position = end
+                entries = []
+            prefix = self._prefixes[name]
+            prefix.position = position
+            for entry in entries:
+                arrived_at = now - age_s(entry.note, wall_now)  # ttl_s counts from the frame
+                item = Outgoing(entry.note, entry.body, arrived_at, file=entry.file)
+                queue.push(item)
+                prefix.track(item)
+            if entries:
+                self.stats.targets[name].recovered += len(entries)
+                log.info("unsettled notifications queued again", target=name, count=len(entries))
+                self._idle[name].clear()
+                self._wake[name].set()
+        # A first start's cursors at once: the next start begins there, not at its own end.
+        self._save_cursors(self._positions())
+
+    def _positions(self) -> dict[str, Position]:
+        return {name: prefix.position for name, prefix in self._prefixes.items()}
+
+    def _save_cursors(self, positions: dict[str, Position]) -> None:
+        try:
+            self._cursors.save(positions)
+        except OSError as exc:  # the next move tries again
+            log.error("cannot save notification cursors", error=exc.strerror or str(exc))
+
+    async def _keep_cursors(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._cursor_moved.wait()
+            self._cursor_moved.clear()
+            await loop.run_in_executor(self._file_thread, self._save_cursors, self._positions())
+            await asyncio.sleep(CURSOR_SAVE_S)
+
+    def _settle(self, target: str, items: Sequence[Outgoing]) -> None:
+        if self._prefixes[target].settle(items):
+            self._cursor_moved.set()
 
     def submit(
         self,
@@ -86,12 +170,17 @@ class Dispatcher:
         """Queue one frame's notifications on the targets; returns the ticket its
         ``notifications/`` records carry (done once all of them are written)."""
         stats = self.stats
+        # At or before the file these will be written to: files only move on.
+        current = self._current_file()
+        file = self._last_file_at_start if current is None else current.name
         for note, body in zip(notes, bodies, strict=True):
             stats.count(note)
             if note.suppressed:
                 continue
             for name, queue in self._queues.items():
-                queue.push(Outgoing(note, body, arrived_at))
+                item = Outgoing(note, body, arrived_at, file=file)
+                queue.push(item)
+                self._prefixes[name].track(item)
                 self._idle[name].clear()
                 self._wake[name].set()
         local = stats.targets["local"]
@@ -133,6 +222,7 @@ class Dispatcher:
             for item in settled.accepted:
                 stats.latency.observe(now - item.arrived_at)
             stats.delivered += len(settled.accepted)
+            self._settle(name, settled.accepted)
             stats.retries += settled.retried
             if settled.retried:
                 log.warning(
@@ -166,14 +256,18 @@ class Dispatcher:
                 device_id=item.note.device_id,
                 notification_id=item.note.id,
             )
-        if not lines:
-            return
-        data = b"\n".join(lines) + b"\n"
-        loop = asyncio.get_running_loop()
-        try:
-            await loop.run_in_executor(self._dead_thread, self._dead_file.write, data)
-        except SinkError as exc:
-            log.error("cannot write notification dead letters", error=str(exc), lines=len(lines))
+        if lines:
+            data = b"\n".join(lines) + b"\n"
+            loop = asyncio.get_running_loop()
+            try:
+                await loop.run_in_executor(self._file_thread, self._dead_file.write, data)
+            except SinkError as exc:
+                # Unsettled, they hold their cursor back: a restart sends them again.
+                log.error(
+                    "cannot write notification dead letters", error=str(exc), lines=len(lines)
+                )
+                return
+        self._settle(target, [d.item for d in dead])
 
     async def close(self, deadline: float) -> None:
         """Shutdown: deliver what is queued until ``deadline`` (monotonic), then dead-letter
@@ -190,9 +284,12 @@ class Dispatcher:
             if left:
                 detail = "not delivered by the shutdown deadline"
                 await self._dead_letter(name, [Dead(i, "shutdown", detail) for i in left])
+        if self._tasks:  # not started: the cursors were never read, saving would reset them
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(self._file_thread, self._save_cursors, self._positions())
         for target in self.targets:
             await target.close()
-        self._dead_thread.shutdown(wait=True)
+        self._file_thread.shutdown(wait=True)
         self._dead_file.close()
 
 

@@ -24,11 +24,12 @@ LOCAL = "local"  # the delivery-latency label of the durable notifications/ writ
 
 
 class TargetStats:
-    __slots__ = ("dead_letters", "delivered", "latency", "retries")
+    __slots__ = ("dead_letters", "delivered", "latency", "recovered", "retries")
 
     def __init__(self) -> None:
         self.delivered = 0
         self.retries = 0
+        self.recovered = 0  # queued again at start from notifications/ (after a crash)
         self.dead_letters: Counter[str] = Counter()  # by reason
         self.latency = Histogram()  # frame arrival -> accepted by the target
 
@@ -93,6 +94,11 @@ class NotificationCollector(Collector):
             "Notifications a target never took, written to dead-letters/, by reason",
             labels=[*lab, "reason"],
         )
+        recovered = CounterMetricFamily(
+            "gateway_notifications_recovered",
+            "Unsettled notifications queued again at start from notifications/ (after a crash)",
+            labels=lab,
+        )
         latency = HistogramMetricFamily(
             "gateway_notification_delivery_seconds",
             "Fault frame arrival to its notification being accepted by the target",
@@ -101,6 +107,8 @@ class NotificationCollector(Collector):
         for name, t in s.targets.items():
             delivered.add_metric([name], t.delivered)
             retries.add_metric([name], t.retries)
+            if name != LOCAL:
+                recovered.add_metric([name], t.recovered)
             for reason, n in t.dead_letters.items():
                 dead.add_metric([name, reason], n)
             _histogram(latency, [name], t.latency)
@@ -109,7 +117,7 @@ class NotificationCollector(Collector):
         )
         for name, n in self._queued().items():
             queue.add_metric([name], n)
-        yield from (notes, suppressed, delivered, retries, dead, latency, queue)
+        yield from (notes, suppressed, delivered, retries, dead, recovered, latency, queue)
         yield GaugeMetricFamily(
             "gateway_notification_tracked_devices",
             "Devices whose rule state the engine holds (bounded by max_devices)",

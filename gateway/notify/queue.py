@@ -3,7 +3,9 @@ caller passes ``now``, so tests drive it with a fake clock).
 
 A notification a target could not take this time stays at the front and waits for its backoff
 (capped exponential, jittered to 50-100 % like the pipeline's sink retries); the ones behind it
-wait too, so a target sees a device's ``open`` before its ``clear``. One that cannot succeed
+wait too, so a target sees a device's ``open`` before its ``clear``. A batch holds at most one
+notification per device: a target may take part of a batch (SNS PublishBatch), and a device's
+later notification taken while its earlier one is retried would overtake it. One that cannot succeed
 (refused), that ran out of attempts, that outlived ``ttl_s`` since its frame arrived, or that
 found the queue full, is handed back as dead, with the reason, for the dead-letter file.
 """
@@ -15,6 +17,7 @@ import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 from gateway.notify.settings import RetrySettings
@@ -48,6 +51,9 @@ class Outgoing:
     attempts: int = 0
     due_at: float = 0.0
     last_error: str = ""
+    # The notifications/ file holding it, or one before it (gateway/notify/cursor.py).
+    file: str | None = None
+    settled: bool = False  # delivered or dead-lettered
 
 
 @dataclass(slots=True)
@@ -115,9 +121,16 @@ class TargetQueue:
         return max(0.0, self._items[0].due_at - now)
 
     def batch(self, max_batch: int) -> list[Outgoing]:
-        """The front items to send now; they stay queued until :meth:`settle`."""
-        items = self._items
-        return [items[i] for i in range(min(max_batch, len(items)))]
+        """The front items to send now, up to the second one of a device (see above); they
+        stay queued until :meth:`settle`."""
+        batch: list[Outgoing] = []
+        devices: set[str] = set()
+        for item in islice(self._items, max_batch):
+            if item.note.device_id in devices:
+                break
+            devices.add(item.note.device_id)
+            batch.append(item)
+        return batch
 
     def settle(self, batch: Sequence[Outgoing], verdicts: Sequence[Verdict], now: float) -> Settled:
         """Apply a delivery's verdicts to ``batch`` (the front of the queue)."""

@@ -10,12 +10,13 @@ from collections.abc import Callable
 import structlog
 
 from gateway.kinesis import KinesisSink
+from gateway.local_sink import LocalSink
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.metrics import NotificationCollector
 from gateway.notify.queue import Target
 from gateway.notify.settings import NotificationSettings
 from gateway.notify.targets import KinesisTarget, SnsTarget, TargetSetupError, WebhookTarget
-from gateway.settings import ConfigError, LocalSinkSettings
+from gateway.settings import ConfigError
 from parser.rules import NotificationEngine
 
 log = structlog.get_logger("gateway.notify")
@@ -27,9 +28,10 @@ class Notifications:
     def __init__(
         self,
         settings: NotificationSettings,
-        local: LocalSinkSettings,
+        sink: LocalSink,
         kinesis: KinesisSink | None,
         clock: Callable[[], float] = time.monotonic,
+        worker: int | None = None,
     ) -> None:
         self.settings = settings
         self.engine: NotificationEngine = settings.engine()
@@ -40,7 +42,14 @@ class Notifications:
             targets.append(WebhookTarget(settings.targets.webhook))
         if kinesis is not None and "notifications" in kinesis.streams:
             targets.append(KinesisTarget(kinesis))
-        self.dispatcher = Dispatcher(targets, settings.retry, local, clock)
+        self.dispatcher = Dispatcher(
+            targets,
+            settings.retry,
+            sink.settings,
+            clock,
+            current_file=lambda: sink.current_file("notifications"),
+            worker=worker,
+        )
 
     @property
     def target_names(self) -> list[str]:

@@ -64,8 +64,9 @@ class RetrySettings(Section):
 
 
 class SnsTargetSettings(Section):
-    """An SNS topic; a ``.fifo`` topic gets MessageGroupId = device id and the notification id
-    as MessageDeduplicationId. Credentials come from the standard AWS chain."""
+    """An SNS topic; a ``.fifo`` topic gets MessageGroupId = device id (hashed when SNS would
+    refuse it) and the notification id as MessageDeduplicationId. Credentials come from the
+    standard AWS chain."""
 
     topic_arn: str
     region: str | None = None

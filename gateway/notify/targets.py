@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
@@ -30,6 +31,17 @@ SNS_BATCH = 10  # PublishBatch's limit
 SNS_RETRIABLE = frozenset(
     {"Throttling", "ThrottlingException", "ThrottledException", "InternalError", "KMSThrottling"}
 )
+# What SNS takes as a FIFO MessageGroupId: 1-128 printable ASCII characters, no space (SNS API
+# reference, PublishBatchRequestEntry). MQTT client ids may hold any UTF-8.
+GROUP_ID = re.compile(r"[!-~]{1,128}")
+
+
+def message_group_id(device_id: str) -> str:
+    """The device id when SNS takes it as a MessageGroupId, else a stable hash of it: one group
+    per device either way, and never a refusal that would dead-letter all its notifications."""
+    if GROUP_ID.fullmatch(device_id):
+        return device_id
+    return hashlib.blake2b(device_id.encode(), digest_size=16).hexdigest()
 
 
 class TargetSetupError(Exception):
@@ -149,7 +161,7 @@ class SnsTarget:
             "MessageAttributes": attributes,
         }
         if self._settings.fifo:
-            entry["MessageGroupId"] = note.device_id[:128]
+            entry["MessageGroupId"] = message_group_id(note.device_id)
             entry["MessageDeduplicationId"] = note.id
         return entry
 

@@ -7,6 +7,7 @@ from gateway.notify.settings import RetrySettings
 from tests.notify.notes import outgoing
 
 RETRY = Verdict(Outcome.RETRY, "HTTP 503")
+OTHER = "356307042441021"  # a second device: one notification per device per batch
 
 
 def full_delay(low: float, high: float) -> float:
@@ -26,7 +27,7 @@ def raw_ids(items: list[Outgoing]) -> list[str]:
 def test_backoff_doubles_to_its_cap_and_holds_the_front() -> None:
     q = queue()
     q.push(outgoing(raw_id="a"))
-    q.push(outgoing(raw_id="b"))
+    q.push(outgoing(raw_id="b", device_id=OTHER))
     now = 0.0
     delays = []
     for _ in range(6):
@@ -60,12 +61,28 @@ def test_jitter_scales_the_delay_between_half_and_all_of_it() -> None:
 
 def test_a_partial_failure_keeps_the_failed_ones_in_front_in_order() -> None:
     q = queue()
-    for raw_id in "abcd":
-        q.push(outgoing(raw_id=raw_id))
+    for raw_id, device in zip("abcd", ("d1", "d2", "d3", "d4"), strict=True):
+        q.push(outgoing(raw_id=raw_id, device_id=device))
     batch = q.batch(3)
     settled = q.settle(batch, [RETRY, ACCEPTED, RETRY], 0.0)
     assert raw_ids(settled.accepted) == ["b"] and settled.retried == 2
     assert raw_ids(q.batch(10)) == ["a", "c", "d"]
+
+
+def test_a_batch_holds_one_notification_per_device() -> None:
+    """[open(dev), clear(dev)] in one batch with verdicts [RETRY, ACCEPTED] would deliver the
+    clear first: the clear waits for a batch after the open's."""
+    q = queue()
+    q.push(outgoing(raw_id="open", device_id="dev"))
+    q.push(outgoing(raw_id="other", device_id="dev2"))
+    q.push(outgoing(raw_id="clear", device_id="dev"))
+    q.push(outgoing(raw_id="later", device_id="dev3"))
+    batch = q.batch(10)
+    assert raw_ids(batch) == ["open", "other"]
+    assert raw_ids(q.settle(batch, [RETRY, ACCEPTED], 0.0).accepted) == ["other"]
+    assert raw_ids(q.batch(10)) == ["open"]  # "clear" is behind "open" again
+    assert raw_ids(q.settle(q.batch(10), [ACCEPTED], 10.0).accepted) == ["open"]
+    assert raw_ids(q.batch(10)) == ["clear", "later"]
 
 
 def test_out_of_attempts_is_dead_with_the_last_error() -> None:
@@ -84,7 +101,7 @@ def test_out_of_attempts_is_dead_with_the_last_error() -> None:
 def test_refused_and_lost_are_dead_at_once() -> None:
     q = queue()
     q.push(outgoing(raw_id="a"))
-    q.push(outgoing(raw_id="b"))
+    q.push(outgoing(raw_id="b", device_id=OTHER))
     refused = Verdict(Outcome.REFUSED, "HTTP 400")
     lost = Verdict(Outcome.LOST, "dead-lettered by the Kinesis sink")
     settled = q.settle(q.batch(2), [refused, lost], 0.0)

@@ -5,6 +5,7 @@ and a FIFO topic and queue deduplicating a redelivered notification."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -18,11 +19,11 @@ import pytest_asyncio
 
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.settings import RetrySettings, SnsTargetSettings
-from gateway.notify.targets import SnsTarget
+from gateway.notify.targets import SnsTarget, message_group_id
 from gateway.settings import LocalSinkSettings
 from parser.rules import Notification
 from tests import s3server
-from tests.notify.notes import notification
+from tests.notify.notes import notification, outgoing
 from tests.notify.test_dispatcher import dead_letters, until
 from tests.s3server import MotoS3, isolate_aws
 
@@ -185,3 +186,21 @@ async def test_a_missing_topic_is_refused_and_dead_lettered(aws: Aws, tmp_path: 
     [line] = dead_letters(tmp_path)
     assert (line["target"], line["reason"]) == ("sns", "refused")
     assert line["detail"].startswith("NotFound")
+
+
+def test_a_device_id_sns_refuses_as_a_group_id_is_hashed_stably() -> None:
+    """MessageGroupId: 1-128 printable ASCII characters, no space; MQTT ids may be anything."""
+    assert message_group_id("356307042441013") == "356307042441013"
+    assert message_group_id("fleet/ev-7:a~!") == "fleet/ev-7:a~!"
+    for refused in ("ev 7", "Fahrzeug-ä", "x" * 129, ""):
+        group = message_group_id(refused)
+        assert re.fullmatch(r"[0-9a-f]{32}", group)
+        assert group == message_group_id(refused)
+    assert message_group_id("ev 7") != message_group_id("ev 8")
+
+
+def test_a_fifo_entry_carries_that_group_id() -> None:
+    arn = f"arn:aws:sns:us-east-1:{ACCOUNT}:alerts.fifo"
+    target = SnsTarget(SnsTargetSettings(topic_arn=arn))
+    entry = target._entry(0, outgoing(device_id="ev 7"))
+    assert entry["MessageGroupId"] == message_group_id("ev 7")

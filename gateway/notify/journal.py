@@ -1,0 +1,110 @@
+"""``notifications/`` read back at start: its files in the order they were written, where it ends,
+and the notifications after a target's position (what a crash left unsettled).
+
+The local sink (gateway/local_sink.py) names a file ``notifications-<UTC start>-<pid>-<n>.jsonl``.
+Files are ordered by start second, then pid and serial as numbers: compared as text, pid 999
+would follow pid 1000 and serial 10000 would come before 9999.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+import structlog
+
+from parser.rules import Notification
+
+log = structlog.get_logger("gateway.notify")
+
+FILE_NAME = re.compile(r"notifications-(\d{8}T\d{6}Z)-(\d+)-(\d+)\.jsonl")
+
+
+class Position(msgspec.Struct, frozen=True):
+    """Just after notification ``id``, which is in ``file`` or a later file. ``id`` None: before
+    everything from ``file`` on (None: from the first file)."""
+
+    file: str | None = None
+    id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    file: str
+    body: bytes  # the line as written
+    note: Notification
+
+
+def _order(name: str) -> tuple[str, int, int]:
+    match = FILE_NAME.fullmatch(name)
+    assert match is not None  # only names that matched are listed
+    stamp, pid, serial = match.groups()
+    return stamp, int(pid), int(serial)
+
+
+def age_s(note: Notification, wall_now: float) -> float:
+    """How long ago the gateway detected ``note`` (its ``detected_at``), never negative."""
+    return max(0.0, wall_now - datetime.fromisoformat(note.detected_at).timestamp())
+
+
+class Journal:
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._decode = msgspec.json.Decoder(Notification).decode
+
+    def files(self) -> list[str]:
+        """The file names, oldest first."""
+        try:
+            names = [p.name for p in self.directory.iterdir() if FILE_NAME.fullmatch(p.name)]
+        except FileNotFoundError:
+            return []
+        return sorted(names, key=_order)
+
+    def end(self, files: list[str]) -> Position:
+        """Just after the last notification (the start of the first file when there is none)."""
+        for name in reversed(files):
+            last = None
+            for entry in self._entries(name):
+                last = entry
+            if last is not None:
+                return Position(name, last.note.id)
+        return Position()
+
+    def after(self, position: Position, files: list[str]) -> list[Entry] | None:
+        """The notifications after ``position`` that are for the targets (not suppressed, not
+        replayed); None when its notification is not there (its file was removed)."""
+        if position.file is not None:
+            if not FILE_NAME.fullmatch(position.file):
+                return None
+            start = _order(position.file)
+            files = [name for name in files if _order(name) >= start]
+        found = position.id is None
+        entries = []
+        for name in files:
+            for entry in self._entries(name):
+                if found:
+                    if not (entry.note.suppressed or entry.note.replayed):
+                        entries.append(entry)
+                elif entry.note.id == position.id:
+                    found = True
+        return entries if found else None
+
+    def _entries(self, name: str) -> Iterator[Entry]:
+        path = self.directory / name
+        try:
+            with open(path, "rb") as file:
+                for line in file:
+                    body = line.rstrip(b"\n")
+                    try:
+                        note = self._decode(body)
+                    except msgspec.DecodeError:
+                        # A line torn by a crash mid-write: its frame was never ACKed.
+                        log.warning("unreadable notification line skipped", file=str(path))
+                        continue
+                    yield Entry(name, body, note)
+        except FileNotFoundError:  # removed since it was listed
+            return

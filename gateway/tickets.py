@@ -4,6 +4,8 @@ A frame's records go to up to three streams (raw, parsed, errors). Its ticket co
 still to be written; when the last one is written the callback sends the reply. A record that is
 given up on (dead-lettered) fails the ticket: that frame is never ACKed and the device resends it
 (Vector's end-to-end acknowledgements; aiokafka's separate "accepted" and "delivered" futures).
+A callback that keeps state about the frame (MQTT QoS 2: "this packet id is being stored") is
+told of the failure too, through its ``on_fail`` method, so that the resend is taken afresh.
 """
 
 from __future__ import annotations
@@ -35,5 +37,14 @@ class Ticket(msgspec.Struct, gc=False):
             self.on_done(*self.args)
 
     def fail(self) -> None:
-        """One record of the frame is lost to the sink: the device must not be ACKed."""
-        self.failed = True
+        """One record of the frame is lost to the sink: the device must not be ACKed.
+
+        The first failure calls ``on_done.on_fail(*args)`` if ``on_done`` has that method. Looked
+        up here, on the rare failure, rather than kept in a field: the pipeline builds a ticket
+        per frame from ``on_done`` alone, and the success path stays as it is.
+        """
+        if not self.failed:
+            self.failed = True
+            on_fail = getattr(self.on_done, "on_fail", None)
+            if on_fail is not None:
+                on_fail(*self.args)

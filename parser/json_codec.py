@@ -25,6 +25,9 @@ DEFAULT_MAX_FRAME_BYTES = 64 * 1024
 # Below this a numeric timestamp is read as seconds, above it as milliseconds: 1e11 s is the
 # year 5138, 1e11 ms is March 1973 — no device reports either.
 _SECONDS_BELOW = 100_000_000_000
+# Timestamps a record can carry run from the epoch (where the binary codecs' unsigned fields
+# start) to the end of 9999 (``iso_ms`` writes a four-digit year), in ms.
+_TS_MS_END = 253_402_300_800_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,21 +171,30 @@ def _number(doc: dict[str, Any], path: str | None) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise DecodeError("bad_field", f"{path}: expected a number, got {value!r}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # JSON integers are unbounded; a float is not
+        raise DecodeError("bad_field", f"{path}: {value} is out of range") from None
 
 
 def _timestamp(value: object, path: str | None) -> int | None:
     """Milliseconds since the epoch from seconds, milliseconds or an ISO 8601 string."""
     if value is None:
         return None
+    ms: float
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return int(value * 1000) if value < _SECONDS_BELOW else int(value)
-    if isinstance(value, str):
+        ms = value * 1000 if value < _SECONDS_BELOW else value
+    elif isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
         except ValueError:
             raise DecodeError("bad_field", f"{path}: {value!r} is not an ISO 8601 time") from None
         if parsed.tzinfo is None:
             raise DecodeError("bad_field", f"{path}: {value!r} has no time zone")
-        return int(parsed.timestamp() * 1000)
-    raise DecodeError("bad_field", f"{path}: expected a time, got {value!r}")
+        ms = parsed.timestamp() * 1000
+    else:
+        raise DecodeError("bad_field", f"{path}: expected a time, got {value!r}")
+    # Compared before int(): -1e308 s is -inf ms, and 1e20 ms is past what iso_ms can write.
+    if not 0 <= ms < _TS_MS_END:
+        raise DecodeError("bad_field", f"{path}: {value!r} is not between 1970 and 9999")
+    return int(ms)

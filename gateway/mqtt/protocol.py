@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -51,6 +50,7 @@ _PAYLOAD_REFUSALS = {"identity_mismatch": ReasonCode.NOT_AUTHORIZED}
 class MqttConnection(DeviceConnection):
     __slots__ = (
         "_authenticating",
+        "_checking",
         "_held",
         "_puback_written",
         "_pubacks_owed",
@@ -73,6 +73,9 @@ class MqttConnection(DeviceConnection):
         self._pubacks_owed: list[int] = []  # accepted QoS 1 packet ids of this read, in order
         self._authenticating = False
         self._held: list[Packet] = []  # packets after a CONNECT whose password is being checked
+        # That CONNECT: kept here, not bound into the check's callback, where an error would
+        # log it (asyncio prints a failing callback's arguments) and so its password.
+        self._checking: Connect | None = None
         # One bound method per connection, not one per message in flight (see Ticket).
         self._puback_written = self._puback
 
@@ -143,32 +146,46 @@ class MqttConnection(DeviceConnection):
     def _handle(self, packets: list[Packet]) -> None:
         if packets:  # any whole packet is activity ([MQTT-3.1.2-24]); trickled bytes are not
             self.last_activity = time.monotonic()
-        for index, packet in enumerate(packets):
-            if self._authenticating:
-                self._held.extend(packets[index:])
-                break
-            transport = self.transport
-            if transport is None or transport.is_closing():
-                break
-            match packet:
-                case Publish():
-                    self._publish(packet)
-                case PubRel():
-                    self._pubrel(packet)
-                case PingReq():
-                    self._queue_reply(self.mqtt.pingresp())
-                case Connect():
-                    self._connect(packet)
-                case Subscribe():
-                    self._subscribe(packet)
-                case Unsubscribe():
-                    self._unsubscribe(packet)
-                case Disconnect():
-                    self.close_reason = "client_disconnect"
-                    transport.close()
-                case _:  # PUBACK, PUBREC, PUBCOMP: the gateway never sent a PUBLISH to answer
-                    self.close("mqtt_protocol_error", code=ReasonCode.PROTOCOL_ERROR)
+        try:  # around the loop, not per packet: costs nothing in 3.11 unless raised
+            for index, packet in enumerate(packets):
+                if self._authenticating:
+                    self._held.extend(packets[index:])
+                    break
+                transport = self.transport
+                if transport is None or transport.is_closing():
+                    break
+                match packet:
+                    case Publish():
+                        self._publish(packet)
+                    case PubRel():
+                        self._pubrel(packet)
+                    case PingReq():
+                        self._queue_reply(self.mqtt.pingresp())
+                    case Connect():
+                        self._connect(packet)
+                    case Subscribe():
+                        self._subscribe(packet)
+                    case Unsubscribe():
+                        self._unsubscribe(packet)
+                    case Disconnect():
+                        self.close_reason = "client_disconnect"
+                        self._flush()  # what this read earned is acknowledged before the close
+                        transport.close()
+                    case _:  # PUBACK, PUBREC, PUBCOMP: the gateway never sent a PUBLISH
+                        self.close("mqtt_protocol_error", code=ReasonCode.PROTOCOL_ERROR)
+        except Exception:
+            self._failed("mqtt_internal_error")
         self._queue_owed_pubacks()
+
+    def _failed(self, reason: str) -> None:
+        """A bug (a codec's, or ours) costs this connection, never the process nor what the
+        connection is owed: ``close`` writes the acknowledgements earned so far first. Logged
+        with the traceback only: packets are not shown (a CONNECT carries a password)."""
+        log.exception("mqtt connection failed", peer=self.peer, device_id=self.device_id)
+        self.listener.stats.rejects[reason] += 1
+        # 5.0 says why after its CONNACK ([MQTT-3.2.0-1]: nothing may come before it).
+        code = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR if self.session is not None else None
+        self.close(reason, code=code)
 
     def _refused_by_codec(self, exc: MqttError) -> None:
         reason = f"mqtt_{exc.reason_code.name.lower()}"
@@ -201,18 +218,23 @@ class MqttConnection(DeviceConnection):
         self._authenticating = True
         if self.transport is not None and not self.paused:
             self.transport.pause_reading()
+        self._checking = connect
         task = asyncio.ensure_future(checker.check(user, password))
-        task.add_done_callback(partial(self._checked, connect))
+        task.add_done_callback(self._checked)
 
-    def _checked(self, connect: Connect, task: asyncio.Future[bool]) -> None:
+    def _checked(self, task: asyncio.Future[bool]) -> None:
+        connect, self._checking = self._checking, None
         self._authenticating = False
-        if self.transport is None or self.transport.is_closing():
+        if connect is None or self.transport is None or self.transport.is_closing():
             return
-        self._connected(
-            connect, not task.cancelled() and task.exception() is None and task.result()
-        )
-        if not self.paused:
-            self.unblocked()
+        try:
+            self._connected(
+                connect, not task.cancelled() and task.exception() is None and task.result()
+            )
+            if not self.paused:
+                self.unblocked()
+        except Exception:  # else the socket stays unread, CONNACK unsent, until the sweep
+            self._failed("mqtt_internal_error")
 
     def _connected(self, connect: Connect, authenticated: bool) -> None:
         listener = self.listener
@@ -383,6 +405,11 @@ class MqttConnection(DeviceConnection):
         accepted_at = self._pubrec_owed.pop(packet_id, None)
         if accepted_at is not None:
             self._send_reply(self.mqtt.pubrec(packet_id), accepted_at)
+
+    def qos2_lost(self, packet_id: int) -> None:
+        """The session's QoS 2 message was lost to the sink: no PUBREC for it (its resend is
+        taken as a new message)."""
+        self._pubrec_owed.pop(packet_id, None)
 
     def _pubrel(self, pubrel: PubRel) -> None:
         assert self.session is not None

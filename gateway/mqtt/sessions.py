@@ -12,7 +12,6 @@ and the first connection is closed ([MQTT-3.1.4-3]; 5.0 with reason 0x8E).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 from typing import Protocol
 
 SESSION_EXPIRY_NEVER = 0xFFFFFFFF  # 5.0 §3.1.2.11.2
@@ -20,6 +19,7 @@ SESSION_EXPIRY_NEVER = 0xFFFFFFFF  # 5.0 §3.1.2.11.2
 
 class SessionOwner(Protocol):
     def qos2_written(self, packet_id: int) -> None: ...
+    def qos2_lost(self, packet_id: int) -> None: ...
 
 
 class Session:
@@ -46,17 +46,37 @@ class Session:
                 del self.qos2[oldest]
         self.qos2[packet_id] = False
 
-    def written(self, packet_id: int) -> Callable[[], None]:
-        """The callback for when the message with ``packet_id`` is accepted under the policy:
-        the PUBREC goes to whichever connection owns the session by then."""
+    def written(self, packet_id: int) -> Qos2Write:
+        """The callback for when the message with ``packet_id`` is accepted under the policy
+        (and, through its ``on_fail``, for when it is lost: see ``Ticket.fail``)."""
+        return Qos2Write(self, packet_id)
 
-        def done() -> None:
-            if packet_id in self.qos2:
-                self.qos2[packet_id] = True
-                if self.owner is not None:
-                    self.owner.qos2_written(packet_id)
 
-        return done
+class Qos2Write:
+    """The end of one QoS 2 message's write: the PUBREC goes to whichever connection owns the
+    session by then; a message lost to the sink forgets its packet id."""
+
+    __slots__ = ("packet_id", "session")
+
+    def __init__(self, session: Session, packet_id: int) -> None:
+        self.session = session
+        self.packet_id = packet_id
+
+    def __call__(self) -> None:
+        session = self.session
+        if self.packet_id in session.qos2:
+            session.qos2[self.packet_id] = True
+            if session.owner is not None:
+                session.owner.qos2_written(self.packet_id)
+
+    def on_fail(self) -> None:
+        # Kept, the id would make every resend a "duplicate" of a message never stored: no
+        # PUBREC ever, the id and its receive-maximum slot blocked. Forgotten, the resend is new.
+        session = self.session
+        if session.qos2.get(self.packet_id) is False:
+            del session.qos2[self.packet_id]
+            if session.owner is not None:
+                session.owner.qos2_lost(self.packet_id)
 
 
 class SessionStore:

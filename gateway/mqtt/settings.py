@@ -51,6 +51,11 @@ class MqttListenerSettings(Section):
     # equal that identity: a device may only publish under its own.
     identity: Literal["topic", "client_id", "username", "certificate"] = "topic"
     auth: Literal["none", "password", "certificate"] = "none"
+    # A password or certificate proves an identity only if the identity is taken from it
+    # (username, certificate): else any device that logs in may publish as any other, so such
+    # a combination is refused. True allows it, for a trusted gateway in front of the devices
+    # that logs in once and publishes for many.
+    allow_any_identity: bool = False
     # `gateway passwd FILE USER` writes it; read again on SIGHUP.
     password_file: Path | None = None
     # A device may subscribe to its own command topic (granted and kept); nothing else.
@@ -87,6 +92,12 @@ class MqttListenerSettings(Section):
     def _consistent(self) -> MqttListenerSettings:
         if self.auth == "password" and self.password_file is None:
             raise ValueError("auth = 'password' needs password_file")
+        proven = {"password": "username", "certificate": "certificate"}.get(self.auth)
+        if proven is not None and self.identity != proven and not self.allow_any_identity:
+            raise ValueError(
+                f"auth = '{self.auth}' needs identity = '{proven}' (else any device that logs "
+                "in may publish as any other); allow_any_identity = true for a trusted gateway"
+            )
         needs_client_certs = self.auth == "certificate" or self.identity == "certificate"
         if needs_client_certs and (self.tls is None or self.tls.client_ca_file is None):
             raise ValueError("client certificates need tls.client_ca_file (mutual TLS)")

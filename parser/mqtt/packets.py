@@ -229,6 +229,13 @@ class Connect(msgspec.Struct, frozen=True, gc=False, repr_omit_defaults=True):
     will: Will | None = None
     properties: Properties = NO_PROPERTIES
 
+    def __repr__(self) -> str:
+        # The password must not reach a log line or a traceback that shows the packet.
+        shown = {name: repr(value) for name, value in msgspec.structs.asdict(self).items()}
+        if self.password is not None:
+            shown["password"] = "<hidden>"
+        return f"Connect({', '.join(f'{name}={text}' for name, text in shown.items())})"
+
 
 class ConnAck(msgspec.Struct, frozen=True, gc=False, repr_omit_defaults=True):
     """CONNACK. A 3.1.1 return code is carried as its 5.0 reason code (see ``return_code``)."""

@@ -70,6 +70,11 @@ def test_password_checker_remembers_only_successes(tmp_path: Path) -> None:
     [
         ("auth = 'password'", "auth = 'password' needs password_file"),
         ("identity = 'certificate'", "client certificates need tls.client_ca_file"),
+        (  # a password that does not name the device would let it publish as any other
+            "auth = 'password'\npassword_file = 'p'",
+            "auth = 'password' needs identity = 'username' (else any device that logs in may",
+        ),
+        ("auth = 'certificate'\nidentity = 'client_id'", "needs identity = 'certificate'"),
         ("routes = [{ topic = 'tele/all', codec = 'evb1' }]", "has no {device_id} level"),
         ("routes = [{ topic = 'ev/+/t' }]", "use {name} levels, not MQTT wildcards"),
         ("routes = [{ topic = 'ev/{device_id}', codec = 'nope' }]", "unknown codec 'nope'"),

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from gateway.mqtt.sessions import SessionStore
+from gateway.tickets import Ticket
 
 
 class Owner:
     def __init__(self) -> None:
         self.pubrecs: list[int] = []
+        self.lost: list[int] = []
 
     def qos2_written(self, packet_id: int) -> None:
         self.pubrecs.append(packet_id)
+
+    def qos2_lost(self, packet_id: int) -> None:
+        self.lost.append(packet_id)
 
 
 def test_a_persistent_session_resumes_and_a_clean_one_starts_over() -> None:
@@ -63,9 +68,10 @@ def test_sessions_expire_and_are_bounded() -> None:
     assert len(store) == 0
     for index in range(3):
         owner = Owner()
-        session, _, _ = store.attach(owner, f"d{index}", None, False, 5, max_qos2=4)
+        session, _, _ = store.attach(owner, f"d{index}", f"dev{index}", False, 5, max_qos2=4)
         store.detach(session, owner, now=0.0)
-    assert len(store) == 2 and store.identity_of("d0") is None  # the oldest went first
+    held = [store.identity_of(f"d{index}") for index in range(3)]
+    assert held == [None, "dev1", "dev2"]  # the oldest went first
 
 
 def test_qos2_ids_per_session_are_bounded() -> None:
@@ -75,3 +81,18 @@ def test_qos2_ids_per_session_are_bounded() -> None:
         session.qos2_started(packet_id)
         session.written(packet_id)()
     assert list(session.qos2) == [2, 3]  # the oldest completed id was forgotten
+
+
+def test_a_qos2_message_lost_to_the_sink_forgets_its_id() -> None:
+    store = SessionStore(max_sessions=1, max_expiry_s=10)
+    owner = Owner()
+    session, _, _ = store.attach(owner, "c", None, False, 5, max_qos2=4)
+    for packet_id in (1, 2):
+        session.qos2_started(packet_id)
+    done, lost = Ticket(1, session.written(1)), Ticket(2, session.written(2))
+    for ticket in (done, lost):
+        ticket.part_done()
+    lost.fail()
+    lost.fail()  # a second lost record of the same frame changes nothing
+    lost.part_done()
+    assert session.qos2 == {1: True} and (owner.pubrecs, owner.lost) == ([1], [2])

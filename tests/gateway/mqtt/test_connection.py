@@ -1,0 +1,200 @@
+"""One MQTT connection in process, bytes in and bytes out: a fake socket and a pipeline that
+only keeps each frame's ticket, so a test decides when (and whether) a frame is written."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from gateway.flow_control import FlowControl
+from gateway.mqtt.listener import MqttListener
+from gateway.mqtt.passwords import write_password
+from gateway.mqtt.protocol import MqttConnection
+from gateway.mqtt.settings import MqttListenerSettings, MqttRoute
+from gateway.pipeline import FrameSource, Pipeline, ReplyBatcher
+from gateway.registry import CodecRegistry
+from gateway.tickets import Ticket
+from parser.codec import CodecOptions
+from parser.events import Frame, Login
+from parser.json_codec import JsonCodec
+from parser.mqtt.client import MqttClientConnection
+from parser.mqtt.encode import encode, encode_publish
+from parser.mqtt.packets import MQTT_311, Connect, Disconnect, Packet, PubAck, PubRec
+from parser.records import Reading
+from tests.parser.streams import evb1_heartbeat
+
+DEVICE = "356307042441013"
+TOPIC = f"ev/{DEVICE}/telemetry"
+BROKEN_TOPIC = f"ev/{DEVICE}/broken"
+PASSWORD = "TopSecretPw"
+
+
+class FakePipeline:
+    def __init__(self) -> None:
+        self.replies = ReplyBatcher()
+        self.tickets: list[Ticket | None] = []
+
+    def accept(
+        self,
+        source: FrameSource,
+        event: Frame | Login,
+        on_written: Callable[..., object] | None,
+        args: tuple[Any, ...] = (),
+    ) -> int:
+        self.tickets.append(None if on_written is None else Ticket(1, on_written, args))
+        return 0
+
+    def written(self, index: int, *, lost: bool = False) -> None:
+        """The frame's one record is written (or dead-lettered), as the sink's batch ends."""
+        ticket = self.tickets[index]
+        assert ticket is not None
+        if lost:
+            ticket.fail()
+        ticket.part_done()
+        self.replies.flush()
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    abort = close
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+class BrokenCodec(JsonCodec):
+    """A codec with a bug: something other than its DecodeError escapes."""
+
+    def decode(self, payload: bytes) -> tuple[Reading, ...]:
+        raise OverflowError("int too large to convert to float")
+
+
+class Device:
+    """A connected device: the bytes it sends in one read, the packets the gateway wrote."""
+
+    def __init__(self, listener: MqttListener) -> None:
+        self.conn = listener.connection()
+        self.transport = FakeTransport()
+        self.conn.connection_made(cast(asyncio.Transport, self.transport))
+        self.client = MqttClientConnection(MQTT_311)
+
+    def send(self, *packets: bytes) -> None:
+        self.conn.data_received(b"".join(packets))
+
+    def received(self) -> list[Packet]:
+        data = bytes(self.transport.out)
+        self.transport.out.clear()
+        return self.client.feed(data)
+
+
+def listener(**settings: Any) -> tuple[MqttListener, FakePipeline]:
+    settings.setdefault("identity", "client_id")
+    routes = [MqttRoute(), MqttRoute(topic=BROKEN_TOPIC, codec="broken")]
+    config = MqttListenerSettings(port=0, routes=routes, **settings)
+    codecs = {"evb1": CodecRegistry.load().create("evb1"), "broken": BrokenCodec(CodecOptions())}
+    pipeline = FakePipeline()
+    flow = FlowControl(10**9, 10**8, time.monotonic)
+    return MqttListener(config, codecs, cast(Pipeline, pipeline), flow), pipeline
+
+
+def connect(client_id: str = DEVICE, **fields: Any) -> bytes:
+    return encode(Connect(MQTT_311, client_id, keep_alive_s=60, **fields), MQTT_311)
+
+
+def publish(qos: int, packet_id: int, topic: str = TOPIC, *, dup: bool = False) -> bytes:
+    return encode_publish(topic, evb1_heartbeat(packet_id), qos, packet_id, dup=dup)
+
+
+def test_a_disconnect_in_the_same_read_still_gets_the_pubacks_before_it() -> None:
+    device = Device(listener(ack_policy="accepted")[0])
+    device.send(connect(), publish(1, 1), publish(1, 2), encode(Disconnect(), MQTT_311))
+    assert device.received()[1:] == [PubAck(1), PubAck(2)]
+    assert device.transport.closing and device.conn.close_reason == "client_disconnect"
+
+
+def test_a_codec_bug_costs_the_connection_not_the_pubacks_owed() -> None:
+    device = Device(listener(ack_policy="accepted")[0])
+    device.send(connect(), publish(1, 1), publish(1, 2, BROKEN_TOPIC), publish(1, 3))
+    assert device.received()[1:] == [PubAck(1)]  # 2 hit the bug: never acknowledged, resent
+    assert device.transport.closing and device.conn.close_reason == "mqtt_internal_error"
+
+
+def test_a_qos2_message_lost_to_the_sink_is_taken_afresh_when_resent() -> None:
+    port, pipeline = listener(ack_policy="delivered")
+    first = Device(port)
+    first.send(connect(clean_start=False), publish(2, 7))
+    pipeline.written(0, lost=True)  # dead-lettered: the frame is not safe, no PUBREC
+    assert first.received()[1:] == []
+    first.conn.connection_lost(None)
+
+    second = Device(port)  # the device resumes its session and resends
+    second.send(connect(clean_start=False), publish(2, 7, dup=True))
+    assert len(pipeline.tickets) == 2, "the resend was swallowed as a duplicate"
+    pipeline.written(1)
+    assert second.received()[1:] == [PubRec(7)]
+
+
+def test_a_qos2_message_lost_on_its_connection_owes_no_pubrec() -> None:
+    port, pipeline = listener(ack_policy="delivered")
+    device = Device(port)
+    device.send(connect(), publish(2, 7))
+    device.send(publish(2, 7, dup=True))  # a 3.1.1 client may resend on the same connection
+    pipeline.written(0, lost=True)
+    device.send(publish(2, 7, dup=True))
+    assert len(pipeline.tickets) == 2
+    pipeline.written(1)
+    assert device.received()[1:] == [PubRec(7)]  # one, for the message that was stored
+
+
+@pytest.mark.asyncio
+async def test_a_failure_after_the_password_check_closes_without_showing_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    passwd = tmp_path / "passwd"
+    write_password(passwd, DEVICE, PASSWORD)
+    port, _ = listener(auth="password", password_file=passwd, identity="username")
+
+    def bug(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(MqttConnection, "_connected", bug)
+    unhandled: list[dict[str, Any]] = []
+    asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
+    device = Device(port)
+    device.send(connect(username=DEVICE, password=PASSWORD.encode()), publish(1, 1))
+    for _ in range(500):  # scrypt runs in a thread
+        if device.transport.closing:
+            break
+        await asyncio.sleep(0.01)
+    assert device.transport.closing and device.conn.close_reason == "mqtt_internal_error"
+    assert unhandled == []
+    logged = capsys.readouterr()
+    assert "a bug" in logged.out and PASSWORD not in logged.out + logged.err
+    shown = repr(Connect(MQTT_311, DEVICE, username=DEVICE, password=PASSWORD.encode()))
+    assert PASSWORD not in shown and "password=<hidden>" in shown

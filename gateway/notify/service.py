@@ -51,10 +51,6 @@ class Notifications:
             worker=worker,
         )
 
-    @property
-    def target_names(self) -> list[str]:
-        return [t.name for t in self.dispatcher.targets]
-
     async def open(self) -> None:
         """Open the targets' clients; raises ConfigError for one that cannot work."""
         for target in self.dispatcher.targets:

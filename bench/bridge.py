@@ -45,7 +45,8 @@ from ingest import GATEWAY, cpu_seconds  # noqa: E402
 from parser.mqtt.client import MqttClientConnection  # noqa: E402
 from parser.mqtt.encode import encode, encode_pubacks, encode_publish  # noqa: E402
 from parser.mqtt.packets import MQTT_311, Connect, Publish, Subscribe, Subscription  # noqa: E402
-from tests.mqtt_broker import BrokerListener, MosquittoBroker, free_port  # noqa: E402
+from tests.local_server import free_port  # noqa: E402
+from tests.mqtt_broker import BrokerListener, MosquittoBroker  # noqa: E402
 
 PAYLOAD_BYTES = 64
 STAMP = struct.Struct(">8sQ")  # run tag, send time (monotonic ns)

@@ -41,6 +41,7 @@ from ingest import GATEWAY, cpu_seconds  # noqa: E402
 
 from parser.mqtt.encode import encode, encode_publish  # noqa: E402
 from parser.mqtt.packets import MQTT_311, Connect  # noqa: E402
+from tests.local_server import free_port  # noqa: E402
 from tests.parser.streams import evb1_frame  # noqa: E402
 
 PUBACK_BYTES = 4  # 40 02 <packet id>; CONNACK is 4 bytes too (20 02 00 00)
@@ -66,12 +67,6 @@ def cells_frame(seq: int) -> bytes:
     volts = [3300 + (seq + i) % 200 for i in range(CELLS)]
     body = struct.pack(f">IB{CELLS}H", 1767225600 + seq, CELLS, *volts)
     return evb1_frame(5, seq & 0xFFFF, body)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def connack_within(port: int, timeout_s: float) -> bool:

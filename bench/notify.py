@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import struct
 import sys
@@ -31,11 +30,14 @@ import uvloop
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from decode import evb1_frames  # noqa: E402
 from ingest import Server, measure  # noqa: E402
 from loadgen import ack_latencies, evb1_frame, login_frame  # noqa: E402
+
+from tests.local_server import free_port  # noqa: E402
 
 FAULT_TYPE, ACK_BYTES = 0x03, 11
 PROBE_DEVICE = 999_999  # login_frame index of the fault prober, apart from the load's devices
@@ -124,12 +126,6 @@ async def probe_run(
         if probe.transport is not None:
             probe.transport.abort()
         await runner.cleanup()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def one_run(rate: float, args: argparse.Namespace) -> tuple[list[float], list[float]]:

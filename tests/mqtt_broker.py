@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from tests.local_server import free_port
 from tests.pki import Pki
 
 MOSQUITTO = "/usr/sbin/mosquitto"
@@ -35,12 +36,6 @@ def issued(pki: Pki, name: str, common_name: str, *, server: bool = False) -> tu
     if crt.exists() and key.exists():
         return crt, key
     return pki.issue(name, common_name, server=server)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass(frozen=True)

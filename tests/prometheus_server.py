@@ -3,27 +3,22 @@ HTTP API, and promtool runs.
 
 Both come from Debian's ``prometheus`` package (``make setup`` installs it when ``promtool`` is
 missing). The server runs with a temporary TSDB and is stopped with SIGTERM, SIGKILL after
-``STOP_TIMEOUT_S``.
+``stop_timeout_s``.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from tests.kinesis.emulator import free_port
+from tests.local_server import LocalServer
 
-START_ATTEMPTS = 3
-READY_TIMEOUT_S = 15.0
-STOP_TIMEOUT_S = 10.0
 TOOL_TIMEOUT_S = 30.0
 
 
@@ -50,58 +45,41 @@ def promtool(*args: str, stdin: str | None = None) -> subprocess.CompletedProces
     )
 
 
-class PrometheusServer:
+class PrometheusServer(LocalServer):
     """``prometheus`` with ``config`` (written as JSON, which is YAML) on a free loopback port,
     ready on return. ``workdir`` holds the config, the TSDB and the log."""
 
+    name = "prometheus"
+    start_attempts = 3
+    ready_timeout_s = 15.0
+    stop_timeout_s = 10.0
+
     def __init__(self, config: dict[str, Any], workdir: Path) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        config_file = workdir / "prometheus.yml"
-        config_file.write_text(json.dumps(config, indent=2))
-        self._log_path = workdir / "prometheus.log"
+        self._config_file = workdir / "prometheus.yml"
+        self._config_file.write_text(json.dumps(config, indent=2))
+        self._workdir = workdir
         # A file, not a pipe: nobody has to drain it while the server runs.
-        self._log: IO[bytes] = self._log_path.open("wb")
-        failures = []
-        for attempt in range(START_ATTEMPTS):
-            self.port = free_port()
-            self.url = f"http://127.0.0.1:{self.port}"
-            self.proc = subprocess.Popen(
-                [
-                    "prometheus",
-                    f"--config.file={config_file}",
-                    f"--storage.tsdb.path={workdir / f'tsdb-{attempt}'}",
-                    f"--web.listen-address=127.0.0.1:{self.port}",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-            if self._wait_ready():
-                return
-            self.kill()
-            failures.append(f"port {self.port}: exit status {self.proc.returncode}")
-        self._log.close()
-        raise RuntimeError(
-            "prometheus did not get ready (" + "; ".join(failures) + "):\n" + self.output()
-        )
+        self._start((workdir / "prometheus.log").open("w+b"))
 
-    def _wait_ready(self) -> bool:
-        """Poll ``/-/ready``; False if the process exits (a port taken since free_port())."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as response:
-                    if response.status == 200:
-                        return True
-            except (OSError, urllib.error.HTTPError):
-                pass
-            time.sleep(0.05)
-        return False
+    def command(self, port: int, attempt: int) -> list[str]:
+        return [
+            "prometheus",
+            f"--config.file={self._config_file}",
+            f"--storage.tsdb.path={self._workdir / f'tsdb-{attempt}'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ]
 
-    def output(self) -> str:
-        return self._log_path.read_text(errors="replace")
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=1) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.HTTPError):
+            return False
 
     def api(self, path: str, **params: str) -> Any:
         """``GET /api/v1/<path>``'s ``data``; an error answer raises with Prometheus' message."""
@@ -120,19 +98,3 @@ class PrometheusServer:
         data = self.api("query", query=expr)
         result: list[dict[str, Any]] = data["result"] if data["resultType"] == "vector" else []
         return result
-
-    def stop(self) -> int:
-        """SIGTERM, then SIGKILL after STOP_TIMEOUT_S; returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)

@@ -8,100 +8,52 @@ signatures unless configured to, so unsigned requests do, and the tests need no 
 from __future__ import annotations
 
 import re
-import signal
-import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
 
 import pytest
 
-from tests.kinesis.emulator import free_port
+from tests.local_server import LocalServer
 
 MOTO_SERVER = Path(sys.executable).with_name("moto_server")
-START_ATTEMPTS = 5
-# It imports Flask and moto's backends first: ~0.4 s warm here, a few seconds on a cold cache.
-READY_TIMEOUT_S = 30.0
-POLL_INTERVAL_S = 0.05
-STOP_TIMEOUT_S = 5.0
 RUNNING = re.compile(r"Running on http://127\.0\.0\.1:(\d+)")  # werkzeug's line once it listens
 
 
-class MotoS3:
+class MotoS3(LocalServer):
     """``moto_server -H 127.0.0.1 -p PORT`` on a free port below 32768, ready on return."""
+
+    name = "moto_server"
+    # It imports Flask and moto's backends first: ~0.4 s warm here, a few seconds on a cold cache.
+    ready_timeout_s = 30.0
 
     def __init__(self) -> None:
         problem = missing_moto()
         if problem:
             raise RuntimeError(problem)
-        # A file, not a pipe: moto logs every request and nobody drains it. Closed by stop().
-        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self._final_output = ""
-        failures = []
-        for _ in range(START_ATTEMPTS):
-            self.port = free_port()
-            self.proc = subprocess.Popen(
-                [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(self.port)],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-            if self._wait_ready():
-                return
-            self.stop_process()
-            failures.append(f"port {self.port}: exit status {self.proc.returncode}")
-        raise RuntimeError(
-            "moto_server did not get ready (" + "; ".join(failures) + "):\n" + self.output()
-        )
+        # A file: moto logs every request and nobody drains it. Closed by stop().
+        self._start(tempfile.TemporaryFile())  # noqa: SIM115
+
+    def command(self, port: int, attempt: int) -> list[str]:
+        return [str(MOTO_SERVER), "-H", "127.0.0.1", "-p", str(port)]
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _wait_ready(self) -> bool:
-        """Until its own "Running on" line names our port and GET /moto-api/ answers 200; False
-        if it exits (the port was taken after all) or stalls."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline and self.proc.poll() is None:
-            running = RUNNING.search(self.output())
-            if running and int(running[1]) == self.port:
-                try:
-                    with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1) as r:
-                        if r.status == 200:
-                            return True
-                except OSError:
-                    pass
-            time.sleep(POLL_INTERVAL_S)
-        return False
-
-    def output(self) -> str:
-        """What the server logged (so far, or until stop()): werkzeug's line per request."""
-        if self._log.closed:
-            return self._final_output
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
-
-    def stop_process(self) -> int | None:
-        """SIGTERM (it exits at once), SIGKILL after 5 s; the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def stop(self) -> int | None:
-        status = self.stop_process()
-        self._final_output = self.output()
-        self._log.close()
-        return status
+    def ready(self) -> bool:
+        """Its own "Running on" line names our port and GET /moto-api/ answers 200."""
+        running = RUNNING.search(self.output())
+        if not running or int(running[1]) != self.port:
+            return False
+        try:
+            with urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=1) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
     def request(self, method: str, path: str, body: bytes | None = None) -> bytes:
         """One S3 REST call (path-style); the response body, or HTTPError for an error answer."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -14,13 +13,8 @@ from pathlib import Path
 
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GATEWAY, wait_for
+from tests.local_server import free_port
 from tests.parser.streams import evb1_ack, evb1_login
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def connections_total(port: int) -> float:

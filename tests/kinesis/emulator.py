@@ -8,21 +8,18 @@ but never the signature, so a constant dummy header does.
 from __future__ import annotations
 
 import base64
-import errno
 import json
-import random
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
-from typing import IO, Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict
+
+from tests.local_server import LocalServer
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "node_modules" / "kinesalite" / "cli.js"
@@ -36,13 +33,8 @@ HEADERS = {
     ),
     "X-Amz-Date": "20240101T000000Z",
 }
-# kinesalite treats ``--port 0`` as its default 4567, and ports in the kernel's ephemeral range
-# (32768-60999) collided with other processes' outgoing connections, so we pick one below it.
-PORT_RANGE = range(20_000, 32_000)
-START_ATTEMPTS = 5
 READY_TIMEOUT_S = 10.0
 POLL_INTERVAL_S = 0.02
-STOP_TIMEOUT_S = 5.0
 LISTENING = re.compile(r"Listening at http://\S*:(\d+)")  # cli.js's line once it listens
 
 
@@ -70,8 +62,11 @@ class StreamRecord(TypedDict):
     ApproximateArrivalTimestamp: NotRequired[float]
 
 
-class Kinesalite:
+class Kinesalite(LocalServer):
     """``node node_modules/kinesalite/cli.js`` on a free port below 32768, ready on return."""
+
+    name = "kinesalite"
+    poll_interval_s = POLL_INTERVAL_S
 
     def __init__(self) -> None:
         problem = missing_tools()
@@ -79,83 +74,30 @@ class Kinesalite:
             raise RuntimeError(problem)
         node = shutil.which("node")
         assert node is not None
-        # A file, not a pipe: nobody has to drain it while the session runs. Closed by stop().
-        self._log: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115
-        self._final_output = ""
-        failures = []
-        for _ in range(START_ATTEMPTS):
-            self.port = free_port()
-            self.proc = subprocess.Popen(
-                [
-                    node,
-                    str(CLI),
-                    "--port",
-                    str(self.port),
-                    "--shardLimit",
-                    "100",
-                    "--createStreamMs",
-                    "0",
-                    "--deleteStreamMs",
-                    "0",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=self._log,
-                stderr=subprocess.STDOUT,
-            )
-            if self._wait_ready():
-                return
-            self.kill()
-            failures.append(f"port {self.port}: exit status {self.proc.returncode}")
-        raise RuntimeError(
-            "kinesalite did not get ready (" + "; ".join(failures) + "):\n" + self.output()
-        )
+        self._node = node
+        self._start(tempfile.TemporaryFile())  # noqa: SIM115  (closed by stop())
+
+    def command(self, port: int, attempt: int) -> list[str]:
+        return [
+            self._node, str(CLI), "--port", str(port), "--shardLimit", "100",
+            "--createStreamMs", "0", "--deleteStreamMs", "0",
+        ]  # fmt: skip
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _wait_ready(self) -> bool:
-        """Poll until it says it listens and ListStreams answers; False if it exits (EADDRINUSE)
-        or stalls. Waiting for its own "Listening at" line keeps a foreign server that grabbed
-        the port since free_port() from passing for ours."""
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return False
-            listening = LISTENING.search(self.output())
-            if listening and int(listening[1]) == self.port:
-                try:
-                    self.call("ListStreams", {}, timeout_s=1.0)
-                except (OSError, KinesisError):
-                    pass
-                else:
-                    return True
-            time.sleep(POLL_INTERVAL_S)
-        return False
-
-    def output(self) -> str:
-        """Everything the process wrote to stdout and stderr (so far, or until stop())."""
-        if self._log.closed:
-            return self._final_output
-        self._log.seek(0)
-        return self._log.read().decode(errors="replace")
-
-    def stop(self) -> int | None:
-        """SIGTERM (it exits well within a second), SIGKILL after 5 s; returns the exit status."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._final_output = self.output()
-        self._log.close()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(STOP_TIMEOUT_S)
+    def ready(self) -> bool:
+        """It says it listens and ListStreams answers. Waiting for its own "Listening at" line
+        keeps a foreign server that grabbed the port since free_port() from passing for ours."""
+        listening = LISTENING.search(self.output())
+        if not listening or int(listening[1]) != self.port:
+            return False
+        try:
+            self.call("ListStreams", {}, timeout_s=1.0)
+        except (OSError, KinesisError):
+            return False
+        return True
 
     def call(self, operation: str, payload: dict[str, Any], timeout_s: float = 10.0) -> Any:
         """One Kinesis API call; the decoded JSON answer, or KinesisError."""
@@ -237,22 +179,6 @@ def missing_tools() -> str | None:
     if not CLI.is_file():
         return f"kinesalite is not installed ({CLI} is missing): run `make setup`"
     return None
-
-
-def free_port() -> int:
-    """A random port in PORT_RANGE that 127.0.0.1 can bind right now (released before return)."""
-    rng = random.Random()
-    for _ in range(100):
-        port = rng.randrange(PORT_RANGE.start, PORT_RANGE.stop)
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError as error:
-                if error.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
 
 
 def unique_stream_name(prefix: str = "test") -> str:

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import subprocess
 import time
 from pathlib import Path
 
 from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records
 from tests.gateway.mqtt.test_crash import stored_payloads
+from tests.local_server import free_port
 
 
 def simulate(port: int, tmp: Path, devices: int, duration: float) -> subprocess.Popen[bytes]:
@@ -51,12 +51,6 @@ def test_fleet_over_mqtt_every_acked_frame_is_raw_and_parsed(tmp_path: Path) -> 
         assert raw[payload]["transport"] == "mqtt"
         assert raw[payload]["id"] in parsed_raw_ids  # every simulated frame decodes
     assert read_records(gw.data_dir, "errors") == []
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_fleet_over_mqtt_survives_a_gateway_kill(tmp_path: Path) -> None:

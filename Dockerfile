@@ -20,7 +20,7 @@ FROM python:3.11-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/ev-gateway/.venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY gateway/ gateway/
 COPY parser/ parser/
 COPY codecs/ codecs/
@@ -28,7 +28,8 @@ COPY config/ config/
 # Not editable: codecs/ and config/ are data-files (pyproject.toml) and land in
 # .venv/share/ev-gateway, where the installed gateway loads its codec layouts from. check-config
 # fails the build if they did not (it resolves every configured codec).
-RUN /opt/ev-gateway/.venv/bin/pip install --no-cache-dir . \
+# constraints.txt: the image gets exactly the dependency versions the suite tested.
+RUN /opt/ev-gateway/.venv/bin/pip install --no-cache-dir -c constraints.txt . \
     && /opt/ev-gateway/.venv/bin/gateway check-config \
         /opt/ev-gateway/.venv/share/ev-gateway/config/local.toml
 

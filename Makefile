@@ -2,30 +2,49 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup system-packages demo demo-kinesis image test lint typecheck unit bench schema clean
+.PHONY: setup lock system-packages demo demo-kinesis image test lint typecheck unit bench schema clean
 
-setup: $(STAMP) $(NODE_STAMP) system-packages
+setup: $(TEST_STAMP) $(NODE_STAMP) system-packages
 
 # Debian packages the tests run for real: prometheus and promtool (tests/test_prometheus.py),
-# mosquitto and mosquitto-clients (MQTT listener and bridge tests). apt-get runs only when one
-# of their commands is missing.
+# mosquitto and mosquitto-clients (MQTT listener and bridge tests), fiu-utils (fiu-run and
+# fiu-ctrl inject write errors into a running gateway). apt-get runs only when one of their
+# commands is missing.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
-SYSTEM_COMMANDS := promtool mosquitto mosquitto_pub mosquitto_sub mosquitto_passwd
+SYSTEM_COMMANDS := promtool mosquitto mosquitto_pub mosquitto_sub mosquitto_passwd fiu-run fiu-ctrl
 system-packages:
 	@for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || missing=1; done; \
 	[ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) env \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		prometheus mosquitto mosquitto-clients; }
+		prometheus mosquitto mosquitto-clients fiu-utils; }
 
-# Reinstall only when the dependency list changes; the project itself is an editable install.
-$(STAMP): pyproject.toml
+# Every Python package comes from constraints.txt, the lock of what was tested: a fresh machine
+# installs exactly those versions, and an upgrade is a deliberate commit (make lock). The
+# runtime alone is what the demo needs; the test extras come on top for the suite.
+$(RUN_STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e .
+	touch $(RUN_STAMP)
+
+$(TEST_STAMP): $(RUN_STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(TEST_STAMP)
+
+# Re-resolve every dependency in a scratch venv and write the new lock (review the diff).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet --upgrade pip
+	.lock-venv/bin/python -m pip install --quiet -e '.[test]'
+	{ echo '# Every Python package a fresh machine installs, direct and transitive, exactly as tested.'; \
+	  echo '# make setup installs with -c constraints.txt; regenerate deliberately with make lock.'; \
+	  echo "pip==$$(.lock-venv/bin/python -m pip --version | cut -d' ' -f2)"; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable; } > constraints.txt
+	rm -rf .lock-venv
 
 # kinesalite (the Kinesis emulator the tests and demo-kinesis use), exactly as locked. npm ci
 # wipes node_modules, so it runs only when the lock changed. --ignore-scripts: leveldown's
@@ -35,11 +54,12 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 # The gateway on its local default (config/local.toml) with a 1,000-device simulated fleet.
-demo: setup
+# Only what the demo runs: the runtime packages, no test tools, npm or Debian packages.
+demo: $(RUN_STAMP)
 	$(BIN)/python -m gateway.demo
 
 # The same fleet into Kinesis streams on a local kinesalite (config/kinesis-local.toml), tailed.
-demo-kinesis: setup
+demo-kinesis: $(RUN_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m gateway.demo --kinesis
 
 # The container image (needs a Docker engine; these build machines have none).
@@ -72,4 +92,4 @@ schema: setup
 	$(BIN)/gateway schema --write config/schema
 
 clean:
-	rm -rf $(VENV) node_modules .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .lock-venv node_modules .mypy_cache .pytest_cache .ruff_cache build *.egg-info

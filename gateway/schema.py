@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
@@ -20,9 +21,27 @@ FILES: dict[str, type[msgspec.Struct]] = {
 
 def documents() -> dict[str, str]:
     return {
-        name: json.dumps(json_schema(kind), indent=2, sort_keys=True) + "\n"
+        name: json.dumps(_plain_descriptions(json_schema(kind)), indent=2, sort_keys=True) + "\n"
         for name, kind in FILES.items()
     }
+
+
+def _plain_descriptions(node: Any) -> Any:
+    """Descriptions (docstrings) with their whitespace collapsed to single spaces.
+
+    msgspec strips docstring indentation differently from one release to the next (0.18 and
+    0.23 disagree); the published schema should change only when a field or its wording does.
+    """
+    if isinstance(node, dict):
+        return {
+            key: " ".join(value.split())
+            if key == "description" and isinstance(value, str)
+            else _plain_descriptions(value)
+            for key, value in node.items()
+        }
+    if isinstance(node, list):
+        return [_plain_descriptions(item) for item in node]
+    return node
 
 
 def command(write: Path | None, check: Path | None) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gateway.schema import documents
 from tests.parser.streams import load_vectors
 
 GATEWAY = Path(sys.executable).with_name("gateway")
@@ -147,3 +148,25 @@ def test_an_unwritable_data_dir_is_one_line_and_exit_74(tmp_path: Path, command:
     assert result.returncode == 74
     assert "Traceback" not in result.stderr
     assert "Not a directory" in result.stderr.strip().splitlines()[-1]
+
+
+def test_published_schemas_do_not_depend_on_docstring_indentation() -> None:
+    """msgspec releases dedent docstrings differently: descriptions are published collapsed."""
+    for name, text in documents().items():
+        descriptions: list[str] = []
+        _collect_descriptions(json.loads(text), descriptions)
+        assert descriptions, name
+        for description in descriptions:
+            assert description == " ".join(description.split()), (name, description)
+
+
+def _collect_descriptions(node: object, into: list[str]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "description" and isinstance(value, str):
+                into.append(value)
+            else:
+                _collect_descriptions(value, into)
+    elif isinstance(node, list):
+        for item in node:
+            _collect_descriptions(item, into)

@@ -74,7 +74,10 @@ class ListenerSettings(Section):
 
 
 class AccumulatorSettings(Section):
-    """A batch is written when it is full (records or bytes) or its first record lingered."""
+    """A batch is written when it is full (records or bytes) or its first record lingered.
+
+    ``linger_ms`` applies to remote sinks (Kinesis); the local journal group-commits instead
+    (a write starts as soon as the previous one finished), so ACKs never wait for a linger."""
 
     linger_ms: int = Field(default=50, ge=0, le=60_000)
     max_records: int = Field(default=500, ge=1, le=100_000)

@@ -67,15 +67,13 @@ class Listener(DevicePort):
 
 
 class TcpDeviceProtocol(DeviceConnection):
-    __slots__ = ("_reply_written", "listener", "session", "source")
+    __slots__ = ("listener", "session", "source")
 
     def __init__(self, listener: Listener) -> None:
         super().__init__(listener)
         self.listener = listener
         self.session: Session | None = None
         self.source = FrameSource(listener.codec.name, "tcp", None)
-        # One bound method per connection, not one per frame in flight (see Ticket).
-        self._reply_written = self._send_reply
 
     def _opened(self) -> None:
         self.session = self.listener.codec.session()
@@ -128,13 +126,14 @@ class TcpDeviceProtocol(DeviceConnection):
             stats.decode_errors[event.error_code] += 1
         reply = event.reply
         if reply and listener.delivered:
+            order = self.reply_order  # the ticket's callback: one per connection (see Ticket)
             stats.records += listener.pipeline.accept(
-                self.source, event, self._reply_written, (reply, now)
+                self.source, event, order, (order.reserve(), reply, now)
             )
         else:
             stats.records += listener.pipeline.accept(self.source, event, None)
             if reply:
-                self._send_reply(reply, now)
+                self.reply_order.now(reply, now)
 
     def _login(self, event: Login) -> None:
         listener = self.listener
@@ -144,7 +143,7 @@ class TcpDeviceProtocol(DeviceConnection):
         # it acknowledges an identity, not data, and devices give up on slow logins.
         listener.stats.records += listener.pipeline.accept(self.source, event, None)
         if event.reply:
-            self._send_reply(event.reply, now)
+            self.reply_order.now(event.reply, now)
         log.debug("login", codec=listener.codec.name, peer=self.peer, device_id=event.device_id)
 
     def _reject(self, event: Reject) -> None:
@@ -157,8 +156,7 @@ class TcpDeviceProtocol(DeviceConnection):
             reason=event.reason,
             detail=event.detail,
         )
-        if event.reply and self.transport is not None:
-            self.flush_replies()  # keep replies in stream order
-            self._write(event.reply)
+        if event.reply:
+            self.reply_order.now(event.reply, time.monotonic())
         if event.action is Action.CLOSE:
             self.close(event.reason)

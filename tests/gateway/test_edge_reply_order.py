@@ -1,0 +1,171 @@
+"""Replies leave in the order their frames arrived, whatever order the stream writers finish in.
+
+In process: one TCP connection over a fake transport (bytes in, replies out) on the real
+pipeline, whose sink lets the test decide when each stream's batch is written. Then through the
+real gateway process on loopback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from gateway.flow_control import FlowControl
+from gateway.pipeline import Pipeline
+from gateway.registry import CodecRegistry
+from gateway.settings import ListenerSettings, PipelineSettings
+from gateway.stats import SinkStats
+from gateway.tcp import Listener
+from tests.gateway.devices import DeviceSocket
+from tests.gateway.gatewayproc import GatewayProcess, read_records
+from tests.parser.streams import evb1_ack, evb1_frame, evb1_heartbeat, evb1_login
+
+IMEI = "356307042441013"
+UNKNOWN_TYPE = 0x7E  # frames (good CRC) but does not decode: raw/ and errors/, still ACKed
+STREAMS = ("raw", "parsed", "errors")
+EVB1_ACK_BYTES = 11
+
+
+def evb1_undecodable(seq: int) -> bytes:
+    return evb1_frame(UNKNOWN_TYPE, seq, b"\x00\x01")
+
+
+class GatedSink:
+    """Writes a stream's batch only while its gate is open; ``lose`` dead-letters a stream's
+    records instead, as a sink that gave up on them does."""
+
+    def __init__(self) -> None:
+        self.gates = {stream: asyncio.Event() for stream in STREAMS}
+        self.written = dict.fromkeys(STREAMS, 0)
+        self.lose: set[str] = set()
+
+    async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
+        await self.gates[stream].wait()
+        self.written[stream] += len(records)
+        return list(range(len(records))) if stream in self.lose else []
+
+
+class FakeTransport:
+    def __init__(self) -> None:
+        self.out = bytearray()
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 5555) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None) -> None:
+        pass
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    abort = close
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+async def connected() -> tuple[GatedSink, Pipeline, FakeTransport, Listener]:
+    sink = GatedSink()
+    settings = PipelineSettings()
+    flow = FlowControl(settings.high_water_bytes, settings.low_water_bytes, time.monotonic)
+    stats = {stream: SinkStats(stream) for stream in STREAMS}
+    pipeline = Pipeline(settings, dict.fromkeys(STREAMS, sink), flow, stats)
+    pipeline.start()
+    codec = CodecRegistry.load().create("evb1")
+    listener = Listener(ListenerSettings(codec="evb1", port=0), codec, pipeline, flow)
+    transport = FakeTransport()
+    listener.connection().connection_made(cast(asyncio.Transport, transport))
+    return sink, pipeline, transport, listener
+
+
+@pytest.mark.asyncio
+async def test_a_frame_written_early_waits_for_the_ack_of_the_frame_before_it() -> None:
+    sink, pipeline, transport, listener = await connected()
+    try:
+        (conn,) = listener.connections
+        # The login's reply does not wait for the sink; frame 1 does not decode (raw/ and
+        # errors/), frame 2 does (raw/ and parsed/).
+        conn.data_received(evb1_login(IMEI) + evb1_undecodable(1) + evb1_heartbeat(2))
+        assert bytes(transport.out) == evb1_ack(0, 1)
+        sink.gates["raw"].set()
+        sink.gates["parsed"].set()
+        await until(lambda: sink.written["raw"] == 3 and sink.written["parsed"] == 2)
+        await asyncio.sleep(0.05)  # room for a wrong ACK to be written
+        assert bytes(transport.out) == evb1_ack(0, 1)  # frame 2 is written, frame 1 is not
+        sink.gates["errors"].set()
+        await until(lambda: len(transport.out) == 3 * EVB1_ACK_BYTES)
+        assert bytes(transport.out) == evb1_ack(0, 1) + evb1_ack(1, UNKNOWN_TYPE) + evb1_ack(2, 4)
+        assert not transport.closing
+    finally:
+        await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_a_frame_the_sink_gave_up_on_closes_the_connection_after_the_acks_before_it() -> None:
+    sink, pipeline, transport, listener = await connected()
+    try:
+        (conn,) = listener.connections
+        sink.gates["raw"].set()
+        sink.gates["parsed"].set()
+        conn.data_received(evb1_login(IMEI) + evb1_heartbeat(1))
+        await until(lambda: len(transport.out) == 2 * EVB1_ACK_BYTES)
+        # Frame 2's error record is dead-lettered: frame 3, written, may not be ACKed before
+        # it, and frame 2 never will be. The device must reconnect and resend both.
+        sink.lose.add("errors")
+        conn.data_received(evb1_undecodable(2) + evb1_heartbeat(3))
+        await until(lambda: sink.written["parsed"] == 2)
+        sink.gates["errors"].set()
+        await until(lambda: transport.closing)
+        assert bytes(transport.out) == evb1_ack(0, 1) + evb1_ack(1, 4)
+        assert conn.close_reason == "frame_lost"
+        assert listener.stats.refused["frame_lost"] == 1
+    finally:
+        await pipeline.close()
+
+
+def test_acks_leave_in_frame_order_when_decode_errors_alternate_with_good_frames(
+    tmp_path: Path,
+) -> None:
+    gw = GatewayProcess(tmp_path / "data", codecs=("evb1",))
+    frames = 200
+    try:
+        dev = DeviceSocket(gw.ports["evb1"], timeout=20)
+        dev.send(evb1_login(IMEI))
+        assert dev.recv_exact(EVB1_ACK_BYTES) == evb1_ack(0, 1)
+        # Several rounds, each one read's worth: frames finishing out of order (a frame that
+        # did not decode also waits for errors/) must still be ACKed in the order sent.
+        expected = b""
+        for start in range(1, frames, 20):
+            burst = b""
+            for seq in range(start, start + 20):
+                good = seq % 2 == 0
+                burst += evb1_heartbeat(seq) if good else evb1_undecodable(seq)
+                expected += evb1_ack(seq, 4 if good else UNKNOWN_TYPE)
+            dev.send(burst)
+        assert dev.recv_exact(len(expected)) == expected
+        dev.close()
+    finally:
+        assert gw.stop() == 0
+    assert len(read_records(gw.data_dir, "errors")) == frames // 2

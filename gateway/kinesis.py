@@ -43,6 +43,16 @@ ROUTE_CACHE_KEYS = 100_000
 MAX_BYTES_PER_CALL = 5 * 1024 * 1024
 SHARD_RECORDS_PER_S = 1000
 SHARD_BYTES_PER_S = 1024 * 1024
+# Per-shard rate adaptation (ShardLimiter): cut on throttling, back to the configured rate
+# within RECOVERY_S of the last cut.
+THROTTLED_FACTOR = 0.7
+MIN_FACTOR = 0.1
+RECOVERY_S = 10.0
+# The limiter's estimate assumes the rate of the moment, which recovers meanwhile: look again
+# at least this often rather than sleep out a long estimate made at a throttled rate.
+LIMITER_RECHECK_S = 1.0
+# The per-shard throughput answer: the one that slows the shard's rate limiter.
+SHARD_THROTTLED = "ProvisionedThroughputExceededException"
 RETRIABLE = frozenset(
     {
         "ProvisionedThroughputExceededException",
@@ -116,7 +126,18 @@ class _Bucket:
 
 @dataclass
 class ShardLimiter:
-    """Token buckets per shard (records/s and bytes/s), adaptive to throttling like the KPL's."""
+    """Token buckets per shard (records/s and bytes/s) at an adaptive share of the shard limits.
+
+    The share adapts like TCP's congestion window (AIMD): each call that came back throttled on
+    a shard cuts its rate (x0.7, floor 10 %; once per call, not per entry, so one all-throttled
+    answer is one cut), and time restores it (additively: the configured rate is back within
+    ``RECOVERY_S`` of the last cut). 5xx answers and connection failures say nothing about a
+    shard's throughput and leave the rate alone; the sender's backoff already slows them.
+
+    The limiter may slow the sink, never stop it: a call needing more than a bucket holds goes
+    once the bucket is full and leaves it in debt, so a 4 MiB batch for one shard is sent and the
+    long-run rate still holds.
+    """
 
     max_factor: float
     buckets: dict[str, _Bucket] = field(default_factory=dict)
@@ -131,8 +152,9 @@ class ShardLimiter:
                 now,
                 self.max_factor,
             )
-        rate = bucket.factor
-        elapsed = now - bucket.updated
+        elapsed = max(0.0, now - bucket.updated)
+        bucket.factor = min(self.max_factor, bucket.factor + elapsed * self.max_factor / RECOVERY_S)
+        rate = bucket.factor  # each bucket holds one second at its rate
         bucket.records = min(
             SHARD_RECORDS_PER_S * rate, bucket.records + elapsed * SHARD_RECORDS_PER_S * rate
         )
@@ -143,31 +165,33 @@ class ShardLimiter:
         return bucket
 
     def wait_s(self, needs: dict[str, tuple[int, int]], now: float) -> float:
-        """Seconds until every shard in ``needs`` (records, bytes) has the tokens; 0 = go."""
+        """Seconds until every shard in ``needs`` (records, bytes) admits the call; 0 = go.
+
+        The estimate assumes today's rate; the rate only grows while nothing is throttled, so
+        a caller that waits and asks again is admitted no later than this says.
+        """
         wait = 0.0
         for shard, (records, size) in needs.items():
             b = self._bucket(shard, now)
-            short_r = max(0.0, records - b.records) / (SHARD_RECORDS_PER_S * b.factor)
-            short_b = max(0.0, size - b.bytes) / (SHARD_BYTES_PER_S * b.factor)
+            per_s_r = SHARD_RECORDS_PER_S * b.factor
+            per_s_b = SHARD_BYTES_PER_S * b.factor
+            # Capped at what a full bucket holds: a bigger call waits for a full bucket.
+            short_r = max(0.0, min(records, per_s_r) - b.records) / per_s_r
+            short_b = max(0.0, min(size, per_s_b) - b.bytes) / per_s_b
             wait = max(wait, short_r, short_b)
         return wait
 
     def take(self, needs: dict[str, tuple[int, int]], now: float) -> None:
         for shard, (records, size) in needs.items():
             b = self._bucket(shard, now)
-            # A call bigger than a bucket still goes (once full); it leaves the bucket negative.
+            # A call bigger than the bucket leaves it negative: the debt is paid before the next.
             b.records -= records
             b.bytes -= size
 
-    def throttled(self, shard: str) -> None:
-        b = self.buckets.get(shard)
-        if b is not None:
-            b.factor = max(0.1, b.factor * 0.7)
-
-    def succeeded(self, shard: str) -> None:
-        b = self.buckets.get(shard)
-        if b is not None and b.factor < self.max_factor:
-            b.factor = min(self.max_factor, b.factor * 1.05)
+    def throttled(self, shard: str, now: float) -> None:
+        """One call came back throttled on ``shard``: send slower there for a while."""
+        b = self._bucket(shard, now)
+        b.factor = max(MIN_FACTOR, b.factor * THROTTLED_FACTOR)
 
 
 class KinesisSink:
@@ -195,7 +219,10 @@ class KinesisSink:
         self._deadline: float | None = None  # set at shutdown: give up by then
         self._refresher: asyncio.Task[None] | None = None
         self.shard_map_refreshes = 0
-        self._failing_since: float | None = None  # first failed call since the last success
+        # Per record class: writes in progress, and when the class last delivered an entry.
+        self._busy: Counter[str] = Counter()
+        self._progress_at: dict[str, float] = {}
+        self._unexpected: set[str] = set()  # exception types already logged with a traceback
 
     async def open(self) -> None:
         config = AioConfig(
@@ -319,6 +346,16 @@ class KinesisSink:
         return entries
 
     async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
+        """Deliver a batch; returns the indexes of the records dead-lettered instead."""
+        if not self._busy[stream]:
+            self._progress_at[stream] = time.monotonic()  # a stall is counted from here
+        self._busy[stream] += 1
+        try:
+            return await self._write(stream, records, keys)
+        finally:
+            self._busy[stream] -= 1
+
+    async def _write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
         target = self.streams[stream]
         stats = self.stats[stream]
         limiter = self._limiters[target.name]
@@ -361,10 +398,10 @@ class KinesisSink:
                     needs[entry.shard] = (n + 1, b + entry.size)
             wait = limiter.wait_s(needs, now)
             if wait > 0:
-                await asyncio.sleep(min(wait, max(0.0, deadline - now)))
+                await asyncio.sleep(min(wait, LIMITER_RECHECK_S, max(0.0, deadline - now)))
                 continue
             limiter.take(needs, now)
-            failed, permanent = await self._put(target.name, call, stats, limiter)
+            failed, permanent = await self._put(stream, call, limiter)
             for entry, code, message in permanent:
                 lost += await self._dead_letter(
                     stream, target.name, [entry], records, keys, code, message
@@ -383,9 +420,14 @@ class KinesisSink:
         return lost
 
     async def _put(
-        self, name: str, call: list[_Entry], stats: KinesisStats, limiter: ShardLimiter
+        self, stream: str, call: list[_Entry], limiter: ShardLimiter
     ) -> tuple[list[_Entry], list[tuple[_Entry, str, str]]]:
-        """One PutRecords: (entries to retry, entries failed for good with code and message)."""
+        """One PutRecords: (entries to retry, entries failed for good with code and message).
+
+        Never raises: whatever goes wrong with the call is a retriable failure of all of it.
+        """
+        name = self.streams[stream].name
+        stats = self.stats[stream]
         request = [
             {
                 "Data": e.data,
@@ -398,15 +440,19 @@ class KinesisSink:
         stats.put_calls += 1
         try:
             response = await self._client.put_records(StreamName=name, Records=request)
+            results = response["Records"]
+            if len(results) != len(call):
+                raise ValueError(f"{len(results)} results for {len(call)} records")
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             stats.request_errors[code] += 1
-            self._note_failure()
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
             if code in RETRIABLE or status >= 500:
-                for shard in {e.shard for e in call if e.shard}:
-                    stats.throttles[shard] += code == "ProvisionedThroughputExceededException"
-                    limiter.throttled(shard)
+                if code == SHARD_THROTTLED:
+                    shards = {e.shard for e in call if e.shard}
+                    stats.throttles.update(shards)
+                    for shard in shards:
+                        limiter.throttled(shard, time.monotonic())
                 log.warning(
                     "PutRecords failed; retrying", stream=name, code=code, entries=len(call)
                 )
@@ -416,42 +462,61 @@ class KinesisSink:
         except (BotoCoreError, OSError, TimeoutError) as exc:
             kind = type(exc).__name__
             stats.request_errors[kind] += 1
-            self._note_failure()
             log.warning("Kinesis unreachable; retrying", stream=name, error=kind, entries=len(call))
             return call, []
+        except Exception as exc:  # a writer that dies stops the whole gateway
+            # A bug in a library or an answer of an unexpected shape: retried like an outage.
+            # The traceback is logged the first time only, so a repeating one cannot flood.
+            kind = type(exc).__name__
+            stats.request_errors[kind] += 1
+            first = kind not in self._unexpected
+            self._unexpected.add(kind)
+            log.error(
+                "PutRecords raised an unexpected error; retrying",
+                stream=name,
+                error=kind,
+                detail=str(exc)[:200],
+                entries=len(call),
+                exc_info=first,
+            )
+            return call, []
         stats.put_latency.observe(time.monotonic() - started)
-        self._failing_since = None
         failed: list[_Entry] = []
         permanent: list[tuple[_Entry, str, str]] = []
-        for entry, result in zip(call, response["Records"], strict=True):
+        throttled: set[str] = set()
+        for entry, result in zip(call, results, strict=True):
             code = result.get("ErrorCode")
             if code is None:
                 stats.kinesis_records += 1
                 stats.user_records += len(entry.indexes)
                 stats.bytes += entry.size
                 stats.payload_units += put_payload_units(entry.size)
-                if entry.shard is not None:
-                    limiter.succeeded(entry.shard)
-                    if result.get("ShardId") not in (None, entry.shard):
-                        self._refresh_needed.add(name)  # resharded: learn the new map
+                if entry.shard is not None and result.get("ShardId") not in (None, entry.shard):
+                    self._refresh_needed.add(name)  # resharded: learn the new map
                 continue
             stats.failed_entries[code] += 1
             if code in RETRIABLE:
                 failed.append(entry)
-                if entry.shard is not None:
-                    stats.throttles[entry.shard] += code == "ProvisionedThroughputExceededException"
-                    limiter.throttled(entry.shard)
+                if entry.shard is not None and code == SHARD_THROTTLED:
+                    stats.throttles[entry.shard] += 1
+                    throttled.add(entry.shard)
             else:
                 permanent.append((entry, code, result.get("ErrorMessage", "")))
+        if len(failed) + len(permanent) < len(call):
+            self._progress_at[stream] = time.monotonic()
+        for shard in throttled:  # one cut per call: a call's entries report one overload
+            limiter.throttled(shard, time.monotonic())
         return failed, permanent
 
-    def _note_failure(self) -> None:
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-
     def failing_for_s(self) -> float:
-        """How long every PutRecords call has been failing (0: the last one succeeded)."""
-        return 0.0 if self._failing_since is None else time.monotonic() - self._failing_since
+        """How long a stream with records to deliver has delivered none (0: all are moving).
+
+        Counted from the stream's last delivered entry, or from when it last had work after
+        being idle; what fails (whole calls, every entry, a limiter wait) does not matter.
+        """
+        now = time.monotonic()
+        stalled = [now - self._progress_at[s] for s, n in self._busy.items() if n]
+        return max(stalled, default=0.0)
 
     async def _dead_letter(
         self,

@@ -21,7 +21,7 @@ from gateway.connection import DeviceConnection
 from gateway.mqtt.routes import Resolved, TopicCache
 from gateway.mqtt.sessions import SESSION_EXPIRY_NEVER, Session
 from gateway.pipeline import FrameSource
-from parser.events import Reject
+from parser.events import Frame, Reject
 from parser.messages import message_frame
 from parser.mqtt.errors import MqttError
 from parser.mqtt.packets import (
@@ -43,7 +43,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("gateway.mqtt")
 
-# Reasons a PUBLISH's payload is refused (message_frame's rejects), as 5.0 reason codes.
+# Why a payload is not one frame (message_frame's rejects), as the 5.0 reason code of the
+# acknowledgement of a message kept anyway; any other reason is 0x99.
 _PAYLOAD_REFUSALS = {"identity_mismatch": ReasonCode.NOT_AUTHORIZED}
 
 
@@ -52,11 +53,11 @@ class MqttConnection(DeviceConnection):
         "_authenticating",
         "_checking",
         "_held",
-        "_puback_written",
         "_pubacks_owed",
         "_pubrec_owed",
         "_sources",
         "_topics",
+        "_written",
         "listener",
         "mqtt",
         "session",
@@ -76,8 +77,8 @@ class MqttConnection(DeviceConnection):
         # That CONNECT: kept here, not bound into the check's callback, where an error would
         # log it (asyncio prints a failing callback's arguments) and so its password.
         self._checking: Connect | None = None
-        # One bound method per connection, not one per message in flight (see Ticket).
-        self._puback_written = self._puback
+        # One callback per connection, not one per message in flight (see Ticket).
+        self._written = _MessageWritten(self)
 
     # -- DeviceConnection hooks ---------------------------------------------------------------
 
@@ -320,10 +321,16 @@ class MqttConnection(DeviceConnection):
             return
         codec = resolved.route.codec
         event = message_frame(codec, device_id, publish.payload)
+        code = ReasonCode.SUCCESS
         if isinstance(event, Reject):
-            code = _PAYLOAD_REFUSALS.get(event.reason, ReasonCode.PAYLOAD_FORMAT_INVALID)
-            self._refuse_publish(publish, code, event.reason)
-            return
+            # Not one frame of the codec: kept anyway as a frame that did not decode (a raw
+            # record plus an errors/ record with the reason, as TCP keeps one, to re-parse after
+            # a codec fix) and acknowledged, else a device that resends it on every reconnect
+            # would loop forever (3.1.1 has no negative acknowledgement but a close). 5.0 is
+            # told why in the reason code; the message still counts as handled.
+            if self.mqtt.protocol_level == MQTT_5:
+                code = _PAYLOAD_REFUSALS.get(event.reason, ReasonCode.PAYLOAD_FORMAT_INVALID)
+            event = Frame(device_id, publish.payload, b"", (), event.reason, event.detail)
         stats = listener.codec_stats[codec.name]
         self.frames += 1
         stats.frames += 1
@@ -335,20 +342,26 @@ class MqttConnection(DeviceConnection):
         accept = listener.pipeline.accept
         if qos == 0:
             stats.records += accept(source, event, None)
-        elif qos == 1:
+        elif qos == 1 or code:
+            # (A QoS 2 message answered with an error code ends at its PUBREC, 5.0 §4.3.3: no
+            # PUBREL follows, so the session must not keep its packet id.)
             if listener.delivered:
-                stats.records += accept(source, event, self._puback_written, (packet_id, now))
+                args = (packet_id, now, qos, code)
+                stats.records += accept(source, event, self._written, args)
             else:
                 stats.records += accept(source, event, None)
-                self._pubacks_owed.append(packet_id)
-                listener.stats.ack_latency.observe(time.monotonic() - now)
+                if code:
+                    self._acknowledge(packet_id, now, qos, code)
+                else:
+                    self._pubacks_owed.append(packet_id)
+                    listener.stats.ack_latency.observe(time.monotonic() - now)
         else:
             session.qos2_started(packet_id)
             self._pubrec_owed[packet_id] = now
-            written = session.written(packet_id)
-            stats.records += accept(source, event, written if listener.delivered else None)
+            qos2 = session.written(packet_id)
+            stats.records += accept(source, event, qos2 if listener.delivered else None)
             if not listener.delivered:
-                written()
+                qos2()
 
     def _publisher(self, resolved: Resolved) -> str | None:
         """The device a message is stored under, or None if this connection may not speak
@@ -381,8 +394,25 @@ class MqttConnection(DeviceConnection):
         else:
             self.close(reason, code=code)
 
-    def _puback(self, packet_id: int, accepted_at: float) -> None:
-        self._send_reply(self.mqtt.puback(packet_id), accepted_at)
+    def _acknowledge(
+        self, packet_id: int, accepted_at: float, qos: int, code: ReasonCode = ReasonCode.SUCCESS
+    ) -> None:
+        """The PUBACK (QoS 1) or error PUBREC (QoS 2) of a message that is written."""
+        if qos == 1:
+            reply, packet = self.mqtt.puback(packet_id, code), "PUBACK"
+        else:
+            reply, packet = self.mqtt.pubrec(packet_id, code), "PUBREC"
+        if code:
+            self.listener.mqtt_stats.reason_codes[packet, code.name] += 1
+        self._send_reply(reply, accepted_at)
+
+    def frame_lost(self) -> None:
+        """A message of this connection was given up on by the sink (dead-lettered): it will
+        never be acknowledged, and its in-flight slot never freed. A 5.0 client resends
+        unacknowledged messages only when it reconnects ([MQTT-4.4.0-1]), so close (after the
+        acknowledgements already released): the device reconnects and resends what was not
+        acknowledged, as it does after any outage."""
+        self.close("frame_lost", code=ReasonCode.SERVER_BUSY)
 
     def _queue_owed_pubacks(self) -> None:
         """The PUBACKs a read owes, encoded as one buffer: one encode per read, not three
@@ -408,8 +438,10 @@ class MqttConnection(DeviceConnection):
 
     def qos2_lost(self, packet_id: int) -> None:
         """The session's QoS 2 message was lost to the sink: no PUBREC for it (its resend is
-        taken as a new message)."""
-        self._pubrec_owed.pop(packet_id, None)
+        taken as a new message). If this connection owes it one, the device waits for it: it
+        must reconnect to resend (see :meth:`frame_lost`)."""
+        if self._pubrec_owed.pop(packet_id, None) is not None:
+            self.frame_lost()
 
     def _pubrel(self, pubrel: PubRel) -> None:
         assert self.session is not None
@@ -447,6 +479,22 @@ class MqttConnection(DeviceConnection):
             for f in unsubscribe.topic_filters
         ]
         self._queue_reply(self.mqtt.unsuback(unsubscribe.packet_id, codes))
+
+
+class _MessageWritten:
+    """The end of a message's write under ``delivered``: its acknowledgement, or, if the sink
+    gave up on it (``Ticket.fail`` calls ``on_fail``), the connection closes."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: MqttConnection) -> None:
+        self._conn = conn
+
+    def __call__(self, packet_id: int, accepted_at: float, qos: int, code: ReasonCode) -> None:
+        self._conn._acknowledge(packet_id, accepted_at, qos, code)
+
+    def on_fail(self, packet_id: int, accepted_at: float, qos: int, code: ReasonCode) -> None:
+        self._conn.frame_lost()
 
 
 def _common_name(cert: dict[str, Any] | None) -> str | None:

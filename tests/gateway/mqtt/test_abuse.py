@@ -153,7 +153,6 @@ def test_topic_abuse(gw: GatewayProcess) -> None:
     for topic, payload in (
         (f"ev/{OTHER}/telemetry", evb1_heartbeat(1007)),
         ("ev/unrouted", evb1_heartbeat(1008)),
-        (TOPIC, b"garbage"),
     ):
         v3 = MqttTestClient(port)
         v3.connect()
@@ -171,9 +170,20 @@ def test_topic_abuse(gw: GatewayProcess) -> None:
     assert wild.closed_by_peer()
     good.check()
 
+    # A payload that is not one frame is kept and acknowledged, never refused: a device that
+    # resends it on every reconnect would loop forever (3.1.1 has only the close to say no).
+    v3 = MqttTestClient(port)
+    v3.connect()
+    v3.publish(b"garbage", 1, 1)
+    assert v3.expect(PubAck).packet_id == 1
+    v3.publish(evb1_heartbeat(11), 1, 2)
+    assert v3.expect(PubAck).packet_id == 2  # and the connection goes on
+    v3.close()
+
     assert refused(gw, "identity_mismatch") == 2
     assert refused(gw, "unrouted_topic") == 3
-    assert refused(gw, "not_one_frame") == 2
+    assert refused(gw, "not_one_frame") == 0
+    assert gw.metric("gateway_decode_errors_total", reason="not_one_frame") == 2
     assert gw.metric("gateway_mqtt_reason_codes_total", packet="PUBACK") == 2
     good.client.close()
     assert gw.stop() == 0
@@ -183,6 +193,14 @@ def test_topic_abuse(gw: GatewayProcess) -> None:
     # Everything acknowledged was stored, nothing refused was.
     assert {r["device_id"] for r in raw} == {DEVICE, OTHER}
     assert not {evb1_heartbeat(seq) for seq in (1002, 1003, 1006, 1007, 1008, 1010)} & payloads
+    # The payloads that were not one frame, with why, beside their raw records.
+    errors = read_records(gw.data_dir, "errors")
+    assert sorted(base64.b64decode(e["payload"]) for e in errors) == [
+        b"garbage",
+        b"not an evb1 frame",
+    ]
+    assert {e["reason"] for e in errors} == {"not_one_frame"}
+    assert {e["raw_id"] for e in errors} <= {r["id"] for r in raw}
 
 
 def test_silent_slow_and_half_open_clients_are_closed(gw: GatewayProcess) -> None:

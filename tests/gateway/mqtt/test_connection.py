@@ -24,7 +24,16 @@ from parser.events import Frame, Login
 from parser.json_codec import JsonCodec
 from parser.mqtt.client import MqttClientConnection
 from parser.mqtt.encode import encode, encode_publish
-from parser.mqtt.packets import MQTT_311, Connect, Disconnect, Packet, PubAck, PubRec
+from parser.mqtt.packets import (
+    MQTT_5,
+    MQTT_311,
+    Connect,
+    Disconnect,
+    Packet,
+    PubAck,
+    PubRec,
+    ReasonCode,
+)
 from parser.records import Reading
 from tests.parser.streams import evb1_heartbeat
 
@@ -98,11 +107,12 @@ class BrokenCodec(JsonCodec):
 class Device:
     """A connected device: the bytes it sends in one read, the packets the gateway wrote."""
 
-    def __init__(self, listener: MqttListener) -> None:
+    def __init__(self, listener: MqttListener, level: int = MQTT_311) -> None:
         self.conn = listener.connection()
         self.transport = FakeTransport()
         self.conn.connection_made(cast(asyncio.Transport, self.transport))
-        self.client = MqttClientConnection(MQTT_311)
+        self.level = level
+        self.client = MqttClientConnection(level)
 
     def send(self, *packets: bytes) -> None:
         self.conn.data_received(b"".join(packets))
@@ -123,12 +133,16 @@ def listener(**settings: Any) -> tuple[MqttListener, FakePipeline]:
     return MqttListener(config, codecs, cast(Pipeline, pipeline), flow), pipeline
 
 
-def connect(client_id: str = DEVICE, **fields: Any) -> bytes:
-    return encode(Connect(MQTT_311, client_id, keep_alive_s=60, **fields), MQTT_311)
+def connect(client_id: str = DEVICE, level: int = MQTT_311, **fields: Any) -> bytes:
+    return encode(Connect(level, client_id, keep_alive_s=60, **fields), level)
 
 
-def publish(qos: int, packet_id: int, topic: str = TOPIC, *, dup: bool = False) -> bytes:
-    return encode_publish(topic, evb1_heartbeat(packet_id), qos, packet_id, dup=dup)
+def publish(
+    qos: int, packet_id: int, topic: str = TOPIC, *, dup: bool = False, level: int = MQTT_311,
+    payload: bytes | None = None,
+) -> bytes:  # fmt: skip
+    payload = evb1_heartbeat(packet_id) if payload is None else payload
+    return encode_publish(topic, payload, qos, packet_id, dup=dup, protocol_level=level)
 
 
 def test_a_disconnect_in_the_same_read_still_gets_the_pubacks_before_it() -> None:
@@ -145,13 +159,15 @@ def test_a_codec_bug_costs_the_connection_not_the_pubacks_owed() -> None:
     assert device.transport.closing and device.conn.close_reason == "mqtt_internal_error"
 
 
-def test_a_qos2_message_lost_to_the_sink_is_taken_afresh_when_resent() -> None:
+def test_a_qos2_message_lost_to_the_sink_closes_and_is_taken_afresh_when_resent() -> None:
     port, pipeline = listener(ack_policy="delivered")
     first = Device(port)
     first.send(connect(clean_start=False), publish(2, 7))
     pipeline.written(0, lost=True)  # dead-lettered: the frame is not safe, no PUBREC
     assert first.received()[1:] == []
-    first.conn.connection_lost(None)
+    # The gateway closes by itself: the device waits for a PUBREC that never comes otherwise.
+    assert first.transport.closing and first.conn.close_reason == "frame_lost"
+    first.conn.connection_lost(None)  # (what the transport does once closed)
 
     second = Device(port)  # the device resumes its session and resends
     second.send(connect(clean_start=False), publish(2, 7, dup=True))
@@ -160,16 +176,54 @@ def test_a_qos2_message_lost_to_the_sink_is_taken_afresh_when_resent() -> None:
     assert second.received()[1:] == [PubRec(7)]
 
 
-def test_a_qos2_message_lost_on_its_connection_owes_no_pubrec() -> None:
+@pytest.mark.parametrize("level", [MQTT_311, MQTT_5])
+def test_a_qos1_message_lost_to_the_sink_closes_the_connection(level: int) -> None:
+    """Else its in-flight slot stays taken and, 5.0 resending only on reconnect, the device
+    can publish nothing once ``receive_maximum`` messages were lost, PINGs keeping it alive."""
     port, pipeline = listener(ack_policy="delivered")
-    device = Device(port)
-    device.send(connect(), publish(2, 7))
-    device.send(publish(2, 7, dup=True))  # a 3.1.1 client may resend on the same connection
-    pipeline.written(0, lost=True)
-    device.send(publish(2, 7, dup=True))
-    assert len(pipeline.tickets) == 2
-    pipeline.written(1)
-    assert device.received()[1:] == [PubRec(7)]  # one, for the message that was stored
+    device = Device(port, level)
+    device.send(connect(level=level), *(publish(1, n, level=level) for n in (1, 2, 3)))
+    pipeline.written(0)
+    pipeline.written(1, lost=True)
+    assert device.transport.closing and device.conn.close_reason == "frame_lost"
+    pipeline.written(2)  # written after the close: its PUBACK cannot go out any more
+    packets = device.received()
+    assert packets[1] == PubAck(1)  # released before the loss
+    if level == MQTT_5:
+        assert packets[2:] == [Disconnect(ReasonCode.SERVER_BUSY)]
+    else:
+        assert packets[2:] == []
+
+
+@pytest.mark.parametrize("policy", ["accepted", "delivered"])
+@pytest.mark.parametrize("level", [MQTT_311, MQTT_5])
+def test_a_payload_that_is_not_one_frame_is_kept_and_acknowledged(policy: str, level: int) -> None:
+    """Refused, it would be resent on every reconnect forever; kept, it can be re-parsed."""
+    port, pipeline = listener(ack_policy=policy)
+    accepted: list[Frame | Login] = []
+    take = pipeline.accept
+
+    def accept(source: FrameSource, event: Frame | Login, *args: Any) -> int:
+        accepted.append(event)
+        return take(source, event, *args)
+
+    pipeline.accept = accept  # type: ignore[method-assign,assignment]
+    device = Device(port, level)
+    junk = b"not an evb1 frame"
+    device.send(connect(level=level), publish(1, 1, payload=junk, level=level),
+                publish(2, 2, payload=junk, level=level), publish(1, 3, level=level))  # fmt: skip
+    if policy == "delivered":
+        for index in range(3):
+            pipeline.written(index)
+    (bad, bad_qos2, good) = accepted
+    assert bad.payload == junk and isinstance(bad, Frame) and bad.error_code == "not_one_frame"
+    assert bad_qos2.payload == junk and good.readings
+    refused = ReasonCode.PAYLOAD_FORMAT_INVALID if level == MQTT_5 else ReasonCode.SUCCESS
+    assert device.received()[1:] == [PubAck(1, refused), PubRec(2, refused), PubAck(3)]
+    assert not device.transport.closing
+    if level == MQTT_5:  # 5.0: that QoS 2 exchange ended at its error PUBREC, no PUBREL
+        assert device.conn.session is not None and device.conn.session.qos2 == {}
+    assert port.codec_stats["evb1"].decode_errors == {"not_one_frame": 2}
 
 
 @pytest.mark.asyncio

@@ -61,6 +61,7 @@ class MqttListener(DevicePort):
         return MqttServerConnection(
             max_packet_bytes=s.max_packet_bytes,
             receive_maximum=s.receive_maximum,
+            enforce_receive_maximum=False,  # see MqttListenerSettings.receive_maximum
             topic_alias_maximum=TOPIC_ALIAS_MAXIMUM,
         )
 

@@ -19,7 +19,7 @@ import structlog
 
 from gateway.connection import DeviceConnection
 from gateway.mqtt.routes import Resolved, TopicCache
-from gateway.mqtt.sessions import SESSION_EXPIRY_NEVER, Session
+from gateway.mqtt.sessions import MAX_QOS2_IDS, SESSION_EXPIRY_NEVER, Session
 from gateway.pipeline import FrameSource
 from parser.events import Frame, Reject
 from parser.messages import message_frame
@@ -259,7 +259,7 @@ class MqttConnection(DeviceConnection):
             return
         session, present, previous = listener.sessions.attach(
             self, client_id, identity, connect.clean_start, self._expiry_s(connect),
-            listener.settings.receive_maximum,
+            min(listener.settings.receive_maximum, MAX_QOS2_IDS),
         )  # fmt: skip
         if isinstance(previous, MqttConnection):
             previous.close("session_taken_over", code=ReasonCode.SESSION_TAKEN_OVER)

@@ -15,6 +15,10 @@ from collections import OrderedDict
 from typing import Protocol
 
 SESSION_EXPIRY_NEVER = 0xFFFFFFFF  # 5.0 §3.1.2.11.2
+# Completed QoS 2 packet ids a session keeps awaiting their PUBREL: the bound on a session's
+# memory (tens of bytes an id) now that the receive window is 65535. Forgetting one costs at
+# most a 0x92 answer to its late PUBREL, or a duplicate if its PUBLISH is resent after a PUBREC.
+MAX_QOS2_IDS = 1024
 
 
 class SessionOwner(Protocol):

@@ -67,9 +67,11 @@ class MqttListenerSettings(Section):
     # Largest packet taken (CONNACK's Maximum Packet Size in v5); larger ones close the
     # connection (0x95). Frames of the binary codecs are far smaller.
     max_packet_bytes: int = Field(default=64 * 1024, ge=128, le=268_435_455)
-    # QoS 1 and 2 PUBLISHes in flight per connection (CONNACK's Receive Maximum in v5; more is
-    # refused with 0x93). Also bounds the QoS 2 packet ids a session keeps awaiting PUBREL.
-    receive_maximum: int = Field(default=64, ge=1, le=65535)
+    # QoS 1 and 2 PUBLISHes in flight per connection that a 5.0 client is told (CONNACK's
+    # Receive Maximum; 65535 is the most there can be). Advertised, not enforced: many clients
+    # (MQTT.js 5) send bursts beyond it, and memory is bounded by the pipeline's budget, which
+    # stops reading the socket when full, not by this window.
+    receive_maximum: int = Field(default=65535, ge=1, le=65535)
     # Persistent sessions (clean_session=0, v5 session expiry > 0) kept for reconnects: at most
     # this many, each at most this long after its connection ended.
     max_sessions: int = Field(default=100_000, ge=0)

@@ -90,7 +90,9 @@ class MqttServerConnection(PacketFramer):
     ``receive_maximum`` (unacknowledged QoS 1/2 PUBLISHes; more → 0x93),
     ``topic_alias_maximum`` (0 = no aliases), ``maximum_qos`` (above → 0x9B) and
     ``retain_available`` (retained PUBLISH → 0x9A when False). 3.1.1 cannot advertise them;
-    there only ``max_packet_bytes`` applies (close without reply).
+    there only ``max_packet_bytes`` applies (close without reply). With
+    ``enforce_receive_maximum=False`` the Receive Maximum is only advertised: a server whose
+    backpressure does not rely on it may tolerate clients that exceed it (many do).
 
     The in-flight window is released by the reply helpers: ``puback`` and ``pubcomp`` (and a
     ``pubrec`` with an error code) end an exchange, so build acknowledgements with them.
@@ -105,6 +107,7 @@ class MqttServerConnection(PacketFramer):
         topic_alias_maximum: int = 0,
         maximum_qos: int = 2,
         retain_available: bool = True,
+        enforce_receive_maximum: bool = True,
     ) -> None:
         super().__init__(max_packet_bytes)
         if not 0 < receive_maximum <= 0xFFFF:
@@ -112,6 +115,7 @@ class MqttServerConnection(PacketFramer):
         if maximum_qos not in (0, 1, 2):
             raise ValueError("maximum_qos must be 0, 1 or 2")
         self.receive_maximum = receive_maximum
+        self.enforce_receive_maximum = enforce_receive_maximum
         self.maximum_qos = maximum_qos
         self.retain_available = retain_available
         self._aliases = TopicAliases(topic_alias_maximum)
@@ -154,7 +158,7 @@ class MqttServerConnection(PacketFramer):
             if publish.properties.subscription_identifiers:
                 raise ProtocolViolation("subscription identifier from a client")  # [MQTT-3.3.4-6]
             publish = self._aliases.resolve(publish)
-        if publish.qos:
+        if publish.qos and self.enforce_receive_maximum:
             in_flight = self._in_flight
             in_flight.add(publish.packet_id)
             if len(in_flight) > self.receive_maximum:  # 5.0 §3.3.4, Flow Control §4.9

@@ -4,7 +4,9 @@ only keeps each frame's ticket, so a test decides when (and whether) a frame is 
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
@@ -27,9 +29,11 @@ from parser.mqtt.encode import encode, encode_publish
 from parser.mqtt.packets import (
     MQTT_5,
     MQTT_311,
+    ConnAck,
     Connect,
     Disconnect,
     Packet,
+    Properties,
     PubAck,
     PubRec,
     ReasonCode,
@@ -224,6 +228,30 @@ def test_a_payload_that_is_not_one_frame_is_kept_and_acknowledged(policy: str, l
     if level == MQTT_5:  # 5.0: that QoS 2 exchange ended at its error PUBREC, no PUBREL
         assert device.conn.session is not None and device.conn.session.qos2 == {}
     assert port.codec_stats["evb1"].decode_errors == {"not_one_frame": 2}
+
+
+def test_a_connection_keeps_nothing_of_its_connect_but_what_it_needs() -> None:
+    """A 64 KiB CONNECT of empty user properties decodes to ~0.9 MiB of objects, outside the
+    memory budget: 100 such connections took 90 MiB while the budget said 0."""
+    port, _ = listener(max_packet_bytes=128 * 1024)
+    pairs = (("", ""),) * 13_000  # 5 bytes each on the wire
+    big = encode(Connect(MQTT_5, DEVICE, keep_alive_s=60,
+                         properties=Properties(user_properties=pairs)), MQTT_5)  # fmt: skip
+    assert len(big) > 64_000
+    device = Device(port, MQTT_5)
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        device.send(big)
+        del big
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    (connack,) = device.received()
+    assert isinstance(connack, ConnAck) and connack.reason_code == ReasonCode.SUCCESS
+    assert kept < 32 * 1024, f"{kept} bytes kept after the CONNECT"
 
 
 @pytest.mark.asyncio

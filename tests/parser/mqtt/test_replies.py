@@ -29,14 +29,9 @@ def connected(level: int, **limits: Any) -> MqttServerConnection:
 
 def test_state_exposed_for_the_listener() -> None:
     connection = MqttServerConnection()
-    assert (connection.protocol_level, connection.keep_alive_s, connection.connect) == (
-        None,
-        None,
-        None,
-    )
+    assert (connection.protocol_level, connection.keep_alive_s) == (None, None)
     connection.feed(connect_bytes(MQTT_5, keep_alive_s=30))
     assert (connection.protocol_level, connection.keep_alive_s) == (5, 30)
-    assert connection.connect is not None and connection.connect.client_id == "dev-1"
     # A Server Keep Alive in CONNACK overrides the client's ([MQTT-3.2.2-21]).
     connection.connack(properties=Properties(server_keep_alive=120))
     assert connection.keep_alive_s == 120

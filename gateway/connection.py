@@ -2,11 +2,12 @@
 
 A :class:`DevicePort` is one bound port: its TLS context, source allow-list, PROXY protocol mode,
 counters and open connections. A :class:`DeviceConnection` is one ``asyncio.Protocol`` with
-synchronous callbacks (uvicorn's shape): connection limit, socket options, the PROXY header,
-TLS over memory BIOs after it, the memory budget checked between slices of a read (bytes left
-over wait until resumed), replies batched per read or sink batch, a bounded write buffer, and
-idempotent pause/resume flags driven by the process-wide :class:`FlowControl`. Subclasses say
-what the bytes mean (:meth:`DeviceConnection._feed`).
+synchronous callbacks (uvicorn's shape): connection limit from TCP accept, socket options, the
+PROXY header, TLS over memory BIOs (after the header, if any), the memory budget checked between
+slices of a read (bytes left over wait until resumed), replies released in frame order
+(:class:`ReplyOrder`) and batched per read or sink batch, a bounded write buffer, and idempotent
+pause/resume flags driven by the process-wide :class:`FlowControl`. Subclasses say what the
+bytes mean (:meth:`DeviceConnection._feed`).
 """
 
 from __future__ import annotations
@@ -98,8 +99,11 @@ class DevicePort:
             backlog=4096,
             reuse_address=True,
             reuse_port=reuse_port or None,
-            # With PROXY protocol the header precedes the ClientHello: TLS starts after it.
-            ssl=self.tls if self.proxy_mode is None else None,
+            # No ssl= here: the connection runs TLS itself (TlsSession), from TCP accept on, so
+            # a handshake counts against max_connections and the login deadline. With ssl=,
+            # the protocol exists only once the handshake is done: silent sockets held the port
+            # for uvloop's 60 s handshake timeout beyond every limit. And behind PROXY protocol
+            # the header precedes the ClientHello anyway.
         )
         host, port = self.server.sockets[0].getsockname()[:2]
         self.bound_port = int(port)
@@ -269,8 +273,8 @@ class DeviceConnection(asyncio.Protocol):
         if port.proxy_mode is not None:
             # The device's address comes in the PROXY header; check and log it then.
             self._proxy = ProxyHeaderParser(port.proxy_mode, max_header_bytes=PROXY_HEADER_BYTES)
-        else:
-            self._admit()
+        elif self._admit() and port.tls is not None:
+            self._tls = TlsSession(port.tls)
 
     def _admit(self) -> bool:
         """Allow-list check on the device's address, then the open log line."""
@@ -303,12 +307,7 @@ class DeviceConnection(asyncio.Protocol):
 
     def peer_certificate(self) -> dict[str, Any] | None:
         """The verified client certificate (mutual TLS), as ``SSLSocket.getpeercert`` gives it."""
-        if self._tls is not None:
-            return self._tls.peer_certificate()
-        if self.transport is None:
-            return None
-        cert = self.transport.get_extra_info("peercert")
-        return cast(dict[str, Any], cert) if cert else None
+        return self._tls.peer_certificate() if self._tls is not None else None
 
     def data_received(self, data: bytes) -> None:
         if not self.live or self._stopped:
@@ -419,6 +418,8 @@ class DeviceConnection(asyncio.Protocol):
             if abort:
                 self.transport.abort()
             else:
+                if self._tls is not None:
+                    self.transport.write(self._tls.close_notify())
                 self.transport.close()
 
     # -- replies -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ New handshakes use whatever certificate the context holds, so reloading the chai
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 from typing import Any
 
@@ -35,10 +36,12 @@ def load(context: ssl.SSLContext, settings: TlsSettings) -> None:
 
 
 class TlsSession:
-    """Server-side TLS over memory BIOs, for a connection whose first bytes were not TLS.
+    """Server-side TLS over memory BIOs, run by the connection itself.
 
-    Behind an NLB with PROXY protocol the header arrives in clear before the ClientHello, so TLS
-    cannot start at accept: the protocol reads the header, then runs TLS over the rest itself.
+    The handshake is part of the connection's life from TCP accept: it counts against the
+    connection limit and the login deadline (with ``create_server(ssl=...)`` the protocol exists
+    only after it). Behind an NLB with PROXY protocol the header arrives in clear before the
+    ClientHello: the connection reads the header, then starts TLS over the rest.
     """
 
     def __init__(self, context: ssl.SSLContext) -> None:
@@ -70,6 +73,15 @@ class TlsSession:
     def peer_certificate(self) -> dict[str, Any] | None:
         """The verified client certificate, once the handshake is done (mutual TLS)."""
         return self._tls.getpeercert() if self._handshaken else None
+
+    def close_notify(self) -> bytes:
+        """The close_notify alert to write before closing (RFC 8446 6.1), once handshaken."""
+        if not self._handshaken:
+            return b""
+        # SSLWantReadError: unwrap would wait for the peer's close_notify; we do not.
+        with contextlib.suppress(ssl.SSLError):
+            self._tls.unwrap()
+        return self._out.read()
 
     def send(self, data: bytes) -> bytes:
         """Plaintext in; the ciphertext to write."""

@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from gateway.disk import fsync_dir
 from gateway.notify.journal import Position
 from gateway.notify.queue import Outgoing
 
@@ -76,8 +77,4 @@ class CursorFile:
         os.replace(tmp, self.path)
         # The rename must be durable too: a first cursor lost in a crash would make the next
         # start begin at the end, past what this run left unsettled.
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        fsync_dir(self.path.parent)

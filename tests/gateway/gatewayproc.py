@@ -29,9 +29,12 @@ class GatewayProcess:
         env: dict[str, str] | None = None,
         extra_args: tuple[str, ...] = (),
         command: str = "run",
+        launcher: tuple[str, ...] = (),
     ) -> None:
+        """``launcher``: a command that runs the gateway, e.g. ``("fiu-run", "-x")``."""
         self.data_dir = data_dir
         args = [
+            *launcher,
             GATEWAY,
             command,
             "--data-dir",

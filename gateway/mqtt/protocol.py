@@ -57,7 +57,6 @@ class MqttConnection(DeviceConnection):
         "_pubrec_owed",
         "_sources",
         "_topics",
-        "_written",
         "listener",
         "mqtt",
         "session",
@@ -77,8 +76,6 @@ class MqttConnection(DeviceConnection):
         # That CONNECT: kept here, not bound into the check's callback, where an error would
         # log it (asyncio prints a failing callback's arguments) and so its password.
         self._checking: Connect | None = None
-        # One callback per connection, not one per message in flight (see Ticket).
-        self._written = _MessageWritten(self)
 
     # -- DeviceConnection hooks ---------------------------------------------------------------
 
@@ -346,12 +343,15 @@ class MqttConnection(DeviceConnection):
             # (A QoS 2 message answered with an error code ends at its PUBREC, 5.0 §4.3.3: no
             # PUBREL follows, so the session must not keep its packet id.)
             if listener.delivered:
-                args = (packet_id, now, qos, code)
-                stats.records += accept(source, event, self._written, args)
+                # PUBACKs leave in the order of their PUBLISHes ([MQTT-4.6.0-2]) whatever order
+                # the streams finish in; a message the sink gave up on closes (frame_lost).
+                order = self.reply_order
+                args = (order.reserve(), self._acknowledgement(packet_id, qos, code), now)
+                stats.records += accept(source, event, order, args)
             else:
                 stats.records += accept(source, event, None)
                 if code:
-                    self._acknowledge(packet_id, now, qos, code)
+                    self._send_reply(self._acknowledgement(packet_id, qos, code), now)
                 else:
                     self._pubacks_owed.append(packet_id)
                     listener.stats.ack_latency.observe(time.monotonic() - now)
@@ -394,17 +394,15 @@ class MqttConnection(DeviceConnection):
         else:
             self.close(reason, code=code)
 
-    def _acknowledge(
-        self, packet_id: int, accepted_at: float, qos: int, code: ReasonCode = ReasonCode.SUCCESS
-    ) -> None:
-        """The PUBACK (QoS 1) or error PUBREC (QoS 2) of a message that is written."""
+    def _acknowledgement(self, packet_id: int, qos: int, code: ReasonCode) -> bytes:
+        """The PUBACK (QoS 1) or error PUBREC (QoS 2) a kept message is owed."""
         if qos == 1:
             reply, packet = self.mqtt.puback(packet_id, code), "PUBACK"
         else:
             reply, packet = self.mqtt.pubrec(packet_id, code), "PUBREC"
         if code:
             self.listener.mqtt_stats.reason_codes[packet, code.name] += 1
-        self._send_reply(reply, accepted_at)
+        return reply
 
     def frame_lost(self) -> None:
         """A message of this connection was given up on by the sink (dead-lettered): it will
@@ -479,22 +477,6 @@ class MqttConnection(DeviceConnection):
             for f in unsubscribe.topic_filters
         ]
         self._queue_reply(self.mqtt.unsuback(unsubscribe.packet_id, codes))
-
-
-class _MessageWritten:
-    """The end of a message's write under ``delivered``: its acknowledgement, or, if the sink
-    gave up on it (``Ticket.fail`` calls ``on_fail``), the connection closes."""
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: MqttConnection) -> None:
-        self._conn = conn
-
-    def __call__(self, packet_id: int, accepted_at: float, qos: int, code: ReasonCode) -> None:
-        self._conn._acknowledge(packet_id, accepted_at, qos, code)
-
-    def on_fail(self, packet_id: int, accepted_at: float, qos: int, code: ReasonCode) -> None:
-        self._conn.frame_lost()
 
 
 def _common_name(cert: dict[str, Any] | None) -> str | None:

@@ -199,6 +199,18 @@ def test_a_qos1_message_lost_to_the_sink_closes_the_connection(level: int) -> No
         assert packets[2:] == []
 
 
+def test_pubacks_leave_in_the_order_of_their_publishes() -> None:
+    """[MQTT-4.6.0-2], whatever order the streams finish the messages' records in."""
+    port, pipeline = listener(ack_policy="delivered")
+    device = Device(port)
+    device.send(connect(), publish(1, 1), publish(1, 2), publish(1, 3))
+    pipeline.written(1)
+    pipeline.written(2)
+    assert device.received()[1:] == []  # 1 is not written yet
+    pipeline.written(0)
+    assert device.received() == [PubAck(1), PubAck(2), PubAck(3)]
+
+
 @pytest.mark.parametrize("policy", ["accepted", "delivered"])
 @pytest.mark.parametrize("level", [MQTT_311, MQTT_5])
 def test_a_payload_that_is_not_one_frame_is_kept_and_acknowledged(policy: str, level: int) -> None:

@@ -28,8 +28,10 @@ TOPIC_ALIAS_MAXIMUM = 16
 
 
 class MqttListener(DevicePort):
-    """Connection-level counters are labelled codec ``mqtt``; frames, records and decode
-    errors are counted per route codec, all with transport ``mqtt``."""
+    """Connection-level counters (connections, closes, rejects, acknowledgements and their
+    latency, the protocol's own bytes) are labelled codec ``mqtt``: a connection may publish
+    to routes of several codecs. Frames, records, decode errors and the payload bytes that
+    carried them are counted per route codec. All with transport ``mqtt``."""
 
     def __init__(
         self,

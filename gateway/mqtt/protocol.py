@@ -158,7 +158,7 @@ class MqttConnection(DeviceConnection):
                     case PubRel():
                         self._pubrel(packet)
                     case PingReq():
-                        self._queue_reply(self.mqtt.pingresp())
+                        self._queue_control(self.mqtt.pingresp())
                     case Connect():
                         self._connect(packet)
                     case Subscribe():
@@ -262,7 +262,7 @@ class MqttConnection(DeviceConnection):
             previous.close("session_taken_over", code=ReasonCode.SESSION_TAKEN_OVER)
         self.session = session
         self.device_id = identity
-        self._queue_reply(self.mqtt.connack(present, ReasonCode.SUCCESS, properties))
+        self._queue_control(self.mqtt.connack(present, ReasonCode.SUCCESS, properties))
 
     def _expiry_s(self, connect: Connect) -> float:
         """How long the session outlives this connection (capped by the session store)."""
@@ -329,6 +329,11 @@ class MqttConnection(DeviceConnection):
                 code = _PAYLOAD_REFUSALS.get(event.reason, ReasonCode.PAYLOAD_FORMAT_INVALID)
             event = Frame(device_id, publish.payload, b"", (), event.reason, event.detail)
         stats = listener.codec_stats[codec.name]
+        # Payload bytes are counted by the route's codec, like the frames they carry (the
+        # listener's own series, codec "mqtt", keeps the rest: the protocol's bytes).
+        size = len(publish.payload)
+        stats.bytes_in += size
+        listener.stats.bytes_in -= size
         self.frames += 1
         stats.frames += 1
         if event.error_code is not None:
@@ -390,7 +395,7 @@ class MqttConnection(DeviceConnection):
             else:
                 reply, packet = self.mqtt.pubrec(publish.packet_id, code), "PUBREC"
             listener.mqtt_stats.reason_codes[packet, code.name] += 1
-            self._queue_reply(reply)
+            self._queue_control(reply)
         else:
             self.close(reason, code=code)
 
@@ -423,6 +428,12 @@ class MqttConnection(DeviceConnection):
         self._queue_owed_pubacks()  # replies keep the order of the packets they answer
         super()._queue_reply(reply, count)
 
+    def _queue_control(self, reply: bytes) -> None:
+        """A reply that acknowledges no data (CONNACK, SUBACK, PINGRESP, PUBCOMP, a refusal):
+        not counted in ``gateway_acks_total``, which counts the acknowledgements of messages
+        (PUBACK, PUBREC), as it counts the ACKs of frames for TCP."""
+        self._queue_reply(reply, 0)
+
     def _flush(self) -> None:
         self._queue_owed_pubacks()
         super()._flush()
@@ -446,7 +457,7 @@ class MqttConnection(DeviceConnection):
         known = self.session.qos2.pop(pubrel.packet_id, None) is not None
         self._pubrec_owed.pop(pubrel.packet_id, None)
         code = ReasonCode.SUCCESS if known else ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-        self._queue_reply(self.mqtt.pubcomp(pubrel.packet_id, code))
+        self._queue_control(self.mqtt.pubcomp(pubrel.packet_id, code))
 
     # -- SUBSCRIBE -----------------------------------------------------------------------------
 
@@ -465,7 +476,7 @@ class MqttConnection(DeviceConnection):
                 codes.append(ReasonCode.NOT_AUTHORIZED)
                 stats.reason_codes["SUBACK", ReasonCode.NOT_AUTHORIZED.name] += 1
                 self.listener.stats.rejects["subscribe_refused"] += 1
-        self._queue_reply(self.mqtt.suback(subscribe.packet_id, codes))
+        self._queue_control(self.mqtt.suback(subscribe.packet_id, codes))
 
     def _unsubscribe(self, unsubscribe: Unsubscribe) -> None:
         session = self.session
@@ -476,7 +487,7 @@ class MqttConnection(DeviceConnection):
             else ReasonCode.NO_SUBSCRIPTION_EXISTED
             for f in unsubscribe.topic_filters
         ]
-        self._queue_reply(self.mqtt.unsuback(unsubscribe.packet_id, codes))
+        self._queue_control(self.mqtt.unsuback(unsubscribe.packet_id, codes))
 
 
 def _common_name(cert: dict[str, Any] | None) -> str | None:

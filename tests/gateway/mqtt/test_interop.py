@@ -58,6 +58,13 @@ def test_mosquitto_pub_both_versions_every_qos(tmp_path: Path) -> None:
         assert wait_for(lambda: set(sent) <= set(raw_by_payload(gw)))
         assert gw.metric("gateway_mqtt_publishes_total", qos="1") == 2
         assert gw.metric("gateway_frames_total", codec="evb1", transport="mqtt") == 6
+        # The bytes that carried them are counted by the same codec label as the frames.
+        payload_bytes = sum(len(frame) for frame in sent)
+        assert gw.metric("gateway_received_bytes_total", codec="evb1") == payload_bytes
+        assert gw.metric("gateway_received_bytes_total", codec="mqtt") > 0  # the protocol's
+        # Acknowledgements of data only: 2 PUBACKs and 2 PUBRECs, not the 6 CONNACKs or the
+        # PUBCOMPs, as TCP counts ACKs of frames.
+        assert gw.metric("gateway_acks_total", transport="mqtt") == 4
     finally:
         assert gw.stop() == 0
     raw = raw_by_payload(gw)

@@ -11,8 +11,9 @@
 #
 # --stop-timeout 35: SIGTERM starts a drain of up to shutdown_timeout_s (20 s); Docker's default
 # 10 s would SIGKILL it half way (ECS: stopTimeout, Kubernetes: terminationGracePeriodSeconds).
-# The environment set below outranks the TOML file: data directory and metrics host stay as set
-# here unless overridden with -e.
+# The environment set below outranks the TOML file: data directory, metrics and health hosts (all
+# interfaces: published ports and the NLB reach the container from outside) stay as set here
+# unless overridden with -e.
 
 # Builder: the project as a wheel from these sources, with its dependencies, in a venv. Every
 # dependency ships binary wheels for amd64 and arm64, so no compiler or apt-get is needed.
@@ -42,7 +43,8 @@ RUN groupadd --system --gid 10001 ev-gateway \
 COPY --from=builder /opt/ev-gateway/.venv /opt/ev-gateway/.venv
 ENV PATH=/opt/ev-gateway/.venv/bin:$PATH \
     GATEWAY_SINK__LOCAL__DATA_DIR=/var/lib/ev-gateway \
-    GATEWAY_METRICS__HOST=0.0.0.0
+    GATEWAY_METRICS__HOST=0.0.0.0 \
+    GATEWAY_HEALTH__HOST=0.0.0.0
 WORKDIR /var/lib/ev-gateway
 # Raw and parsed files, decode errors and dead letters: keep them off the container's layer.
 VOLUME /var/lib/ev-gateway

@@ -1,31 +1,48 @@
 """The ``gateway`` console script: every mode is a subcommand.
 
-User errors (bad hex, unknown codec, unreadable file) print one line on stderr and exit 2; a
-traceback is never a user's answer.
+User errors (bad hex, unknown codec, unreadable file, a port in use) print one line on stderr and
+exit 2; a traceback is never a user's answer. Other statuses follow sysexits(3): 69 nothing
+accepted the simulator's connections, 74 the data directory or sink cannot be written, 75 (parse)
+try again later.
+
+A command's code is imported only when that command runs: aiobotocore, aiohttp and pydantic
+took 0.6 s to import, which ``gateway --help``, ``decode`` and ``codecs`` never use.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway import decode, kinesis_tail, logs, parse, replay, schema, server, workers
-from gateway.bridge.settings import unknown_codecs
-from gateway.fleet import command as simulate_command
-from gateway.mqtt import passwords
-from gateway.mqtt.settings import LISTEN_PREFIX, json_codec_factories, parse_mqtt_listen
-from gateway.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
-from gateway.settings import ConfigError, load_settings, parse_address, parse_listen
-from gateway.sink import SinkError
+if TYPE_CHECKING:
+    from gateway.registry import CodecRegistry
 
 EXIT_USAGE = 2
 EXIT_IO = 74  # sysexits' EX_IOERR
 
+# Commands whose arguments and code live in their own module, as ``add_arguments(parser)`` and
+# ``run(args) -> int``: name -> (module, the line `gateway --help` shows without importing it).
+MODULE_COMMANDS: dict[str, tuple[str, str]] = {
+    "simulate": (
+        "gateway.fleet.command",
+        "run a simulated device fleet against a gateway and print a JSON summary",
+    ),
+    "passwd": (
+        "gateway.mqtt.passwords",
+        "set or delete an MQTT device's password in a password file (like mosquitto_passwd)",
+    ),
+    "kinesis": ("gateway.kinesis_tail", "Kinesis tools"),
+    "replay": ("gateway.replay", "re-parse raw records (archives, captures) like live ingest"),
+    "parse": ("gateway.parse", "consume the raw Kinesis stream and produce parsed records"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; of the module commands only ``command``'s arguments are loaded."""
     parser = argparse.ArgumentParser(prog="gateway", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -73,11 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     _service_flags(p, config_required=True)
     p.set_defaults(listen=None)
 
-    simulate_command.add_parser(sub)
-    passwords.add_parser(sub)
-    kinesis_tail.add_parser(sub)
-    replay.add_parser(sub)
-    parse.add_parser(sub)
+    for name, (module, help_line) in MODULE_COMMANDS.items():
+        p = sub.add_parser(name, help=help_line)
+        if name == command:
+            importlib.import_module(module).add_arguments(p)
 
     p = sub.add_parser("check-config", help="validate a settings file; print every error")
     p.add_argument("file", type=Path)
@@ -97,8 +113,16 @@ def _service_flags(p: argparse.ArgumentParser, *, config_required: bool) -> None
         "--config", type=Path, required=config_required, metavar="FILE", help="TOML settings file"
     )
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="local sink data directory")
-    p.add_argument("--metrics", metavar="HOST:PORT", help="Prometheus endpoint address")
-    p.add_argument("--health", metavar="HOST:PORT", help="/healthz and /readyz address")
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="Prometheus endpoint address (default 127.0.0.1:9108; port 0: any free port)",
+    )
+    p.add_argument(
+        "--health",
+        metavar="HOST:PORT",
+        help="/healthz and /readyz address (default 127.0.0.1:8080; port 0: any free port)",
+    )
 
 
 def bridge_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -108,6 +132,9 @@ def bridge_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given by ``gateway run`` flags (they beat the file and the environment)."""
+    from gateway.mqtt.settings import LISTEN_PREFIX, parse_mqtt_listen  # noqa: PLC0415
+    from gateway.settings import parse_address, parse_listen  # noqa: PLC0415
+
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["sink"] = {"local": {"data_dir": args.data_dir}}
@@ -141,6 +168,11 @@ def without_workers_flag(argv: Sequence[str] | None) -> list[str]:
 
 def check_config(path: Path) -> int:
     """Validate ``path`` like ``gateway run`` would, codec names included."""
+    from gateway.bridge.settings import unknown_codecs  # noqa: PLC0415
+    from gateway.mqtt.settings import json_codec_factories  # noqa: PLC0415
+    from gateway.registry import CodecRegistry, default_layout_dirs  # noqa: PLC0415
+    from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
+
     settings = load_settings(path)
     registry = CodecRegistry.load(
         [*default_layout_dirs(), *settings.layout_dirs],
@@ -172,65 +204,117 @@ def check_config(path: Path) -> int:
 
 
 def _registry(extra: list[Path] | None) -> CodecRegistry:
+    from gateway.registry import CodecRegistry, default_layout_dirs  # noqa: PLC0415
+
     return CodecRegistry.load([*default_layout_dirs(), *(extra or [])])
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _decode(args: argparse.Namespace) -> int:
+    from gateway import decode  # noqa: PLC0415
+
+    codec = _registry(args.layout_dir).create(args.codec)
+    data = decode.read_input(args.hex, args.file, sys.stdin.buffer, args.format)
+    decode.run(codec, data)
+    return 0
+
+
+def _codecs(args: argparse.Namespace) -> int:
+    registry = _registry(args.layout_dir)
+    problems = registry.problems()
+    for name in registry.names():
+        print(name if name not in problems else f"{name}  (unusable: {problems[name]})")
+    return 0
+
+
+def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    from gateway import logs, server, workers  # noqa: PLC0415
+    from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
+
+    settings = load_settings(args.config, run_overrides(args))
+    if args.workers > 1:
+        shared = [ls for ls in settings.listeners if ls.port == 0]
+        if shared:
+            raise ConfigError(["--workers needs fixed listener ports (port 0 differs per process)"])
+        return workers.supervise(without_workers_flag(argv), args.workers)
+    logs.configure(settings.log)
+    return server.run(settings, lambda: load_settings(args.config, run_overrides(args)))
+
+
+def _bridge(args: argparse.Namespace) -> int:
+    from gateway import logs, server  # noqa: PLC0415
+    from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
+
+    settings = load_settings(args.config, bridge_overrides(args))
+    if settings.bridge is None:
+        raise ConfigError([f"{args.config}: no [bridge] section"])
+    logs.configure(settings.log)
+    return server.run(settings, lambda: load_settings(args.config, bridge_overrides(args)))
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from gateway import schema  # noqa: PLC0415
+
     try:
-        if args.command == "decode":
-            codec = _registry(args.layout_dir).create(args.codec)
-            data = decode.read_input(args.hex, args.file, sys.stdin.buffer, args.format)
-            decode.run(codec, data)
-        elif args.command == "codecs":
-            registry = _registry(args.layout_dir)
-            problems = registry.problems()
-            for name in registry.names():
-                print(name if name not in problems else f"{name}  (unusable: {problems[name]})")
-        elif args.command == "schema":
-            return schema.command(args.write, args.check)
-        elif args.command == "run":
-            settings = load_settings(args.config, run_overrides(args))
-            if args.workers > 1:
-                shared = [ls for ls in settings.listeners if ls.port == 0]
-                if shared:
-                    raise ConfigError(
-                        ["--workers needs fixed listener ports (port 0 differs per process)"]
-                    )
-                return workers.supervise(without_workers_flag(argv), args.workers)
-            logs.configure(settings.log)
-            return server.run(settings, lambda: load_settings(args.config, run_overrides(args)))
-        elif args.command == "bridge":
-            settings = load_settings(args.config, bridge_overrides(args))
-            if settings.bridge is None:
-                raise ConfigError([f"{args.config}: no [bridge] section"])
-            logs.configure(settings.log)
-            return server.run(settings, lambda: load_settings(args.config, bridge_overrides(args)))
-        elif args.command == "check-config":
-            return check_config(args.file)
-        elif args.command == "passwd":
-            return passwords.run(args)
-        elif args.command == "simulate":
-            return simulate_command.run(args)
-        elif args.command == "kinesis":
-            return kinesis_tail.run(args)
-        elif args.command == "replay":
-            return replay.run(args)
-        elif args.command == "parse":
-            return parse.run(args)
-    except (UnknownCodecError, decode.InputError) as exc:
-        print(f"gateway {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConfigError as exc:
-        for problem in exc.problems:
-            print(f"gateway {args.command}: {problem}", file=sys.stderr)
-        return EXIT_USAGE
-    except SinkError as exc:  # the data directory or the sink cannot be written at all
-        print(f"gateway {args.command}: {exc}", file=sys.stderr)
+        return schema.command(args.write, args.check)
+    except OSError as exc:  # `--write /proc/x`, an unreadable --check directory
+        print(f"gateway schema: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_IO
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
+    if args.command in MODULE_COMMANDS:
+        status: int = importlib.import_module(MODULE_COMMANDS[args.command][0]).run(args)
+        return status
+    if args.command == "run":
+        return _run(args, argv)
+    if args.command == "bridge":
+        return _bridge(args)
+    if args.command == "check-config":
+        return check_config(args.file)
+    return {"decode": _decode, "codecs": _codecs, "schema": _schema}[args.command](args)
+
+
+def _user_error(command: str, exc: Exception) -> int | None:
+    """Print ``exc`` as the user's mistake and return the exit status; None if it is a bug.
+
+    The error types are imported here, not at the top: whatever raised one has loaded its module
+    already, and a command that raised none never pays for pydantic.
+    """
+    from gateway.decode import InputError  # noqa: PLC0415
+    from gateway.registry import UnknownCodecError  # noqa: PLC0415
+    from gateway.settings_base import ConfigError  # noqa: PLC0415
+    from gateway.sink import SinkError  # noqa: PLC0415
+
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            print(f"gateway {command}: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, UnknownCodecError | InputError):
+        print(f"gateway {command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(exc, SinkError):  # the data directory or the sink cannot be written at all
+        print(f"gateway {command}: {exc}", file=sys.stderr)
+        return EXIT_IO
+    return None
+
+
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The subcommand named in ``argv``: its first word (the top level takes only ``-h``)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(_command_in(words)).parse_args(words)
+    try:
+        return _dispatch(args, argv)
     except BrokenPipeError:  # `gateway decode ... | head` is fine
         return 0
-    return 0
+    except Exception as exc:
+        status = _user_error(args.command, exc)
+        if status is None:
+            raise
+        return status
 
 
 if __name__ == "__main__":

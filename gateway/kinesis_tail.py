@@ -29,8 +29,8 @@ from parser.kpl import deaggregate
 POLL_S = 0.2
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("kinesis", help="Kinesis tools")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``kinesis`` tools (the command itself is registered by ``gateway.cli``)."""
     tools = p.add_subparsers(dest="kinesis_command", required=True, metavar="TOOL")
     t = tools.add_parser("tail", help="print a stream's records (deaggregated) as JSON lines")
     t.add_argument("--stream", required=True, help="stream name")

@@ -43,8 +43,8 @@ POLL_S = 0.25
 EXIT_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: records were dead-lettered, run again
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("parse", help="consume the raw Kinesis stream and produce parsed records")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``parse`` arguments (the command itself is registered by ``gateway.cli``)."""
     p.add_argument(
         "--config",
         type=Path,

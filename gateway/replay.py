@@ -50,8 +50,8 @@ from parser.rules import evaluate_frame
 BATCH_RECORDS = 2000
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("replay", help="re-parse raw records (archives, captures) like live ingest")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``replay`` arguments (the command itself is registered by ``gateway.cli``)."""
     p.add_argument(
         "inputs",
         nargs="*",

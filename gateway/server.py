@@ -114,9 +114,7 @@ class Gateway:
                 host, port = await device_port.start(reuse_port=worker is not None)
             except OSError as exc:
                 ps = device_port.port_settings
-                raise ConfigError(
-                    [f"listener {device_port.name} on {ps.host}:{ps.port}: {exc.strerror}"]
-                ) from None
+                raise _bind_error(f"listener {device_port.name}", ps.host, ps.port, exc) from None
             bound.append({"codec": device_port.name, "host": host, "port": port})
         if bridge is not None:
             bridge.start()
@@ -146,9 +144,12 @@ class Gateway:
             metrics_port = settings.metrics.port
             if worker is not None and metrics_port:
                 metrics_port += worker  # each worker is scraped on its own port
-            mhost, mport, stop_metrics = serve_metrics(
-                registry_, settings.metrics.host, metrics_port
-            )
+            try:
+                mhost, mport, stop_metrics = serve_metrics(
+                    registry_, settings.metrics.host, metrics_port
+                )
+            except OSError as exc:  # another gateway on this host took the port, say
+                raise _bind_error("metrics", settings.metrics.host, metrics_port, exc) from None
             metrics_address = f"http://{mhost}:{mport}/metrics"
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
@@ -175,8 +176,8 @@ class Gateway:
                     settings.health.host, settings.health.port, reuse_port=worker is not None
                 )
             except OSError as exc:
-                raise ConfigError(
-                    [f"health on {settings.health.host}:{settings.health.port}: {exc.strerror}"]
+                raise _bind_error(
+                    "health", settings.health.host, settings.health.port, exc
                 ) from None
             health_address = f"http://{hhost}:{hport}"
         sweeper = asyncio.create_task(self._sweep(), name="connection-sweeper")
@@ -348,6 +349,13 @@ class Gateway:
             now = time.monotonic()
             for listener in self.ports:
                 listener.sweep(now)
+
+
+def _bind_error(what: str, host: str, port: int, exc: OSError) -> ConfigError:
+    """A port that cannot be bound, in one line: ``metrics on 127.0.0.1:9108: Address already
+    in use`` (asyncio's own message repeats the address around a lower-cased reason)."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ConfigError([f"{what} on {host}:{port}: {reason}"])
 
 
 def run(settings: Settings, reload: Callable[[], Settings] | None = None) -> int:

@@ -7,6 +7,8 @@ receives the part it needs. ``config/local.toml`` is the commented example.
 
 from __future__ import annotations
 
+import os
+import re
 import tomllib
 import zoneinfo
 from pathlib import Path
@@ -18,6 +20,7 @@ from pydantic_settings import (
     InitSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
 )
 
 from gateway.bridge.settings import BridgeSettings
@@ -161,10 +164,14 @@ class MetricsSettings(Section):
 
 
 class HealthSettings(Section):
-    """NLB health checks: ``/healthz`` (live) and ``/readyz`` (ready) over plain HTTP."""
+    """NLB health checks: ``/healthz`` (live) and ``/readyz`` (ready) over plain HTTP.
+
+    Loopback unless configured, like the metrics: a deployment behind an NLB says where its
+    health checks arrive (``systemd/ev-gateway.service`` and ``config/ec2.toml``: 0.0.0.0).
+    """
 
     enabled: bool = True
-    host: str = "0.0.0.0"
+    host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
 
 
@@ -246,6 +253,24 @@ def load_settings(path: Path | None, overrides: dict[str, Any] | None = None) ->
         return _Loaded(**(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(_problems(exc)) from None
+    except SettingsError as exc:
+        raise ConfigError([_environment_problem(exc)]) from None
+
+
+def _environment_problem(exc: SettingsError) -> str:
+    """One line for a ``GATEWAY_…`` value that should be JSON (a list or table) and is not.
+
+    pydantic-settings names only the top-level field; the variables behind it are those named
+    after it, and the JSON error (the cause) says where the value breaks.
+    """
+    field = re.search(r'field "([^"]+)"', str(exc))
+    if field is None:
+        return str(exc)
+    prefix = f"GATEWAY_{field.group(1)}".upper()
+    names = sorted(
+        n for n in os.environ if n.upper() == prefix or n.upper().startswith(prefix + "__")
+    )
+    return f"{' or '.join(names) or prefix}: not valid JSON: {exc.__cause__ or exc}"
 
 
 def _problems(exc: ValidationError) -> list[str]:

@@ -167,6 +167,34 @@ def test_template_instances_share_ports_as_one_user_with_separate_state() -> Non
     assert value(unit, "LimitNOFILE") == "131072"
 
 
+def test_behind_the_nlb_health_checks_answer_on_every_interface_and_loopback_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Nothing configured: health and metrics stay on loopback (two gateways on one host, or a
+    # laptop, expose neither to the network).
+    for name in list(os.environ):
+        if name.startswith("GATEWAY_"):
+            monkeypatch.delenv(name)
+    default = load_settings(None)
+    assert default.health.host == default.metrics.host == "127.0.0.1"
+    # The units and the EC2 example they are installed with keep /readyz where the NLB's health
+    # checks arrive.
+    for name in ("ev-gateway.service", "ev-gateway@.service"):
+        assert environment(load_unit(name))["GATEWAY_HEALTH__HOST"] == "0.0.0.0", name
+    ec2 = load_settings(ROOT / "config" / "ec2.toml")
+    assert ec2.health.host == "0.0.0.0" and ec2.health.enabled
+    assert {ls.host for ls in ec2.listeners} == {"0.0.0.0"}
+    readme = (SYSTEMD / "README.md").read_text(encoding="utf-8")
+    installed = re.findall(
+        r"share/ev-gateway/(config/\S+\.toml) " + re.escape(GATEWAY_TOML), readme
+    )
+    assert installed == ["config/ec2.toml"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert (
+        "config/ec2.toml" in project["tool"]["setuptools"]["data-files"]["share/ev-gateway/config"]
+    )
+
+
 def _copies_with_a_real_executable(tmp_path: Path) -> list[Path]:
     # verify checks that ExecStart's binary exists: point it at this checkout's gateway.
     gateway = str(Path(sys.executable).with_name("gateway"))

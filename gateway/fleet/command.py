@@ -35,13 +35,10 @@ class UsageError(ValueError):
     """A bad argument; the message is one line for the user."""
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``simulate`` subcommand. Values are checked by :func:`run` (one-line errors)."""
-    p = sub.add_parser(
-        "simulate",
-        help="run a simulated device fleet against a gateway and print a JSON summary",
-        description=__doc__.splitlines()[0] if __doc__ else None,
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``simulate`` arguments (the command itself is registered by ``gateway.cli``).
+    Values are checked by :func:`run` (one-line errors)."""
+    p.description = __doc__.splitlines()[0] if __doc__ else None
     p.add_argument(
         "--target",
         action="append",

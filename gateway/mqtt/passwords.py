@@ -130,11 +130,8 @@ def write_password(path: Path, user: str, password: str | None) -> None:
         raise
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser(
-        "passwd",
-        help="set or delete an MQTT device's password in a password file (like mosquitto_passwd)",
-    )
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``passwd`` arguments (the command itself is registered by ``gateway.cli``)."""
     p.add_argument("file", type=Path, help="the password file (created if missing)")
     p.add_argument("user", help="user name (the MQTT CONNECT username)")
     how = p.add_mutually_exclusive_group()

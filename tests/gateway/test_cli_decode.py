@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,65 @@ def _collect_descriptions(node: object, into: list[str]) -> None:
     elif isinstance(node, list):
         for item in node:
             _collect_descriptions(item, into)
+
+
+@pytest.mark.parametrize("flag", ["--write", "--check"])
+def test_a_schema_directory_that_cannot_be_used_is_one_line(flag: str) -> None:
+    result = subprocess.run(
+        [str(GATEWAY), "schema", flag, "/proc/no-such-dir"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if flag == "--write":  # nothing can be created under /proc
+        assert result.returncode == 74
+        assert result.stderr == "gateway schema: /proc/no-such-dir: No such file or directory\n"
+    else:  # a missing directory holds no current files
+        assert result.returncode == 1
+        assert result.stderr.count("\n") == 1 and "stale schema files" in result.stderr
+
+
+QUICK_COMMANDS = [["--help"], ["decode", "--codec", "evb1", "--hex", "00"], ["codecs"]]
+
+
+@pytest.mark.parametrize("argv", QUICK_COMMANDS, ids=lambda argv: argv[0])
+def test_quick_commands_do_not_import_the_aws_stack(argv: list[str]) -> None:
+    # aiobotocore, botocore, aiohttp and pydantic took ~0.6 s to import; these commands use none.
+    probe = (
+        "import sys\n"
+        "from gateway import cli\n"
+        "try:\n"
+        "    status = cli.main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n"
+        "    status = exc.code\n"
+        "heavy = {'aiobotocore', 'botocore', 'aiohttp', 'pydantic', 'pydantic_settings'}\n"
+        "print(sorted(heavy & {name.partition('.')[0] for name in sys.modules}), status,"
+        " file=sys.stderr)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.stderr.splitlines()[-1] == "[] 0", result.stderr
+    assert result.stdout
+
+
+def test_help_lists_every_command_and_each_command_its_arguments() -> None:
+    def run(*argv: str) -> str:
+        result = subprocess.run(
+            [str(GATEWAY), *argv], capture_output=True, text=True, timeout=60, check=True
+        )
+        return result.stdout
+
+    top = run("--help")
+    for command in ("decode", "run", "bridge", "simulate", "passwd", "kinesis", "replay", "parse",
+                    "check-config", "codecs", "schema"):  # fmt: skip
+        assert re.search(rf"^    {command}\b", top, re.MULTILINE), command
+    assert "--capture" in run("replay", "--help")
+    assert "--checkpoint" in run("parse", "--help")
+    assert "--devices" in run("simulate", "--help")
+    assert "--stream" in run("kinesis", "tail", "--help")

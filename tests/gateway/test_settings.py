@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -101,3 +102,32 @@ def test_run_refuses_bad_flags_without_a_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 2 and "unknown codec 'nope'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_malformed_json_environment_value_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    env = {**os.environ, "GATEWAY_LISTENERS": '[{"codec":'}
+    result = subprocess.run(
+        [GATEWAY, "run", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        "gateway run: GATEWAY_LISTENERS: not valid JSON: Expecting value: line 1 column 11 "
+        "(char 10)\n"
+    )
+    env = {**os.environ, "GATEWAY_SINK__LOCAL": "{x"}
+    result = subprocess.run(
+        [GATEWAY, "check-config", str(ROOT / "config" / "local.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("gateway check-config: GATEWAY_SINK__LOCAL: not valid JSON")
+    assert result.stderr.count("\n") == 1

@@ -21,7 +21,7 @@ GATEWAY = str(Path(sys.executable).with_name("gateway"))
 
 def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
-    command.add_parser(parser.add_subparsers(dest="command"))
+    command.add_arguments(parser.add_subparsers(dest="command").add_parser("simulate"))
     return parser.parse_args(["simulate", *argv])
 
 

@@ -25,7 +25,13 @@ from gateway.pipeline import Pipeline
 from gateway.settings_base import TlsSettings
 from gateway.stats import ListenerStats
 from gateway.tls import TlsSession, load, server_context
-from parser.proxy_protocol import AllowList, ProxyHeaderParser, ProxyMode, ProxyProtocolError
+from parser.proxy_protocol import (
+    AllowList,
+    ProxyHeaderParser,
+    ProxyMode,
+    ProxyProtocolError,
+    trusted_proxies,
+)
 
 log = structlog.get_logger("gateway.connection")
 
@@ -52,6 +58,8 @@ class PortSettings(Protocol):
     @property
     def proxy_protocol(self) -> Literal["off", "optional", "required"]: ...
     @property
+    def proxy_protocol_trusted_networks(self) -> list[str] | None: ...
+    @property
     def allowed_networks(self) -> list[str] | None: ...
 
 
@@ -70,6 +78,7 @@ class DevicePort:
         self.bound_port = settings.port
         self.tls = server_context(settings.tls) if settings.tls is not None else None
         self.allow = AllowList.parse(settings.allowed_networks)
+        self.trusted = _trusted(settings)
         self.proxy_mode = (
             None if settings.proxy_protocol == "off" else ProxyMode(settings.proxy_protocol)
         )
@@ -110,10 +119,12 @@ class DevicePort:
         return str(host), int(port)
 
     def reload_port(self, settings: PortSettings) -> None:
-        """SIGHUP: new certificates and allow-list for new connections; open ones untouched."""
+        """SIGHUP: new certificates, allow-list and trusted proxies for new connections; open
+        ones untouched."""
         if self.tls is not None and settings.tls is not None:
             load(self.tls, settings.tls)
         self.allow = AllowList.parse(settings.allowed_networks)
+        self.trusted = _trusted(settings)
         self.port_settings = settings
 
     def stop_accepting(self) -> None:
@@ -254,6 +265,9 @@ class DeviceConnection(asyncio.Protocol):
         stats = port.stats
         peer = transport.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if port.proxy_mode is ProxyMode.REQUIRED and not port.trusted.allows(self._peer_host()):
+            self.close("proxy_untrusted", abort=True)  # only the load balancer may connect
+            return
         if len(port.connections) >= port.port_settings.max_connections:
             stats.refused["max_connections"] += 1
             transport.abort()
@@ -279,7 +293,7 @@ class DeviceConnection(asyncio.Protocol):
     def _admit(self) -> bool:
         """Allow-list check on the device's address, then the open log line."""
         port = self.port
-        if not port.allow.allows(self.peer.rpartition(":")[0].strip("[]")):
+        if not port.allow.allows(self._peer_host()):
             self.close("source_not_allowed", abort=True)
             return False
         self._peer_known()
@@ -298,12 +312,21 @@ class DeviceConnection(asyncio.Protocol):
         if result is None:
             return None
         self._proxy = None
+        if result.command != "none" and not self.port.trusted.allows(self._peer_host()):
+            # A header from a peer that is not the load balancer: anyone can write one, and
+            # believing it would let a direct client claim any address (and pass allow-lists).
+            self.close("proxy_untrusted", abort=True)
+            return None
         if self.port.tls is not None:
             self._tls = TlsSession(self.port.tls)
         if result.source is not None:
             host, port = result.source
             self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return result.rest if self._admit() else None
+
+    def _peer_host(self) -> str:
+        """The IP address of ``peer`` (the socket's, or the PROXY header's once read)."""
+        return self.peer.rpartition(":")[0].strip("[]")
 
     def peer_certificate(self) -> dict[str, Any] | None:
         """The verified client certificate (mutual TLS), as ``SSLSocket.getpeercert`` gives it."""
@@ -453,3 +476,7 @@ class DeviceConnection(asyncio.Protocol):
             return  # the device reconnects and resends; at-least-once, never lost
         self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
         self.port.stats.acks += acks
+
+
+def _trusted(settings: PortSettings) -> AllowList:
+    return trusted_proxies(settings.proxy_protocol, settings.proxy_protocol_trusted_networks)

@@ -27,7 +27,7 @@ from gateway.bridge.settings import BridgeSettings
 from gateway.mqtt.settings import JsonCodecSettings, MqttListenerSettings
 from gateway.notify.settings import NotificationSettings
 from gateway.settings_base import AckPolicy, ConfigError, Section, TlsSettings
-from parser.proxy_protocol import AllowList
+from parser.proxy_protocol import AllowList, trusted_proxies
 
 __all__ = ["AckPolicy", "ConfigError", "Section", "TlsSettings"]
 
@@ -55,6 +55,10 @@ class ListenerSettings(Section):
     # With NLB IP targets the device address arrives in a PROXY protocol v2 header; "optional"
     # also takes connections without one (health checks, direct tests).
     proxy_protocol: Literal["off", "optional", "required"] = "off"
+    # Peers whose PROXY headers are believed (CIDRs: the NLB's subnets); required when
+    # proxy_protocol is on. Any other peer sending a header is refused, and under "required"
+    # any other peer at all. Reloaded on SIGHUP.
+    proxy_protocol_trusted_networks: list[str] | None = None
     # Source networks allowed to connect (CIDRs; after PROXY, the device's own address).
     # Unset: any source. Reloaded on SIGHUP.
     allowed_networks: list[str] | None = None
@@ -64,6 +68,11 @@ class ListenerSettings(Section):
     def _valid_networks(cls, value: list[str] | None) -> list[str] | None:
         AllowList.parse(value)  # ValueError names the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _proxy_trust(self) -> ListenerSettings:
+        trusted_proxies(self.proxy_protocol, self.proxy_protocol_trusted_networks)
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -355,6 +355,27 @@ class AllowList:
         return f"AllowList({[str(n) for n in self.networks]!r})"
 
 
+def trusted_proxies(mode: str, entries: Iterable[str] | None) -> AllowList:
+    """The peers whose PROXY headers a listener honours (``mode``: off, optional, required).
+
+    Any client can send a header, so one is believed only from the load balancer: a listener
+    reading headers must name the networks its proxies connect from (the NLB's subnets). There
+    is no safe default (trusting every peer would let a direct client claim any address), so
+    ``ValueError`` says what to set; entries without a header-reading listener are refused too,
+    as a sign of a mistaken configuration.
+    """
+    if mode == "off":
+        if entries is not None:
+            raise ValueError("proxy_protocol_trusted_networks is set but proxy_protocol = 'off'")
+        return AllowList([])
+    if not entries:
+        raise ValueError(
+            f"proxy_protocol = '{mode}' needs proxy_protocol_trusted_networks (the load "
+            "balancer's subnets): a PROXY header from any other peer could claim any address"
+        )
+    return AllowList.parse(entries)
+
+
 def _prefix_sets(networks: Iterable[_Network], bits: int) -> tuple[tuple[int, frozenset[int]], ...]:
     by_length: dict[int, set[int]] = {}
     for network in networks:

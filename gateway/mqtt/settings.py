@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from gateway.settings_base import AckPolicy, ConfigError, Section, TlsSettings
 from parser.codec import CodecFactory, CodecOptions
 from parser.json_codec import JsonCodec, JsonFields
-from parser.proxy_protocol import AllowList
+from parser.proxy_protocol import AllowList, trusted_proxies
 from parser.topics import TopicError, TopicTemplate
 
 DEVICE_ID = "device_id"
@@ -80,6 +80,8 @@ class MqttListenerSettings(Section):
     write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
     tls: TlsSettings | None = None
     proxy_protocol: Literal["off", "optional", "required"] = "off"
+    # As for TCP listeners (gateway/settings.py): the peers whose PROXY headers are believed.
+    proxy_protocol_trusted_networks: list[str] | None = None
     allowed_networks: list[str] | None = None
 
     _valid_command_topic = field_validator("command_topic")(_template)
@@ -89,6 +91,11 @@ class MqttListenerSettings(Section):
     def _valid_networks(cls, value: list[str] | None) -> list[str] | None:
         AllowList.parse(value)  # ValueError names the bad entry
         return value
+
+    @model_validator(mode="after")
+    def _proxy_trust(self) -> MqttListenerSettings:
+        trusted_proxies(self.proxy_protocol, self.proxy_protocol_trusted_networks)
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttListenerSettings:

@@ -21,7 +21,8 @@ def test_proxy_v2_gives_the_real_address_and_the_allow_list_checks_it(tmp_path: 
     config = tmp_path / "gw.toml"
     config.write_text(
         "[[listeners]]\ncodec = 'evb1'\nhost = '127.0.0.1'\nport = 0\n"
-        "proxy_protocol = 'required'\nallowed_networks = ['203.0.113.0/24']\n"
+        "proxy_protocol = 'required'\nproxy_protocol_trusted_networks = ['127.0.0.0/8']\n"
+        "allowed_networks = ['203.0.113.0/24']\n"
     )
     gw = GatewayProcess(tmp_path / "data", codecs=(), config=config)
     try:
@@ -135,6 +136,7 @@ def test_proxy_header_before_tls(tmp_path: Path) -> None:
     config = tmp_path / "gw.toml"
     config.write_text(
         "[[listeners]]\ncodec = 'evb1'\nhost = '127.0.0.1'\nport = 0\nproxy_protocol = 'required'\n"
+        "proxy_protocol_trusted_networks = ['127.0.0.1/32']\n"
         f"tls = {{ cert_file = '{cert}', key_file = '{key}' }}\n"
     )
     gw = GatewayProcess(tmp_path / "data", codecs=(), config=config)

@@ -23,6 +23,7 @@ from parser.proxy_protocol import (
     TlvType,
     build_v2,
     build_v2_local,
+    trusted_proxies,
 )
 
 SIG_HEX = "0d0a0d0a000d0a515549540a"
@@ -541,3 +542,26 @@ def test_allow_list_agrees_with_ipaddress_membership(networks: list[_NET], addre
         plain.version == net.version and plain in net for net in map(unmapped_network, networks)
     )
     assert AllowList.parse([str(n) for n in networks]).allows(str(address)) is expected
+
+
+def test_trusted_proxies_are_the_networks_named_for_a_header_reading_listener() -> None:
+    trusted = trusted_proxies("required", ["10.0.1.0/24", "10.0.2.0/24"])
+    assert trusted.allows("10.0.2.17") and not trusted.allows("10.0.3.1")
+    assert not trusted_proxies("off", None).allows("10.0.2.17")  # nothing reads a header
+
+
+@pytest.mark.parametrize("mode", ["optional", "required"])
+@pytest.mark.parametrize("entries", [None, []])
+def test_a_header_reading_listener_must_name_its_trusted_proxies(
+    mode: str, entries: list[str] | None
+) -> None:
+    # Trusting every peer would let any client claim any address: no default is safe.
+    with pytest.raises(ValueError, match="needs proxy_protocol_trusted_networks"):
+        trusted_proxies(mode, entries)
+
+
+def test_trusted_proxies_without_proxy_protocol_are_a_configuration_mistake() -> None:
+    with pytest.raises(ValueError, match="proxy_protocol = 'off'"):
+        trusted_proxies("off", ["10.0.0.0/8"])
+    with pytest.raises(ValueError, match=r"invalid allow-list entry '10\.0\.0\.1/8'"):
+        trusted_proxies("required", ["10.0.0.1/8"])

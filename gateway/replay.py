@@ -329,6 +329,15 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.config, overrides)
     if not args.inputs and args.capture is None:
         raise ConfigError(["give raw-record files or directories, or --capture FILE"])
+    # A named input that is not there is a wrong command line (`replay data/raw` when the data
+    # is in data/demo/raw), not bad data to skip: nothing would be replayed.
+    local = [
+        *(i for i in args.inputs if not i.startswith(S3_SCHEME)),
+        *filter(None, [args.capture]),
+    ]
+    missing = [str(path) for path in map(Path, local) if not path.exists()]
+    if missing:
+        raise ConfigError([f"{path}: no such file or directory" for path in missing])
     if any(
         i.startswith(S3_SCHEME) and not i[len(S3_SCHEME) :].partition("/")[0] for i in args.inputs
     ):

@@ -130,7 +130,7 @@ def test_schema_files_are_current() -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        ["replay", "{tmp}/missing-input"],
+        ["replay", "{tmp}/file"],
         ["run", "--listen", "evb1=127.0.0.1:0", "--metrics", "127.0.0.1:0", "--health",
          "127.0.0.1:0"],
     ],
@@ -233,3 +233,22 @@ def test_help_lists_every_command_and_each_command_its_arguments() -> None:
     assert "--checkpoint" in run("parse", "--help")
     assert "--devices" in run("simulate", "--help")
     assert "--stream" in run("kinesis", "tail", "--help")
+
+
+def test_replay_of_inputs_that_do_not_exist_is_one_line_each_and_exit_2(tmp_path: Path) -> None:
+    capture = ["--capture", str(tmp_path / "old.hex"), "--device-id", "1", "--codec", "evb1"]
+    for inputs in ([str(tmp_path / "raw"), str(tmp_path / "raw2")], capture):
+        result = subprocess.run(
+            [str(GATEWAY), "replay", *inputs, "--data-dir", str(tmp_path / "out")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        named = [i for i in inputs if i.startswith(str(tmp_path))]
+        assert result.stderr == "".join(
+            f"gateway replay: {i}: no such file or directory\n" for i in named
+        )
+        assert result.stdout == ""
+        assert not (tmp_path / "out").exists(), "nothing written for a command line that is wrong"

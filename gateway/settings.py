@@ -51,6 +51,7 @@ class ListenerSettings(Section):
     write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
     timezone: str = "UTC"
     allowed_devices: list[str] | None = None
+    # With client_ca_file (mutual TLS), a login must name the device in the certificate's CN.
     tls: TlsSettings | None = None
     # With NLB IP targets the device address arrives in a PROXY protocol v2 header; "optional"
     # also takes connections without one (health checks, direct tests).

@@ -18,6 +18,7 @@ from gateway.flow_control import FlowControl
 from gateway.pipeline import FrameSource, Pipeline
 from gateway.settings import ListenerSettings
 from gateway.stats import ListenerStats
+from gateway.tls import common_name
 from parser.codec import Codec, Session
 from parser.events import Action, Frame, Login, Reject
 
@@ -137,6 +138,12 @@ class TcpDeviceProtocol(DeviceConnection):
 
     def _login(self, event: Login) -> None:
         listener = self.listener
+        # Mutual TLS: the certificate names the one device this connection may speak for, in
+        # its subject CN (as MQTT's identity = "certificate" reads it; SANs are not read).
+        certificate = self.peer_certificate()
+        if certificate and (name := common_name(certificate)) != event.device_id:
+            self._certificate_mismatch(event.device_id, name)
+            return
         self.device_id = event.device_id
         self.last_activity = now = time.monotonic()
         # The login frame is kept like any frame, but its reply does not wait for the sink:
@@ -145,6 +152,19 @@ class TcpDeviceProtocol(DeviceConnection):
         if event.reply:
             self.reply_order.now(event.reply, now)
         log.debug("login", codec=listener.codec.name, peer=self.peer, device_id=event.device_id)
+
+    def _certificate_mismatch(self, device_id: str, certificate_cn: str | None) -> None:
+        """A login naming another device than the client certificate: refused, not stored
+        (a certificate proves one device's identity; it must not speak for the others)."""
+        self.listener.stats.rejects["certificate_mismatch"] += 1
+        log.warning(
+            "login refused: the client certificate names another device",
+            codec=self.listener.codec.name,
+            peer=self.peer,
+            device_id=device_id,
+            certificate_cn=certificate_cn,
+        )
+        self.close("certificate_mismatch")
 
     def _reject(self, event: Reject) -> None:
         self.listener.stats.rejects[event.reason] += 1

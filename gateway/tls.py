@@ -87,3 +87,16 @@ class TlsSession:
         """Plaintext in; the ciphertext to write."""
         self._tls.write(data)
         return self._out.read()
+
+
+def common_name(cert: dict[str, Any] | None) -> str | None:
+    """The subject CN of a certificate as ``getpeercert()`` gives it (the first, if several).
+
+    The CN is the identity a device certificate carries for mutual-TLS listeners: the device id
+    its login must name (TCP) or the MQTT identity (``identity = "certificate"``).
+    """
+    for rdn in (cert or {}).get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return None

@@ -1,5 +1,6 @@
 """TLS device listeners at the edge, through the real gateway process on loopback: handshakes
-count against the connection limit and the login deadline."""
+count against the connection limit and the login deadline; a client certificate speaks for the
+one device its CN names."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import time
 from pathlib import Path
 
 from tests.gateway.devices import DeviceSocket
-from tests.gateway.gatewayproc import GatewayProcess
+from tests.gateway.gatewayproc import GatewayProcess, read_records
 from tests.parser.streams import evb1_ack, evb1_heartbeat, evb1_login
 from tests.pki import Pki
 
 IMEI = "356307042441013"
+OTHER_IMEI = "356307042441099"
 EVB1_ACK_BYTES = 11
 
 
@@ -63,6 +65,35 @@ def test_silent_tls_sockets_are_held_to_the_connection_limit_and_the_login_deadl
             dev.close()
     finally:
         assert gw.stop() == 0
+
+
+def test_a_client_certificate_logs_in_only_the_device_its_cn_names(tmp_path: Path) -> None:
+    pki = Pki.create(tmp_path / "pki")
+    config = tls_listener(tmp_path, pki)
+    config.write_text(config.read_text().replace(" }", f", client_ca_file = '{pki.ca_cert}' }}"))
+    cert, key = pki.issue("device", IMEI)
+    context = client_context(pki)
+    context.load_cert_chain(cert, key)
+    gw = GatewayProcess(tmp_path / "data", codecs=(), config=config)
+    try:
+        port = gw.ports["evb1"]
+        with context.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as own:
+            own.sendall(evb1_login(IMEI) + evb1_heartbeat(1))
+            assert recv_exact(own, 2 * EVB1_ACK_BYTES) == evb1_ack(0, 1) + evb1_ack(1, 4)
+        # The same certificate logging in as another device: refused, nothing ACKed or kept.
+        with context.wrap_socket(
+            socket.create_connection(("127.0.0.1", port), timeout=5)
+        ) as impostor:
+            impostor.sendall(evb1_login(OTHER_IMEI) + evb1_heartbeat(2))
+            assert recv_exact(impostor, EVB1_ACK_BYTES) == b""  # closed, no ACK
+        closed_total = "gateway_connections_closed_by_gateway_total"
+        assert gw.metric(closed_total, reason="certificate_mismatch") == 1
+        assert gw.metric("gateway_rejects_total", reason="certificate_mismatch") == 1
+    finally:
+        assert gw.stop() == 0
+    assert {r["device_id"] for r in read_records(gw.data_dir, "raw")} == {IMEI}
+    (refused,) = gw.events("login refused: the client certificate names another device")
+    assert (refused["device_id"], refused["certificate_cn"]) == (OTHER_IMEI, IMEI)
 
 
 def recv_exact(sock: ssl.SSLSocket, size: int) -> bytes:

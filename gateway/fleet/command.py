@@ -14,6 +14,7 @@ import math
 import secrets
 import sys
 from pathlib import Path
+from typing import cast
 
 from gateway.fleet.simulator import (
     CODECS,
@@ -28,6 +29,7 @@ from gateway.fleet.simulator import (
 from gateway.fleet.unit import UnitSettings
 
 EXIT_USAGE = 2
+EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: nothing accepted the fleet's connections
 _MAX_PORT = 65535
 
 
@@ -125,7 +127,14 @@ def run(args: argparse.Namespace) -> int:
             log.close()
     with contextlib.suppress(BrokenPipeError):  # `gateway simulate ... | head` is fine
         print(json.dumps(result), flush=True)
-    return 0
+    unreachable = cast(list[str], result["unreachable"])
+    for codec in unreachable:
+        host, port = config.targets[codec]
+        print(
+            f"gateway simulate: nothing accepted {codec} connections on {host}:{port}",
+            file=sys.stderr,
+        )
+    return EXIT_UNAVAILABLE if unreachable else 0
 
 
 def config_from_args(args: argparse.Namespace, *, progress: bool = False) -> FleetConfig:

@@ -95,6 +95,8 @@ class Fleet:
             for codec in config.codecs
         }
         self.devices: list[SimulatedDevice] = []
+        # Codecs whose target accepted no connection at all (set when the run stops for it).
+        self.unreachable: list[str] = []
         self._skipped_frames = 0
         self._stopping = asyncio.Event()
         self._forced = asyncio.Event()
@@ -150,6 +152,7 @@ class Fleet:
                 "sent_per_s": round(sent / ran_s, 1) if ran_s > 0 else 0.0,
                 "skipped_frames": self._skipped_frames,
                 "interrupted": interrupted,
+                "unreachable": self.unreachable,
             },
         )
 
@@ -221,6 +224,25 @@ class Fleet:
             await asyncio.sleep(HOUSEKEEPING_S)
             for device in self.devices:
                 device.housekeep()
+            if not self.unreachable:
+                self._stop_if_unreachable()
+
+    def _stop_if_unreachable(self) -> None:
+        """End the run, without a drain, once a codec's every device has failed to connect and
+        none ever did: nothing listens on its target (a wrong port, a gateway that is down),
+        and waiting out the duration would only delay saying so."""
+        by_codec: dict[str, list[SimulatedDevice]] = {}
+        for device in self.devices:
+            by_codec.setdefault(device.unit.stats.codec, []).append(device)
+        for codec, devices in by_codec.items():
+            stats = self.stats[codec]
+            # A connection that ever opened is still open or ended in a counted disconnect.
+            reached = stats.disconnects > 0 or any(d.connected for d in devices)
+            if stats.connect_errors >= len(devices) and not reached:
+                self.unreachable.append(codec)
+        if self.unreachable:
+            self._stopping.set()
+            self._forced.set()
 
     async def _drain(self, deadline: float) -> float:
         """Wait until no frame is outstanding, the deadline passes or a second signal comes."""

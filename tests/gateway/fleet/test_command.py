@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import signal
+import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -171,3 +172,23 @@ async def test_a_bad_argument_in_a_real_process_is_one_line_and_no_traceback() -
     code, out, err = await simulate("--target", "nowhere", "--codec", "evb1")
     assert (code, out) == (2, "")
     assert err == "gateway simulate: bad target 'nowhere': expected HOST:PORT with a port 1-65535\n"
+
+
+@pytest.mark.asyncio
+async def test_a_target_where_nothing_listens_is_one_line_and_exit_69() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there
+    server = AckServer("evb1")
+    host, good = await server.start()
+    try:
+        code, out, err = await simulate(
+            "--codec", "evb1,gt06", "--target", f"evb1={host}:{good}",
+            "--target", f"gt06=127.0.0.1:{port}", "--devices", "4", "--duration", "60",
+        )  # fmt: skip
+    finally:
+        await server.close()
+    assert code == 69
+    assert err == f"gateway simulate: nothing accepted gt06 connections on 127.0.0.1:{port}\n"
+    summary = json.loads(out)
+    assert summary["unreachable"] == ["gt06"] and summary["run_s"] < 60

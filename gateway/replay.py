@@ -141,9 +141,12 @@ class Codecs(dict[str, Codec | None]):
         )
 
     def __missing__(self, name: str) -> Codec | None:
-        # The listener's options (GT06 time zone) make replay decode as live did.
+        # The listener's options (GT06 time zone, model variant) make replay decode as live did.
         listener = next((ls for ls in self.settings.listeners if ls.codec == name), None)
-        options = CodecOptions(timezone=listener.timezone if listener else "UTC")
+        options = CodecOptions(
+            timezone=listener.timezone if listener else "UTC",
+            variant=listener.variant if listener else "standard",
+        )
         try:
             codec: Codec | None = self.registry.create(name, options)
         except UnknownCodecError:

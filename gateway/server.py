@@ -49,6 +49,11 @@ SINK_DOWN_AFTER_S = 5.0
 EXIT_FORCED = 130
 
 
+def _wall_clock_ms() -> int:
+    """The clock codecs read for replies that carry the time (GT06 0x8A)."""
+    return time.time_ns() // 1_000_000
+
+
 class Gateway:
     def __init__(
         self,
@@ -265,6 +270,8 @@ class Gateway:
             max_frame_bytes=ls.max_frame_bytes,
             timezone=ls.timezone,
             allowed_devices=None if ls.allowed_devices is None else frozenset(ls.allowed_devices),
+            variant=ls.variant,
+            clock_ms=_wall_clock_ms,
         )
         try:
             return self.registry.create(ls.codec, options)

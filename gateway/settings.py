@@ -27,7 +27,11 @@ from gateway.bridge.settings import BridgeSettings
 from gateway.mqtt.settings import JsonCodecSettings, MqttListenerSettings
 from gateway.notify.settings import NotificationSettings
 from gateway.settings_base import AckPolicy, ConfigError, Section, TlsSettings
+from parser.gt06_packets import VARIANTS as GT06_VARIANTS
 from parser.proxy_protocol import AllowList, trusted_proxies
+
+# Model variants each codec accepts (a codec not listed has only "standard").
+CODEC_VARIANTS = {"gt06": frozenset(GT06_VARIANTS)}
 
 __all__ = ["AckPolicy", "ConfigError", "Section", "TlsSettings"]
 
@@ -73,6 +77,14 @@ class ListenerSettings(Section):
     @model_validator(mode="after")
     def _proxy_trust(self) -> ListenerSettings:
         trusted_proxies(self.proxy_protocol, self.proxy_protocol_trusted_networks)
+        return self
+
+    @model_validator(mode="after")
+    def _known_variant(self) -> ListenerSettings:
+        known = CODEC_VARIANTS.get(self.codec, frozenset({"standard"}))
+        if self.variant not in known:
+            names = ", ".join(sorted(known))
+            raise ValueError(f"unknown variant {self.variant!r} for codec {self.codec}: {names}")
         return self
 
     @field_validator("timezone")

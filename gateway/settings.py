@@ -54,6 +54,9 @@ class ListenerSettings(Section):
     # A device that does not read its ACKs is cut off once this much is queued for it.
     write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
     timezone: str = "UTC"
+    # The device model family, for codecs whose models differ from the protocol document
+    # (gt06: standard | voltage_heartbeat | imei_location); like the time zone, per listener.
+    variant: str = "standard"
     allowed_devices: list[str] | None = None
     # With client_ca_file (mutual TLS), a login must name the device in the certificate's CN.
     tls: TlsSettings | None = None

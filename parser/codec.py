@@ -24,6 +24,12 @@ class CodecOptions:
     timezone: str = "UTC"
     # When set, logins from other device ids are refused (Teltonika answers 00).
     allowed_devices: frozenset[str] | None = None
+    # A model family whose packets differ from the protocol document (GT06: see
+    # parser.gt06_packets.VARIANTS); "standard" is the document.
+    variant: str = "standard"
+    # Wall-clock Unix time in ms, for replies that carry the time (GT06 0x8A). Injected by the
+    # runtime: parser/ reads no clock. None: such requests are kept but not answered.
+    clock_ms: Callable[[], int] | None = None
 
 
 class Session(Protocol):

@@ -1,4 +1,4 @@
-"""Concox GT06 over TCP: framing, login, replies and decoding of location, status and alarm packets.
+"""Concox GT06 over TCP: framing, login and replies; packet contents are in ``gt06_packets``.
 
 References are to the Concox "GPS Tracker Communication Protocol (GT06)" document ("doc"). A frame
 is ``7878`` + 1-byte length (or ``7979`` + 2-byte length), protocol number, content, 2-byte serial,
@@ -8,16 +8,16 @@ counts protocol number through CRC.
 
 from __future__ import annotations
 
-import enum
 import struct
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from parser.codec import CodecOptions
 from parser.crc import crc16_x25
 from parser.errors import DecodeError
 from parser.events import Action, Event, Frame, Login, Reject
-from parser.records import Alarm, AttrValue, MetricValue, Position, Reading
+from parser.gt06_packets import LONG_REPLY, SHORT_REPLY, Gt06Protocol, PacketDecoder
+from parser.records import AttrValue, Reading
 from parser.resync import find_sync, garbage
 
 # 7878 frames are at most 5 + 255 = 260 bytes; 7979 "information transmission" packets are
@@ -40,65 +40,17 @@ _MARKERS = (_SHORT, _LONG)
 _STOP = b"\r\n"
 
 _U16 = struct.Struct(">H")
-# GPS block (doc 5.2.1): date-time YY MM DD hh mm ss, info (length << 4 | satellites), latitude,
-# longitude, speed, course/status.
-_GPS = struct.Struct(">6BBIIBH")
-# LBS block (doc 5.2.1): MCC, MNC, LAC, cell id as a 24-bit integer (high byte + low word).
-_LBS = struct.Struct(">HBHBH")
-# Status block (doc 5.4.1): terminal info, voltage level, GSM signal, alarm, language.
-_STATUS = struct.Struct(">5B")
-
-_GPS_BYTES = _GPS.size  # 18
-_LOCATION_MIN_BYTES = _GPS_BYTES + _LBS.size  # 26; more is a vendor extension
-_ALARM_BYTES = _GPS_BYTES + 1 + _LBS.size + _STATUS.size  # 32: lbs_length byte before the LBS
 _LOGIN_BYTES = 8  # terminal id, BCD (doc 5.1)
 _LOGIN_EXTENDED_BYTES = 12  # + type id 2 + timezone/language 2 (GT06N / Jimi firmwares)
 
-# Raw latitude/longitude = minutes x 30000 (doc 5.2.1.6 - 5.2.1.7), so degrees = raw / 1,800,000.
-_RAW_PER_DEGREE = 1_800_000
-# Course/status word (doc 5.2.1.9): course in the low 10 bits, flags in byte 1.
-_COURSE_MASK = 0x03FF
-_NORTH = 0x0400  # byte 1 bit 2: 1 = north latitude
-_WEST = 0x0800  # byte 1 bit 3: 1 = west longitude
-_POSITIONED = 0x1000  # byte 1 bit 4: the fix is current
-_DIFFERENTIAL = 0x2000  # byte 1 bit 5: differential fix (0 = real-time)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-
-
-class Gt06Protocol(enum.IntEnum):
-    """Protocol numbers this codec knows (doc section 5)."""
-
-    LOGIN = 0x01
-    LOCATION = 0x12
-    STATUS = 0x13
-    ALARM = 0x16
-    INFORMATION = 0x94  # 7979 "information transmission": framed and kept raw, not decoded
-
-
-# Packets the server answers with ``7878 05 <protocol> <serial> <crc> 0d0a``: login (doc 5.1)
-# and status/heartbeat (doc 5.4) must be answered or the terminal reconnects; the doc also
-# defines the alarm reply (5.3.2) though the terminal does not enforce it, and Traccar sends it.
-# The doc defines no reply for location 0x12, and 0x94 gets none (as in Traccar).
-_REPLIED = frozenset({Gt06Protocol.LOGIN, Gt06Protocol.STATUS, Gt06Protocol.ALARM})
-
-# Alarm byte of the status block (doc 5.3.1.21) -> (code, severity). Others map to gt06_0xNN.
-ALARM_CODES: dict[int, tuple[str, str]] = {
-    0x01: ("sos", "critical"),
-    0x02: ("power_cut", "critical"),
-    0x03: ("vibration", "warning"),
-    0x04: ("fence_in", "info"),
-    0x05: ("fence_out", "info"),
-    0x06: ("overspeed", "warning"),
-    0x09: ("displacement", "warning"),
-}
-
-
-def reply_for(protocol: int, serial: bytes) -> bytes:
-    """The server response to a packet: always the short 7878 form, echoing protocol and serial."""
-    body = bytes((5, protocol)) + serial
-    return _SHORT + body + _U16.pack(crc16_x25(body)) + _STOP
+def reply_for(protocol: int, serial: bytes, content: bytes = b"", *, long: bool = False) -> bytes:
+    """The server response to a packet, echoing protocol and serial: the short 7878 form unless
+    ``long`` (AZ735 answers 7979 packets in kind); ``content`` sits between the two."""
+    size = 5 + len(content)
+    head = _U16.pack(size) if long else bytes((size,))
+    body = head + bytes((protocol,)) + content + serial
+    return (_LONG if long else _SHORT) + body + _U16.pack(crc16_x25(body)) + _STOP
 
 
 def _header_bytes(frame: bytes) -> int:
@@ -116,6 +68,12 @@ def _zone(name: str) -> tzinfo:
         raise ValueError(f"unknown timezone {name!r}") from exc
 
 
+def _utc_datetime(ms: int) -> bytes:
+    """YY MM DD hh mm ss in UTC, the content of the 0x8A time reply (JM-VL01 sheet 5.8)."""
+    t = datetime.fromtimestamp(ms / 1000, UTC)
+    return bytes((t.year - 2000, t.month, t.day, t.hour, t.minute, t.second))
+
+
 class Gt06Codec:
     """Makes GT06 sessions and decodes GT06 frames; ``decode`` is pure."""
 
@@ -128,8 +86,10 @@ class Gt06Codec:
             raise ValueError(f"max_frame_bytes must be at least {_MIN_FRAME_BYTES}")
         self.max_frame_bytes = max_frame
         self.allowed_devices = options.allowed_devices
+        # Only the 0x8A time reply reads it; without one that request goes unanswered.
+        self.clock_ms = options.clock_ms
         # The device clock's zone (doc: GMT command); date-times are local to it.
-        self._zone = _zone(options.timezone)
+        self._packets = PacketDecoder(_zone(options.timezone), options.variant)
 
     def session(self) -> Gt06Session:
         return Gt06Session(self)
@@ -141,130 +101,37 @@ class Gt06Codec:
         header = _header_bytes(payload)
         protocol = payload[header]
         content = payload[header + 1 : -6]
-        try:
-            if protocol == Gt06Protocol.LOCATION:
-                return (self._location(content),)
-            if protocol == Gt06Protocol.STATUS:
-                return (_heartbeat(content),)
-            if protocol == Gt06Protocol.ALARM:
-                return (self._alarm(content),)
-            if protocol == Gt06Protocol.LOGIN:
-                return (_login(content)[1],)
-        except ValueError as exc:  # an impossible date-time
-            raise DecodeError("bad_body", f"protocol 0x{protocol:02x}: {exc}") from exc
-        raise DecodeError("unknown_type", f"protocol 0x{protocol:02x}")
+        if protocol == Gt06Protocol.LOGIN:
+            return (_login(content)[1],)
+        return self._packets.decode(protocol, content)
 
-    def _gps(self, content: bytes) -> tuple[int, Position, bool]:
-        """Time, fix and differential flag of a GPS block (doc 5.2.1.4 - 5.2.1.9)."""
-        yy, mo, dd, hh, mi, ss, info, lat_raw, lon_raw, speed, cs = _GPS.unpack_from(content)
-        ts_ms = (datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=self._zone) - _EPOCH) // _ONE_MS
-        # Raw values are unsigned; the hemisphere lives only in the course/status flags.
-        lat = round(lat_raw / _RAW_PER_DEGREE, 7)
-        lon = round(lon_raw / _RAW_PER_DEGREE, 7)
-        if not cs & _NORTH and lat_raw:
-            lat = -lat
-        if cs & _WEST and lon_raw:
-            lon = -lon
-        position = Position(
-            lat=lat,
-            lon=lon,
-            alt_m=None,
-            speed_kmh=speed,
-            heading_deg=cs & _COURSE_MASK,
-            satellites=info & 0x0F,
-            valid=bool(cs & _POSITIONED),
-        )
-        return ts_ms, position, bool(cs & _DIFFERENTIAL)
-
-    def _location(self, content: bytes) -> Reading:
-        """Location packet 0x12 (doc 5.2.1): GPS block, LBS block, optional vendor extension."""
-        if len(content) < _LOCATION_MIN_BYTES:
-            raise DecodeError("bad_body", f"location content is {len(content)} bytes, not >= 26")
-        ts_ms, position, differential = self._gps(content)
-        attrs = _lbs(content, _GPS_BYTES)
-        attrs["gps_differential"] = differential
-        extra = content[_LOCATION_MIN_BYTES:]
-        if extra:
-            # Variant firmwares append fields (temperature, ACC, mileage …) with no common layout.
-            attrs["lbs_extra"] = extra.hex()
-        return Reading(
-            kind="telemetry",
-            ts_ms=ts_ms,
-            position=position,
-            metrics={"speed_kmh": position.speed_kmh},
-            attrs=attrs,
-        )
-
-    def _alarm(self, content: bytes) -> Reading:
-        """Alarm packet 0x16 (doc 5.3.1): GPS, LBS led by its length byte, status block."""
-        if len(content) != _ALARM_BYTES:
-            raise DecodeError("bad_body", f"alarm content is {len(content)} bytes, not 32")
-        ts_ms, position, differential = self._gps(content)
-        attrs = _lbs(content, _GPS_BYTES + 1)
-        attrs["gps_differential"] = differential
-        metrics, status_attrs = _status(content, _ALARM_BYTES - _STATUS.size)
-        metrics["speed_kmh"] = position.speed_kmh
-        attrs.update(status_attrs)
-        alarm_byte = content[-2]
-        return Reading(
-            kind="alarm",
-            ts_ms=ts_ms,
-            position=position,
-            metrics=metrics,
-            alarms=(_alarm_of(alarm_byte),) if alarm_byte else (),
-            attrs=attrs,
-        )
-
-
-def _alarm_of(value: int) -> Alarm:
-    code, severity = ALARM_CODES.get(value, (f"gt06_0x{value:02x}", "warning"))
-    return Alarm(code=code, severity=severity, subsystem="tcu", value=value)
-
-
-def _lbs(content: bytes, offset: int) -> dict[str, AttrValue]:
-    mcc, mnc, lac, cell_hi, cell_lo = _LBS.unpack_from(content, offset)
-    return {"mcc": mcc, "mnc": mnc, "lac": lac, "cell_id": cell_hi << 16 | cell_lo}
-
-
-def _status(content: bytes, offset: int) -> tuple[dict[str, MetricValue], dict[str, AttrValue]]:
-    """Status block (doc 5.4.1; the alarm packet repeats it, 5.3.1) as metrics and attributes."""
-    info, voltage, gsm, alarm, language = _STATUS.unpack_from(content, offset)
-    metrics: dict[str, MetricValue] = {
-        "charging": bool(info & 0x04),
-        "ignition": bool(info & 0x02),  # ACC high
-        "gps_tracking": bool(info & 0x40),
-        "power_cut": bool(info & 0x80),  # oil and electricity disconnected
-        "voltage_level": voltage,  # 0-6 per the doc
-        "gsm_signal": gsm,  # 0-4 per the doc; some firmwares send a percentage
-    }
-    attrs: dict[str, AttrValue] = {
-        "armed": bool(info & 0x01),  # "activated"
-        "terminal_alarm_bits": info >> 3 & 0x07,
-        "alarm": alarm,
-        "language": language,
-    }
-    return metrics, attrs
-
-
-def _heartbeat(content: bytes) -> Reading:
-    """Status/heartbeat packet 0x13 (doc 5.4.1): exactly the 5-byte status block."""
-    if len(content) != _STATUS.size:
-        raise DecodeError("bad_body", f"status content is {len(content)} bytes, not 5")
-    metrics, attrs = _status(content, 0)
-    return Reading(kind="heartbeat", ts_ms=None, metrics=metrics, attrs=attrs)
+    def reply(self, frame: bytes, header: int) -> bytes:
+        """What the terminal expects back for one framed packet (empty: nothing)."""
+        protocol = frame[header]
+        serial = frame[-6:-4]
+        if protocol in SHORT_REPLY:
+            return reply_for(protocol, serial)
+        if protocol in LONG_REPLY:
+            return reply_for(protocol, serial, long=True)
+        if protocol == Gt06Protocol.TIME_REQUEST and self.clock_ms is not None:
+            return reply_for(protocol, serial, _utc_datetime(self.clock_ms()))
+        return b""
 
 
 def _login(content: bytes) -> tuple[str, Reading]:
     """IMEI and reading of a login packet 0x01 (doc 5.1)."""
     size = len(content)
-    if size not in (_LOGIN_BYTES, _LOGIN_EXTENDED_BYTES):
-        raise DecodeError("bad_body", f"login content is {size} bytes, not 8 or 12")
+    if size < _LOGIN_BYTES:
+        raise DecodeError("bad_body", f"login content is {size} bytes, not 8 or more")
     # The 15-digit IMEI is BCD-packed into 8 bytes behind a leading 0 nibble (doc 5.1.3).
     imei = content[:_LOGIN_BYTES].hex()[1:]
     attrs: dict[str, AttrValue] = {}
-    if size == _LOGIN_EXTENDED_BYTES:
+    if size >= _LOGIN_EXTENDED_BYTES:
         # Type id and timezone/language: kept raw, their encoding differs between firmwares.
         attrs = {"type_id": content[8:10].hex(), "tz_language": content[10:12].hex()}
+    known = _LOGIN_EXTENDED_BYTES if size >= _LOGIN_EXTENDED_BYTES else _LOGIN_BYTES
+    if size > known:
+        attrs["extra"] = content[known:].hex()  # e.g. a type id without the timezone
     return imei, Reading(kind="login", ts_ms=None, attrs=attrs)
 
 
@@ -418,7 +285,7 @@ class Gt06Session:
     def _event(self, frame: bytes, header: int) -> Event:
         """The event for one framed, CRC-checked frame."""
         protocol = frame[header]
-        reply = reply_for(protocol, frame[-6:-4]) if protocol in _REPLIED else b""
+        reply = self._codec.reply(frame, header)
         if protocol == Gt06Protocol.LOGIN:
             try:
                 imei, reading = _login(frame[header + 1 : -6])

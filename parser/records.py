@@ -18,7 +18,7 @@ import msgspec
 RAW_SCHEMA = "ev.raw/1"
 PARSED_SCHEMA = "ev.parsed/1"
 
-Kind = Literal["telemetry", "alarm", "heartbeat", "login"]
+Kind = Literal["telemetry", "alarm", "heartbeat", "login", "command_reply"]
 KINDS: tuple[str, ...] = get_args(Kind)
 # ISO 8601 UTC with milliseconds, e.g. 2019-06-10T10:04:46.000Z (all_timestamps checks it fast:
 # keep the two in step)

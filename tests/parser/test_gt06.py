@@ -144,10 +144,6 @@ def test_vector(case: dict[str, Any]) -> None:
     assert frame.payload == data
     assert frame.device_id is None
     assert frame.reply == reply_of(expect)
-    if kind == "other":
-        assert frame.error_code == "unknown_type"
-        assert frame.readings == ()
-        return
     reading = only_reading(frame)
     assert frame.readings == CODEC.decode(data)
     if kind == "location":
@@ -162,6 +158,12 @@ def test_vector(case: dict[str, Any]) -> None:
         assert reading.ts_ms is None
         assert reading.position is None
         check_status(reading, expect["status"])
+    elif kind == "other":
+        # 0x94 information, sub-type 0x00: the external voltage in 0.01 V (content 00 00ed).
+        assert expect["content_hex"] == "0000ed"
+        assert (reading.kind, reading.ts_ms, reading.position) == ("telemetry", None, None)
+        assert reading.metrics == {"external_voltage_v": 2.37}
+        assert reading.attrs == {"information_type": 0}
     else:
         assert kind == "alarm"
         assert reading.kind == "alarm"
@@ -322,8 +324,8 @@ def test_refused_device_is_closed_without_reply() -> None:
     assert session.eof() == []
 
 
-def test_login_with_odd_size_is_kept_raw_without_reply() -> None:
-    frame = build(0x01, bytes.fromhex("0123456789012345ff"))
+def test_login_too_short_for_an_imei_is_kept_raw_without_reply() -> None:
+    frame = build(0x01, bytes.fromhex("01234567890123"))
     event = only_frame(feed_whole(CODEC, frame))
     assert (event.error_code, event.reply, event.readings, event.payload) == (
         "bad_body",
@@ -393,11 +395,11 @@ def test_long_form_status_is_answered_in_short_form() -> None:
 @pytest.mark.parametrize(
     ("protocol", "content", "code"),
     [
-        (0x13, bytes.fromhex("440104000100"), "bad_body"),
+        (0x13, bytes.fromhex("440104"), "bad_body"),
         (0x12, LOCATION[4:20], "bad_body"),
         (0x16, ALARM_GPS_LBS, "bad_body"),
         (0x12, bytes.fromhex("0b0d1d112e10") + LOCATION[10:30], "bad_body"),  # month 13
-        (0x8A, b"", "unknown_type"),
+        (0x80, b"", "unknown_type_0x80"),
     ],
 )
 def test_undecodable_frame_is_kept_raw(protocol: int, content: bytes, code: str) -> None:
@@ -408,7 +410,7 @@ def test_undecodable_frame_is_kept_raw(protocol: int, content: bytes, code: str)
         CODEC.decode(frame)
     assert info.value.code == code
     # A framed heartbeat or alarm is still acknowledged; location and unknown types never are.
-    assert event.reply == (b"" if protocol in (0x12, 0x8A) else short_reply(protocol, 9))
+    assert event.reply == (b"" if protocol in (0x12, 0x80) else short_reply(protocol, 9))
 
 
 def test_decode_refuses_non_frames() -> None:
@@ -514,14 +516,14 @@ def test_bytewise_equals_whole_for_all_vectors_concatenated() -> None:
 def tolerant_frame(spurious_stops: int) -> bytes:
     """A frame whose length byte is wrong and whose body holds ``spurious_stops`` 0d0a pairs."""
     # Length, type, content, serial; the first pair comes late enough to be a possible end.
-    body = b"\xf0\x8a\x00\x00\x00" + b"\x00\r\n" * spurious_stops + b"\x00\x01"
+    body = b"\xf0\x80\x00\x00\x00" + b"\x00\r\n" * spurious_stops + b"\x00\x01"
     return b"\x78\x78" + body + crc16_x25(body).to_bytes(2, "big") + b"\r\n"
 
 
 def test_wrong_length_frame_end_found_past_three_false_stops() -> None:
     frame = tolerant_frame(3)
     events = feed_three_ways(CODEC, frame + HEARTBEAT, b"")
-    assert events[0] == Frame(None, frame, b"", (), "unknown_type", "protocol 0x8a")
+    assert events[0] == Frame(None, frame, b"", (), "unknown_type_0x80", "protocol 0x80")
     assert events[1].payload == HEARTBEAT  # type: ignore[union-attr]
 
 

@@ -7,14 +7,19 @@ write (which the pipeline does on its own, linger-free stream). It returns the t
 write: the frame's ACK waits for it under ``delivered``, and its completion is the ``local``
 delivery latency.
 
-One task per target sends its queue in order (``max_batch`` at a time), retries with backoff and
-dead-letters what cannot be delivered to ``<data_dir>/dead-letters/notifications-*.jsonl`` with
-the target, reason and the notification itself. Memory: each target queue holds at most
-``retry.queue_max`` notifications; the rate limit bounds how fast they arrive.
+One task per target starts deliveries (``max_batch`` notifications of distinct devices each) while
+fewer than ``retry.max_in_flight`` are under way: devices are served concurrently, each device's
+notifications one at a time and in order (gateway/notify/queue.py). Each delivery settles on its
+own: retries with backoff, and dead letters for what cannot be delivered, to
+``<data_dir>/dead-letters/notifications-*.jsonl`` with the target, reason and the notification
+itself. Memory: each target queue holds at most ``retry.queue_max`` notifications; the rate limit
+bounds how fast they arrive.
 
 The queues live in memory; ``notifications/`` is what survives a crash. Each target's cursor
 (gateway/notify/cursor.py) is saved at most every ``CURSOR_SAVE_S`` while it moves and at
-shutdown; at start the notifications after it are queued again. A target with no cursor yet
+shutdown; at start the notifications after it are queued again. A clean stop leaves what it could
+not deliver by its deadline exactly as a crash would: unsettled, for the next start (dead-lettered
+instead, a restart during a target's outage dropped critical alarms). A target with no cursor yet
 starts at the end: history is not sent to a target added later.
 """
 
@@ -84,7 +89,9 @@ class Dispatcher:
         self._last_file_at_start: str | None = None
         self._wake = {t.name: asyncio.Event() for t in self.targets}
         self._idle = {t.name: asyncio.Event() for t in self.targets}
+        self._max_in_flight = retry.max_in_flight
         self._tasks: list[asyncio.Task[None]] = []
+        self._flights: dict[str, set[asyncio.Task[None]]] = {t.name: set() for t in self.targets}
         self._dead_file = RotatingFile(local.data_dir / "dead-letters", "notifications", local)
         # Dead letters and cursors: file I/O off the event loop.
         self._file_thread = ThreadPoolExecutor(1, thread_name_prefix="notify-files")
@@ -194,45 +201,68 @@ class Dispatcher:
         return Ticket(len(bodies), written)
 
     async def _send(self, target: Target) -> None:
+        """Start deliveries while a slot is free and a device's head may go; sleep until a
+        delivery lands, a notification arrives or a backoff ends."""
         name = target.name
         queue = self._queues[name]
         wake, idle = self._wake[name], self._idle[name]
-        stats = self.stats.targets[name]
+        flights = self._flights[name]
+        loop = asyncio.get_running_loop()
+
+        def landed(flight: asyncio.Task[None]) -> None:
+            flights.discard(flight)
+            wake.set()
+
         while True:
-            dead = queue.take_dead(self._clock())
+            now = self._clock()
+            while queue.in_flight < self._max_in_flight:
+                batch = queue.batch(target.max_batch, now)
+                if not batch:
+                    break
+                flight = asyncio.create_task(self._deliver(target, batch), name=f"notify-{name}")
+                flights.add(flight)
+                flight.add_done_callback(_died)
+                flight.add_done_callback(landed)
+            dead = queue.take_dead()
             if dead:
                 await self._dead_letter(name, dead)
-            wait = queue.wait_s(self._clock())
-            if wait is None:
+            if not (len(queue) or queue.overflow or flights):
                 idle.set()
-                await wake.wait()
-                wake.clear()
-                continue
-            if wait > 0:
-                await asyncio.sleep(wait)
-                continue
-            batch = queue.batch(target.max_batch)
-            try:
-                verdicts = await target.deliver(batch)
-            except Exception as exc:  # a target bug must not end deliveries: retry, loudly
-                log.exception("notification target failed", target=name)
-                verdicts = [Verdict(Outcome.RETRY, type(exc).__name__)] * len(batch)
-            now = self._clock()
-            settled = queue.settle(batch, verdicts, now)
-            for item in settled.accepted:
-                stats.latency.observe(now - item.arrived_at)
-            stats.delivered += len(settled.accepted)
-            self._settle(name, settled.accepted)
-            stats.retries += settled.retried
-            if settled.retried:
-                log.warning(
-                    "notification delivery failed; retrying",
-                    target=name,
-                    notifications=settled.retried,
-                    error=next(v.reason for v in verdicts if v.outcome is Outcome.RETRY),
-                )
-            if settled.dead:
-                await self._dead_letter(name, settled.dead)
+            timer = None
+            if queue.in_flight < self._max_in_flight:
+                wait = queue.wait_s(self._clock())
+                if wait is not None:
+                    timer = loop.call_later(wait, wake.set)
+            await wake.wait()
+            wake.clear()
+            if timer is not None:
+                timer.cancel()
+
+    async def _deliver(self, target: Target, batch: list[Outgoing]) -> None:
+        """One delivery, settled: accepted, retried after a backoff, or dead-lettered."""
+        name = target.name
+        stats = self.stats.targets[name]
+        try:
+            verdicts = await target.deliver(batch)
+        except Exception as exc:  # a target bug must not end deliveries: retry, loudly
+            log.exception("notification target failed", target=name)
+            verdicts = [Verdict(Outcome.RETRY, type(exc).__name__)] * len(batch)
+        now = self._clock()
+        settled = self._queues[name].settle(batch, verdicts, now)
+        for item in settled.accepted:
+            stats.latency.observe(now - item.arrived_at)
+        stats.delivered += len(settled.accepted)
+        self._settle(name, settled.accepted)
+        stats.retries += settled.retried
+        if settled.retried:
+            log.warning(
+                "notification delivery failed; retrying",
+                target=name,
+                notifications=settled.retried,
+                error=next(v.reason for v in verdicts if v.outcome is Outcome.RETRY),
+            )
+        if settled.dead:
+            await self._dead_letter(name, settled.dead)
 
     async def _dead_letter(self, target: str, dead: list[Dead]) -> None:
         stats = self.stats.targets[target]
@@ -270,20 +300,23 @@ class Dispatcher:
         self._settle(target, [d.item for d in dead])
 
     async def close(self, deadline: float) -> None:
-        """Shutdown: deliver what is queued until ``deadline`` (monotonic), then dead-letter
-        the rest with reason ``shutdown`` and close the targets."""
-        pending = [self._idle[name].wait() for name, q in self._queues.items() if len(q)]
+        """Shutdown: deliver what is queued until ``deadline`` (monotonic), then stop and close
+        the targets. What is left stays unsettled, its cursor before it: the next start queues
+        it again, as after a crash."""
+        pending = [
+            self._idle[name].wait() for name, q in self._queues.items() if len(q) or q.overflow
+        ]
         if pending:
-            with contextlib.suppress(TimeoutError):  # what is left is dead-lettered below
+            with contextlib.suppress(TimeoutError):  # what is left waits for the next start
                 await asyncio.wait_for(asyncio.gather(*pending), max(0.0, deadline - self._clock()))
-        for task in self._tasks:
+        tasks = [*self._tasks, *(f for flights in self._flights.values() for f in flights)]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         for name, queue in self._queues.items():
-            left = queue.drain()
+            left = len(queue) + len(queue.overflow)
             if left:
-                detail = "not delivered by the shutdown deadline"
-                await self._dead_letter(name, [Dead(i, "shutdown", detail) for i in left])
+                log.warning("notifications left for the next start", target=name, count=left)
         if self._tasks:  # not started: the cursors were never read, saving would reset them
             loop = asyncio.get_running_loop()
             await loop.run_in_executor(self._file_thread, self._save_cursors, self._positions())

@@ -1,23 +1,29 @@
-"""One delivery target's notifications in arrival order, and the retry decisions (pure: the
+"""One delivery target's notifications, in order per device, and the retry decisions (pure: the
 caller passes ``now``, so tests drive it with a fake clock).
 
-A notification a target could not take this time stays at the front and waits for its backoff
-(capped exponential, jittered to 50-100 % like the pipeline's sink retries); the ones behind it
-wait too, so a target sees a device's ``open`` before its ``clear``. A batch holds at most one
-notification per device: a target may take part of a batch (SNS PublishBatch), and a device's
-later notification taken while its earlier one is retried would overtake it. One that cannot succeed
-(refused), that ran out of attempts, that outlived ``ttl_s`` since its frame arrived, or that
-found the queue full, is handed back as dead, with the reason, for the dead-letter file.
+Order matters per device only (a target must see a device's ``open`` before its ``clear``), so
+each device has its own line and at most one notification in flight: the others are sent
+concurrently, up to ``max_in_flight`` deliveries. A global line held every device behind one
+failing or slow notification (a receiver answering 500 for one device kept 49 others' critical
+alarms unsent for 30 s; one answering in 1 s delivered one notification per second). A
+notification a target could not take this time stays at the front of its device's line and waits
+for its backoff (capped exponential, jittered to 50-100 % like the pipeline's sink retries); that
+device's later ones wait with it, other devices do not. A batch holds the heads of distinct
+devices, so a partly taken batch (SNS PublishBatch) cannot reorder a device either. One that
+cannot succeed (refused), that ran out of attempts, that outlived ``ttl_s`` since its frame
+arrived, or that found the queue full, is handed back as dead, with the reason, for the
+dead-letter file.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
+import itertools
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from itertools import islice
 from typing import Protocol
 
 from gateway.notify.settings import RetrySettings
@@ -59,7 +65,7 @@ class Outgoing:
 @dataclass(slots=True)
 class Dead:
     item: Outgoing
-    reason: str  # bounded: refused, expired, queue_full, lost, shutdown (a metric label)
+    reason: str  # bounded: refused, expired, queue_full, lost (a metric label)
     detail: str
 
 
@@ -85,87 +91,114 @@ class Target(Protocol):
 
 
 class TargetQueue:
+    """Per-device lines; every device with notifications is in exactly one place: ready (its
+    head may be sent), backing off (a heap by due time) or in flight."""
+
     def __init__(
         self, retry: RetrySettings, jitter: Callable[[float, float], float] = random.uniform
     ) -> None:
         self._retry = retry
         self._jitter = jitter
-        self._items: deque[Outgoing] = deque()
+        self._lines: dict[str, deque[Outgoing]] = {}  # device -> its notifications, in order
+        self._ready: deque[str] = deque()  # devices in the order their heads became sendable
+        self._backoff: list[tuple[float, int, str]] = []  # (due_at, tie-break, device)
+        self._tie = itertools.count()
+        self._count = 0
+        self.in_flight = 0  # deliveries taken and not settled yet
         self.overflow: list[Outgoing] = []  # refused at the door, to be dead-lettered
+        self._expired: list[Dead] = []  # found when their line came up, to be dead-lettered
 
     def __len__(self) -> int:
-        return len(self._items)
+        """Notifications not settled yet (queued or in flight)."""
+        return self._count
 
     def push(self, item: Outgoing) -> None:
-        if len(self._items) >= self._retry.queue_max:
+        if self._count >= self._retry.queue_max:
             self.overflow.append(item)
-        else:
-            self._items.append(item)
+            return
+        device = item.note.device_id
+        line = self._lines.get(device)
+        if line is None:
+            line = self._lines[device] = deque()
+            self._ready.append(device)
+        line.append(item)
+        self._count += 1
 
-    def take_dead(self, now: float) -> list[Dead]:
-        """Those refused at the door, and those at the front past ``ttl_s`` (arrival order is
-        queue order, so expired items are a prefix)."""
+    def take_dead(self) -> list[Dead]:
+        """Those refused at the door, and those found past ``ttl_s`` when their line came up."""
         dead = [Dead(item, "queue_full", "the target's queue was full") for item in self.overflow]
         self.overflow = []
-        ttl_s = self._retry.ttl_s
-        items = self._items
-        while items and now - items[0].arrived_at >= ttl_s:
-            item = items.popleft()
-            dead.append(Dead(item, "expired", _gave_up(item, f"not delivered within {ttl_s:g} s")))
+        dead += self._expired
+        self._expired = []
         return dead
 
     def wait_s(self, now: float) -> float | None:
-        """Seconds until the front may be sent (0: now); None when there is nothing to send."""
-        if not self._items:
-            return None
-        return max(0.0, self._items[0].due_at - now)
+        """Seconds until a head may be sent (0: now); None when none will be without a settle."""
+        if self._ready:
+            return 0.0
+        if self._backoff:
+            return max(0.0, self._backoff[0][0] - now)
+        return None
 
-    def batch(self, max_batch: int) -> list[Outgoing]:
-        """The front items to send now, up to the second one of a device (see above); they
-        stay queued until :meth:`settle`."""
+    def batch(self, max_batch: int, now: float) -> list[Outgoing]:
+        """The heads of up to ``max_batch`` devices that may be sent now, one per device; they
+        stay queued (and their devices in flight) until :meth:`settle`."""
+        backoff, ready = self._backoff, self._ready
+        while backoff and backoff[0][0] <= now:
+            ready.append(heapq.heappop(backoff)[2])
+        ttl_s = self._retry.ttl_s
         batch: list[Outgoing] = []
-        devices: set[str] = set()
-        for item in islice(self._items, max_batch):
-            if item.note.device_id in devices:
-                break
-            devices.add(item.note.device_id)
-            batch.append(item)
+        while ready and len(batch) < max_batch:
+            device = ready.popleft()
+            line = self._lines[device]
+            # A device's line is in arrival order: what outlived ttl_s is a prefix of it.
+            while line and now - line[0].arrived_at >= ttl_s:
+                item = line.popleft()
+                self._count -= 1
+                why = f"not delivered within {ttl_s:g} s"
+                self._expired.append(Dead(item, "expired", _gave_up(item, why)))
+            if line:
+                batch.append(line[0])
+            else:
+                del self._lines[device]
+        if batch:
+            self.in_flight += 1
         return batch
 
     def settle(self, batch: Sequence[Outgoing], verdicts: Sequence[Verdict], now: float) -> Settled:
-        """Apply a delivery's verdicts to ``batch`` (the front of the queue)."""
+        """Apply a delivery's verdicts to ``batch`` (heads of their devices' lines)."""
         out = Settled()
         retry = self._retry
-        again: list[Outgoing] = []
+        self.in_flight -= 1
         for item, verdict in zip(batch, verdicts, strict=True):
-            self._items.popleft()
+            device = item.note.device_id
+            line = self._lines[device]
             item.attempts += 1
             outcome = verdict.outcome
+            if outcome is Outcome.RETRY and item.attempts < retry.max_attempts:
+                item.last_error = verdict.reason
+                delay = min(retry.max_s, retry.first_s * 2 ** (item.attempts - 1))
+                item.due_at = now + delay * self._jitter(0.5, 1.0)
+                # Stays at the front of its line: nothing of this device overtakes it.
+                heapq.heappush(self._backoff, (item.due_at, next(self._tie), device))
+                out.retried += 1
+                continue
+            line.popleft()
+            self._count -= 1
             if outcome is Outcome.ACCEPTED:
                 out.accepted.append(item)
             elif outcome is Outcome.REFUSED:
                 out.dead.append(Dead(item, "refused", verdict.reason))
             elif outcome is Outcome.LOST:
                 out.dead.append(Dead(item, "lost", verdict.reason))
-            elif item.attempts >= retry.max_attempts:
-                item.last_error = verdict.reason
-                out.dead.append(Dead(item, "expired", _gave_up(item, "out of attempts")))
             else:
                 item.last_error = verdict.reason
-                delay = min(retry.max_s, retry.first_s * 2 ** (item.attempts - 1))
-                item.due_at = now + delay * self._jitter(0.5, 1.0)
-                again.append(item)
-        # Back to the front, in their order: nothing behind them overtakes.
-        self._items.extendleft(reversed(again))
-        out.retried = len(again)
+                out.dead.append(Dead(item, "expired", _gave_up(item, "out of attempts")))
+            if line:
+                self._ready.append(device)
+            else:
+                del self._lines[device]
         return out
-
-    def drain(self) -> list[Outgoing]:
-        """Everything still queued (shutdown)."""
-        items = [*self._items, *self.overflow]
-        self._items.clear()
-        self.overflow = []
-        return items
 
 
 def _gave_up(item: Outgoing, why: str) -> str:

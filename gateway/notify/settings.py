@@ -61,6 +61,9 @@ class RetrySettings(Section):
     # Notifications waiting for one target; past this a new one is dead-lettered at once
     # ("queue_full"). The rate limit bounds what arrives: burst + rate_per_s * ttl_s.
     queue_max: int = Field(default=10_000, ge=1)
+    # Deliveries at once per target, each for other devices (a device has one at a time, so its
+    # notifications arrive in order): one failing or slow device holds back no other.
+    max_in_flight: int = Field(default=16, ge=1, le=1024)
 
 
 class SnsTargetSettings(Section):

@@ -33,6 +33,10 @@ class WebhookReceiver:
         self.rejected = 0
         # While set to an unset Event, requests wait on it (a receiver that hangs).
         self.hang: asyncio.Event | None = None
+        # Per device: the answer to its notifications (instead of ``statuses``), and an Event
+        # its notifications wait on while unset (a receiver slow for that device only).
+        self.device_statuses: dict[str, int] = {}
+        self.device_holds: dict[str, asyncio.Event] = {}
         self._held: list[asyncio.Event] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -49,7 +53,7 @@ class WebhookReceiver:
         return self.url
 
     async def stop(self) -> None:
-        for held in self._held:
+        for held in [*self._held, *self.device_holds.values()]:
             held.set()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -76,7 +80,13 @@ class WebhookReceiver:
         if request.content_type != "application/json" or not self.verified(headers, body):
             self.rejected += 1
             return web.Response(status=401)
-        status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+        device = json.loads(body).get("device_id")
+        if device in self.device_holds:
+            await self.device_holds[device].wait()
+        if device in self.device_statuses:
+            status = self.device_statuses[device]
+        else:
+            status = self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
         if 200 <= status < 300:
             self.taken.append(json.loads(body))
         return web.Response(status=status)

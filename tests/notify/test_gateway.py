@@ -78,9 +78,9 @@ def telemetry(seq: int, *, cell_t_max: int = 30, soc_pct: float = 80.0) -> bytes
 class Device:
     """One logged-in EVB1 unit that sends a frame and reads its ACK."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, imei: str = IMEI) -> None:
         self.sock = DeviceSocket(port)
-        self.sock.send(evb1_login(IMEI))
+        self.sock.send(evb1_login(imei))
         assert self.sock.recv_exact(ACK_BYTES) == evb1_ack(0, 1)
 
     def send(self, frame: bytes, seq: int, type_id: int) -> None:
@@ -186,9 +186,11 @@ def test_a_fault_frame_is_acked_only_once_its_notification_is_on_disk(tmp_path: 
             lambda: any(p["kind"] == "alarm" for p in read_records(gw.data_dir, "parsed"))
         )
         assert wait_for(lambda: gw.metric("gateway_sink_errors_total", stream="notifications") >= 1)
-        # A frame without a notification is not held up by it.
-        dev.sock.send(evb1_heartbeat(2))
-        assert dev.sock.recv_exact(ACK_BYTES) == evb1_ack(2, HEARTBEAT)
+        # Another device's frame without a notification is not held up by it (this device's
+        # next ACK is: replies leave in the order their frames arrived).
+        other = Device(gw.ports["evb1"], imei="356307042441021")
+        other.send(evb1_heartbeat(2), 2, HEARTBEAT)
+        other.sock.close()
         blocker.unlink()
         # The retry writes it, and only then does the fault's ACK leave.
         assert dev.sock.recv_exact(ACK_BYTES, timeout=15) == evb1_ack(1, FAULT)
@@ -287,6 +289,47 @@ def test_a_crash_loses_no_acked_notification_and_resends_no_settled_one(
     assert not (tmp_path / "data" / "dead-letters").exists()
     # Settled by the clean stop: a third start sends nothing.
     assert json.loads(cursors.read_text())["webhook"]["id"] == unsettled[-1]["id"]
+
+
+def test_a_clean_stop_during_an_outage_leaves_the_notifications_for_the_next_start(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """SIGTERM while the webhook is down dead-lettered the queued notifications (reason
+    ``shutdown``, cursor moved past them) where a SIGKILL would have kept them: a restart during
+    an outage dropped critical alarms. Now the next start, with the webhook back, sends them."""
+    toml = (
+        "shutdown_timeout_s = 2\n"
+        + RULES.format(overtemp=60, low_soc=10)
+        + (
+            "[notifications.retry]\nfirst_s = 0.05\nmax_s = 0.2\nmax_attempts = 1000\n"
+            f"[notifications.targets.webhook]\nurl = '{receiver.url}'\nsecret = '{SECRET}'\n"
+        )
+    )
+    receiver.statuses = [503]  # down from the start
+    gw = start(tmp_path, toml)
+    try:
+        dev = Device(gw.ports["evb1"])
+        dev.send(fault(1, code=0x0201), 1, FAULT)
+        dev.send(fault(2, code=0x0202), 2, FAULT)
+        assert wait_for(lambda: gw.metric("gateway_notification_retries_total") >= 2)
+        dev.sock.close()
+        assert gw.stop() == 0
+    finally:
+        gw.kill()
+    assert not list((tmp_path / "data").glob("dead-letters/notifications-*"))
+    assert gw.events("notifications left for the next start")
+    queued = notifications(gw)
+    assert [n["code"] for n in queued] == ["EVB1-0x0201", "EVB1-0x0202"]
+    assert receiver.taken == []
+    receiver.statuses = [200]  # back
+    gw = start(tmp_path, toml)
+    try:
+        assert wait_for(lambda: len(receiver.taken) == 2)
+        assert gw.metric("gateway_notifications_recovered_total", target="webhook") == 2
+        assert gw.stop() == 0
+    finally:
+        gw.kill()
+    assert receiver.taken == queued
 
 
 def test_a_first_start_begins_at_the_end_and_a_lost_cursor_too(

@@ -132,3 +132,64 @@ async def test_connection_failures_are_retried_and_keep_the_url_out_of_reports(
     [line] = dead_letters(tmp_path)
     assert line["detail"].endswith("last error: ClientConnectorError")
     assert "query-secret" not in capsys.readouterr().out + line["detail"]
+
+
+FAILING = "356307042449999"
+OTHERS = [f"3563070424{i:05d}" for i in range(20)]
+
+
+async def fan_out(tmp_path: Path, url: str) -> tuple[Dispatcher, list[str]]:
+    """A dispatcher that retries for ever (fast); FAILING's open and a second notification of
+    it go first, then one of each of OTHERS. Returns FAILING's two notification ids."""
+    target = WebhookTarget(WebhookTargetSettings(url=url, secret=SecretStr(SECRET)))
+    await target.open()
+    retry = RetrySettings(first_s=0.02, max_s=0.05, max_attempts=100_000)
+    d = Dispatcher([target], retry, LocalSinkSettings(data_dir=tmp_path))
+    d.start()
+    failing = [notification(FAILING), notification(FAILING, code="EVB1-0x0102")]
+    others = [notification(device, raw_id=f"raw-{device}") for device in OTHERS]
+    for note in [*failing, *others]:
+        d.submit([note], [msgspec.json.encode(note)], time.monotonic(), None)
+    return d, [n.id for n in failing]
+
+
+def ids_sent(receiver: WebhookReceiver) -> list[str]:
+    return [headers["X-Notification-Id"] for headers in receiver.requests]
+
+
+@pytest.mark.asyncio
+async def test_a_device_the_receiver_keeps_refusing_holds_back_no_other_device(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """Issue 13, item 10: with one global line, a receiver answering 500 for one device kept
+    every other device's alarms unsent. Here they all arrive while that device still fails (it
+    cannot settle: it is retried for ever), and its second notification waits for its first."""
+    receiver.device_statuses[FAILING] = 500
+    d, (first, second) = await fan_out(tmp_path, receiver.url)
+    stats = d.stats.targets["webhook"]
+    await until(lambda: len(receiver.taken) == len(OTHERS), timeout=30)
+    assert sorted(n["device_id"] for n in receiver.taken) == OTHERS
+    assert stats.retries >= 1 and first in ids_sent(receiver)
+    assert second not in ids_sent(receiver)  # never sent while its device's first fails
+    del receiver.device_statuses[FAILING]  # the receiver recovers
+    await until(lambda: len(receiver.taken) == len(OTHERS) + 2)
+    assert [n["id"] for n in receiver.taken if n["device_id"] == FAILING] == [first, second]
+    await d.close(0.0)
+    assert dead_letters(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_a_device_the_receiver_is_slow_for_holds_back_no_other_device(
+    tmp_path: Path, receiver: WebhookReceiver
+) -> None:
+    """With one POST in flight, a receiver slow to answer for one device delivered nothing
+    else meanwhile; here its POST is held unanswered while every other device's arrives."""
+    receiver.device_holds[FAILING] = asyncio.Event()
+    d, (first, second) = await fan_out(tmp_path, receiver.url)
+    await until(lambda: len(receiver.taken) == len(OTHERS), timeout=30)
+    assert ids_sent(receiver).count(first) == 1 and second not in ids_sent(receiver)
+    receiver.device_holds.pop(FAILING).set()
+    await until(lambda: len(receiver.taken) == len(OTHERS) + 2)
+    assert [n["id"] for n in receiver.taken if n["device_id"] == FAILING] == [first, second]
+    assert d.stats.targets["webhook"].retries == 0
+    await d.close(0.0)

@@ -22,6 +22,7 @@ import structlog
 
 from gateway.flow_control import FlowControl
 from gateway.pipeline import Pipeline
+from gateway.reply_order import ReplyOrder
 from gateway.settings_base import TlsSettings
 from gateway.stats import ListenerStats
 from gateway.tls import TlsSession, load, server_context
@@ -130,64 +131,6 @@ class DevicePort:
     def stop_accepting(self) -> None:
         if self.server is not None:
             self.server.close()
-
-
-class ReplyOrder:
-    """A connection's replies, released strictly in the order their frames arrived.
-
-    A frame's records go to up to four streams, each with its own writer, so frames finish out
-    of order: one that did not decode also waits for ``errors/`` and was ACKed after the frame
-    behind it. Devices read an ACK as "this and what came before is saved", and MQTT requires
-    PUBACKs in the order of the PUBLISHes ([MQTT-4.6.0-2]). So a frame owing a reply takes the
-    next number when it is accepted (:meth:`reserve`); its ticket calls this object with that
-    number once its records are written, and the reply leaves when every earlier one has.
-
-    Cheap on the hot path: frames finishing in order (the common case) touch two integers, no
-    allocation; only a frame finishing early waits, in a dict keyed by its number. A frame given
-    up on (dead-lettered) never finishes: :meth:`on_fail` (which ``Ticket.fail`` calls) tells the
-    connection (:meth:`DeviceConnection.frame_lost`), which by default closes it after writing
-    the replies released so far, so the device reconnects and resends what was not ACKed
-    instead of waiting behind a reply that will never come.
-    """
-
-    __slots__ = ("_conn", "_early", "_next", "_released")
-
-    def __init__(self, conn: DeviceConnection) -> None:
-        self._conn = conn
-        self._next = 0  # the number the next frame owing a reply takes
-        self._released = 0  # the lowest number whose reply has not left yet
-        self._early: dict[int, tuple[bytes, float]] = {}  # finished, behind an unfinished one
-
-    def reserve(self) -> int:
-        """The number of the frame just accepted; pass it to :meth:`__call__` when written."""
-        number = self._next
-        self._next = number + 1
-        return number
-
-    def __call__(self, number: int, reply: bytes, accepted_at: float) -> None:
-        """Frame ``number`` is written (the ticket's ``on_done``): release what is in order."""
-        if number != self._released:
-            self._early[number] = (reply, accepted_at)
-            return
-        send = self._conn._send_reply
-        send(reply, accepted_at)
-        number += 1
-        early = self._early
-        while early and number in early:
-            send(*early.pop(number))
-            number += 1
-        self._released = number
-
-    def now(self, reply: bytes, accepted_at: float) -> None:
-        """A reply owed at once (a login, ACK policy ``accepted``): after those still owed."""
-        if self._released == self._next:
-            self._conn._send_reply(reply, accepted_at)
-        else:
-            self._early[self.reserve()] = (reply, accepted_at)
-
-    def on_fail(self, number: int, reply: bytes, accepted_at: float) -> None:
-        """Frame ``number`` is lost to the sink (``Ticket.fail``): its reply never comes."""
-        self._conn.frame_lost()
 
 
 class DeviceConnection(asyncio.Protocol):

@@ -14,10 +14,13 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from gateway.flow_control import FlowControl
 from gateway.pipeline import Pipeline
 from gateway.registry import CodecRegistry
+from gateway.reply_order import ReplyOrder
 from gateway.settings import ListenerSettings, PipelineSettings
 from gateway.stats import SinkStats
 from gateway.tcp import Listener
@@ -77,6 +80,45 @@ class FakeTransport:
 
     def resume_reading(self) -> None:
         pass
+
+
+class Replies:
+    """What a ReplyOrder releases, in release order."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.lost = 0
+
+    def _send_reply(self, reply: bytes, accepted_at: float) -> None:
+        self.sent.append(reply)
+
+    def frame_lost(self) -> None:
+        self.lost += 1
+
+
+@given(st.permutations(range(12)), st.sets(st.integers(0, 11)))
+def test_replies_leave_in_arrival_order_whatever_order_frames_finish_in(
+    finish: list[int], immediate: set[int]
+) -> None:
+    # Frames 0..11 arrive in order; those in `immediate` are answered at once (a login, policy
+    # `accepted`), the others when written, in the order `finish`.
+    replies = Replies()
+    order = ReplyOrder(replies)
+    numbers = {}
+    for frame in range(12):
+        if frame in immediate:
+            order.now(b"%d" % frame, 0.0)
+        else:
+            numbers[frame] = order.reserve()
+    for frame in finish:
+        if frame in numbers:
+            order(numbers[frame], b"%d" % frame, 0.0)
+            # Released: exactly the frames before the first one not yet written.
+            pending = [f for f in numbers if f not in finish[: finish.index(frame) + 1]]
+            first_pending = min(pending, default=12)
+            assert replies.sent == [b"%d" % f for f in range(first_pending)]
+    assert replies.sent == [b"%d" % f for f in range(12)]
+    assert replies.lost == 0
 
 
 async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:

@@ -1,4 +1,5 @@
-"""Teltonika TCP: IMEI login, Codec 8 and Codec 8 Extended AVL packets (sans-I/O).
+"""Teltonika TCP: IMEI login; Codec 8, 8 Extended and 16 AVL packets; Codec 7 (GH3000, in
+``teltonika_gh3000``); Codec 12/13 command replies (sans-I/O).
 
 Wire format per the Teltonika wiki, "Teltonika Data Sending Protocols" (all big-endian):
 
@@ -22,6 +23,7 @@ from parser.crc import crc16_arc
 from parser.errors import DecodeError
 from parser.events import Action, Event, Frame, Login, Reject
 from parser.records import Alarm, AttrValue, MetricValue, Position, Reading
+from parser.teltonika_gh3000 import decode_codec7
 
 # Same bound as h11's DEFAULT_MAX_INCOMPLETE_EVENT_SIZE (16 KiB, h11/_connection.py, which cites
 # IIS's 16 KiB among its precedents). The wiki's Codec page (2018 revision) puts a one-record
@@ -43,6 +45,7 @@ _KEEP_ALIVE = 0xFF
 class CodecId(enum.IntEnum):
     """Codec ids of the AVL data field (first byte after the header)."""
 
+    CODEC7 = 0x07  # GH3000 family: masks say which fields a record carries
     CODEC8 = 0x08
     CODEC8_EXTENDED = 0x8E
     CODEC12 = 0x0C  # GPRS commands and their replies: no record count, never ACKed
@@ -51,7 +54,11 @@ class CodecId(enum.IntEnum):
 
 
 # Codecs whose byte after the codec id is a record count the device expects echoed back.
-_COUNTED_CODECS = frozenset({CodecId.CODEC8, CodecId.CODEC8_EXTENDED, CodecId.CODEC16})
+_COUNTED_CODECS = frozenset(
+    {CodecId.CODEC7, CodecId.CODEC8, CodecId.CODEC8_EXTENDED, CodecId.CODEC16}
+)
+# Codec 12/13 message types (wiki, Codec 12 "Type"): 0x05 a command, 0x06 a response.
+_COMMAND_TYPES = {0x05: "command", 0x06: "response"}
 _ACKS = tuple(struct.pack(">I", n) for n in range(256))
 _LOGIN_ACCEPTED = b"\x01"
 _LOGIN_REFUSED = b"\x00"
@@ -62,6 +69,8 @@ _U16 = struct.Struct(">H")
 # timestamp, priority, lon, lat, altitude, angle, satellites, speed, event io id, total io count
 _RECORD8 = struct.Struct(">QBiihHBHBB")
 _RECORD8E = struct.Struct(">QBiihHBHHH")
+# Codec 16 (wiki): 2-byte event IO id, then a generation type byte and a 1-byte total count.
+_RECORD16 = struct.Struct(">QBiihHBHHBB")
 _NX_HEAD = struct.Struct(">HH")  # Codec 8E variable-length element: id, length
 _PANIC_PRIORITY = 2
 _NO_ALARMS: tuple[Alarm, ...] = ()
@@ -300,24 +309,37 @@ def _decode_avl(payload: bytes) -> tuple[Reading, ...]:
     if preamble or _HEADER_BYTES + data_bytes + _CRC_BYTES != size:
         raise DecodeError("bad_body", f"{size} bytes are not one AVL packet of length {data_bytes}")
     codec_id = payload[_HEADER_BYTES]
-    if codec_id == CodecId.CODEC8:
-        head, groups, extended = _RECORD8, _GROUPS8, False
-    elif codec_id == CodecId.CODEC8_EXTENDED:
-        head, groups, extended = _RECORD8E, _GROUPS8E, True
-    else:
-        raise DecodeError("unsupported_codec", f"codec id 0x{codec_id:02x} is not decoded")
     records = payload[_HEADER_BYTES + 1]
     nod2_at = size - _CRC_BYTES - 1
     if payload[nod2_at] != records:
         raise DecodeError("bad_body", f"NoD1 {records} != NoD2 {payload[nod2_at]}")
+    generation = False
+    if codec_id == CodecId.CODEC8:
+        head, groups, extended = _RECORD8, _GROUPS8, False
+    elif codec_id == CodecId.CODEC8_EXTENDED:
+        head, groups, extended = _RECORD8E, _GROUPS8E, True
+    elif codec_id == CodecId.CODEC16:
+        # 2-byte IO ids like 8E, but 1-byte counts and no NX group.
+        head, groups, extended, generation = _RECORD16, _GROUPS8E, False, True
+    elif codec_id == CodecId.CODEC7:
+        return decode_codec7(payload[_HEADER_BYTES + 2 : nod2_at], records)
+    elif codec_id in (CodecId.CODEC12, CodecId.CODEC13):
+        return (_command(codec_id, payload[_HEADER_BYTES + 2 : nod2_at], records),)
+    else:
+        raise DecodeError("unsupported_codec", f"codec id 0x{codec_id:02x} is not decoded")
     head_size = head.size
     names = _IO_NAMES
     readings: list[Reading] = []
     pos = _HEADER_BYTES + 2
     for _ in range(records):
-        ts_ms, priority, lon, lat, alt, angle, sats, speed, event_id, total = head.unpack_from(
-            payload, pos
-        )
+        if generation:
+            ts_ms, priority, lon, lat, alt, angle, sats, speed, event_id, gen_type, total = (
+                _RECORD16.unpack_from(payload, pos)
+            )
+        else:
+            ts_ms, priority, lon, lat, alt, angle, sats, speed, event_id, total = head.unpack_from(
+                payload, pos
+            )
         pos += head_size
         io: dict[str, int | str] = {}
         seen = 0
@@ -369,6 +391,10 @@ def _decode_avl(payload: bytes) -> tuple[Reading, ...]:
         # Without a fix the device repeats the last valid coordinates with 0 satellites (wiki).
         position = Position(lat / 10_000_000, lon / 10_000_000, alt, speed, angle, sats, sats > 0)
         attrs: dict[str, AttrValue] = {"priority": priority, "event_io_id": event_id}
+        if generation:
+            # Codec 16 generation type (wiki): 0 on exit, 1 on entrance, 2 on both, 3 reserved,
+            # 4 hysteresis, 5 on change, 6 eventual, 7 periodical.
+            attrs["generation_type"] = gen_type
         if priority == _PANIC_PRIORITY:
             panic = Alarm("teltonika_panic", "critical", "tcu", event_id)
             readings.append(Reading("alarm", ts_ms, position, metrics, io, (panic,), attrs))
@@ -377,3 +403,31 @@ def _decode_avl(payload: bytes) -> tuple[Reading, ...]:
     if pos != nod2_at:
         raise DecodeError("bad_body", f"records end at byte {pos}, NoD2 is at byte {nod2_at}")
     return tuple(readings)
+
+
+def _command(codec_id: int, data: bytes, quantity: int) -> Reading:
+    """A Codec 12/13 message (wiki, "Codec 12" / "Codec 13"): type, 4-byte size, then the text;
+    Codec 13 puts a 4-byte timestamp (seconds) before the text. Devices send responses (0x06)
+    to GPRS commands, and Codec 13 messages with their own time."""
+    if quantity != 1 or len(data) < 5:
+        raise DecodeError("bad_body", f"codec 0x{codec_id:02x} message of {len(data)} bytes")
+    kind, size = data[0], _U32.unpack_from(data, 1)[0]
+    body = data[5:]
+    ts_ms = None
+    if codec_id == CodecId.CODEC13:
+        # The wiki's layout has a 4-byte timestamp in seconds outside the size; captures from
+        # newer firmwares count an 8-byte timestamp in milliseconds inside it.
+        if size + 4 == len(body):
+            ts_ms, body = _U32.unpack_from(body)[0] * 1000, body[4:]
+        elif size == len(body) and size >= 8:
+            ts_ms, body = int.from_bytes(body[:8], "big"), body[8:]
+        else:
+            raise DecodeError("bad_body", f"codec 0x0d size {size}, {len(body)} bytes follow")
+    elif size != len(body):
+        raise DecodeError("bad_body", f"command size {size}, {len(body)} bytes follow")
+    attrs: dict[str, AttrValue] = {
+        "codec": codec_id,
+        "type": _COMMAND_TYPES.get(kind, f"0x{kind:02x}"),
+        "text": body.decode("ascii", "replace"),
+    }
+    return Reading("command_reply", ts_ms, attrs=attrs)

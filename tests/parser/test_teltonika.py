@@ -240,23 +240,30 @@ def test_crc_field_upper_bytes_must_be_zero() -> None:
     assert only_reject(CODEC.session().feed(bad)).reason == "crc_mismatch"
 
 
-def test_codec12_frame_is_kept_without_ack() -> None:
+def test_codec12_response_is_a_command_reply_kept_without_ack() -> None:
     reply_text = b"DOUT1:1 Timeout:INFINITY"
     frame = packet(b"\x0c\x01\x06" + struct.pack(">I", len(reply_text)) + reply_text + b"\x01")
     event = only_frame(CODEC.session().feed(frame))
     assert event.payload == frame
     assert event.reply == b""
-    assert event.readings == ()
-    assert event.error_code == "unsupported_codec"
-    assert event.error_detail is not None and "0x0c" in event.error_detail
+    assert event.error_code is None
+    assert [(r.kind, r.attrs["text"]) for r in event.readings] == [
+        ("command_reply", "DOUT1:1 Timeout:INFINITY")
+    ]
 
 
-def test_codec16_frame_is_acked_with_its_count_but_not_decoded() -> None:
+def test_codec16_frame_is_acked_with_its_count_even_when_its_body_is_bad() -> None:
     frame = packet(b"\x10\x02" + bytes(40) + b"\x02")
     event = only_frame(CODEC.session().feed(frame))
     assert event.reply == b"\x00\x00\x00\x02"
     assert event.readings == ()
-    assert event.error_code == "unsupported_codec"
+    assert event.error_code == "bad_body"
+
+
+def test_codec14_is_kept_raw_as_unsupported_without_ack() -> None:
+    frame = packet(b"\x0e\x01\x06\x00\x00\x00\x01A\x01")
+    event = only_frame(CODEC.session().feed(frame))
+    assert (event.reply, event.readings, event.error_code) == (b"", (), "unsupported_codec")
 
 
 @pytest.mark.parametrize(

@@ -44,8 +44,6 @@ from parser.codec import Codec, CodecOptions
 log = structlog.get_logger("gateway")
 
 SWEEP_INTERVAL_S = 1.0
-# A sink failing this long makes /readyz say no: the NLB sends new devices elsewhere.
-SINK_DOWN_AFTER_S = 5.0
 EXIT_FORCED = 130
 
 
@@ -167,7 +165,7 @@ class Gateway:
                 if self._stop.is_set():
                     return False, "draining"
                 down = max(pipeline.failing_for_s(), kinesis.failing_for_s() if kinesis else 0.0)
-                if down > SINK_DOWN_AFTER_S:
+                if down > settings.health.sink_down_after_s:
                     return False, f"sink failing for {down:.0f} s"
                 if bridge is not None:
                     gone = bridge.down_for_s()

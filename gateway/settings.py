@@ -169,7 +169,7 @@ class KinesisSettings(Section):
     retry_first_s: float = Field(default=0.1, gt=0)
     retry_max_s: float = Field(default=5.0, gt=0)
     # Per-shard send rate as a percentage of the shard limits (1,000 records/s and 1 MiB/s),
-    # like the KPL's RateLimit; lowered on throttling and raised again while calls succeed.
+    # like the KPL's RateLimit; lowered on throttling, back within 10 s once throttling stops.
     rate_limit_pct: int = Field(default=150, ge=10, le=1000)
     shard_map_refresh_s: float = Field(default=60.0, gt=0)
     request_timeout_s: float = Field(default=10.0, gt=0)
@@ -198,6 +198,9 @@ class HealthSettings(Section):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    # /readyz says no once a sink with records to write has written none for this long (every
+    # call failing, every entry throttled, or waiting): the NLB sends new devices elsewhere.
+    sink_down_after_s: float = Field(default=5.0, gt=0)
 
 
 class LogSettings(Section):

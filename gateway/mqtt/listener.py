@@ -104,4 +104,4 @@ class MqttListener(DevicePort):
 def _password_checker(settings: MqttListenerSettings) -> PasswordChecker | None:
     if settings.password_file is None:
         return None
-    return PasswordChecker.load(settings.password_file)
+    return PasswordChecker.load(settings.password_file, settings.max_pending_password_checks)

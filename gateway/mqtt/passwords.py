@@ -1,9 +1,14 @@
 """Device passwords: a file of salted scrypt hashes, and ``gateway passwd`` which writes it.
 
 One ``user:scrypt$N$r$p$salt$hash`` line per user (salt and hash base64), like the file
-``mosquitto_passwd`` keeps. A check costs one scrypt (~50 ms, run off the event loop); a user's
-first success is remembered as an HMAC under a per-process key, so a fleet reconnecting after a
-restart costs one scrypt per device, not one per connection.
+``mosquitto_passwd`` keeps. A check costs one scrypt (~50 ms, run off the event loop on a few
+threads of its own); a user's success is remembered as an HMAC under a per-process key, so a
+fleet reconnecting after a restart costs one scrypt per device, not one per connection.
+
+Every other answer costs a scrypt too, unknown users included (against a hash no password
+matches): an instant "no" would tell an attacker which user names exist. So that guessing cannot
+queue unbounded work, at most ``max_pending`` checks wait or run at once; beyond that the caller
+refuses the connection as busy.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import concurrent.futures
+import functools
 import getpass
 import hashlib
 import hmac
@@ -27,6 +34,14 @@ SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 SALT_BYTES = 16
 HASH_BYTES = 32
+# scrypt holds 128 * r * N = 16 MiB a check: two at a time keep one core for the event loop.
+SCRYPT_THREADS = 2
+# Checked against for a user not in the file: the same parameters as every stored hash (so the
+# same cost), a digest no password yields.
+_NO_USER = (
+    f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$"
+    f"{base64.b64encode(bytes(SALT_BYTES)).decode()}${base64.b64encode(bytes(HASH_BYTES)).decode()}"
+)
 
 
 def hash_password(password: str, salt: bytes | None = None) -> str:
@@ -37,12 +52,13 @@ def hash_password(password: str, salt: bytes | None = None) -> str:
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
 
 
-def verify_password(stored: str, password: str) -> bool:
+def verify_password(stored: str, password: str | bytes) -> bool:
     """Whether ``password`` matches ``stored``; constant-time comparison. Slow (scrypt)."""
+    secret = password.encode() if isinstance(password, str) else password
     try:
         scheme, n, r, p, salt, digest = stored.split("$")
         expected = base64.b64decode(digest, validate=True)
-        computed = _scrypt(password.encode(), base64.b64decode(salt, validate=True),
+        computed = _scrypt(secret, base64.b64decode(salt, validate=True),
                            int(n), int(r), int(p))  # fmt: skip
     except ValueError:
         return False
@@ -72,42 +88,60 @@ def read_password_file(path: Path) -> dict[str, str]:
 
 
 class PasswordChecker:
-    """Checks CONNECT credentials against one password file's entries."""
+    """Checks CONNECT credentials against one password file's entries, ``max_pending`` checks
+    at most waiting or running at once (see :attr:`full`)."""
 
-    def __init__(self, users: dict[str, str]) -> None:
+    def __init__(self, users: dict[str, str], max_pending: int = 64) -> None:
         self._users = users
         self._key = secrets.token_bytes(32)
         self._known: dict[str, bytes] = {}  # user -> HMAC of the password that last verified
+        self.max_pending = max_pending
+        self.pending = 0  # checks submitted and not finished
 
     @classmethod
-    def load(cls, path: Path) -> PasswordChecker:
-        return cls(read_password_file(path))
+    def load(cls, path: Path, max_pending: int = 64) -> PasswordChecker:
+        return cls(read_password_file(path), max_pending)
+
+    @property
+    def full(self) -> bool:
+        """No check can be queued now: refuse the connection (busy) rather than wait."""
+        return self.pending >= self.max_pending
 
     def _mac(self, password: bytes) -> bytes:
         return hmac.digest(self._key, password, "sha256")
 
-    def remembered(self, user: str, password: bytes) -> bool | None:
-        """The answer without scrypt, when there is one: unknown user, or a user seen before."""
-        if user not in self._users:
-            return False
+    def remembered(self, user: str, password: bytes) -> bool:
+        """Whether ``password`` is the one that last verified for ``user`` (no scrypt). A miss
+        says nothing: only :meth:`check` can say no, in the same time for every user."""
         known = self._known.get(user)
-        return None if known is None else hmac.compare_digest(known, self._mac(password))
+        return known is not None and hmac.compare_digest(known, self._mac(password))
 
-    async def check(self, user: str, password: bytes) -> bool:
-        answer = self.remembered(user, password)
-        if answer is not None:
-            return answer
-        stored = self._users[user]
+    def check(self, user: str, password: bytes) -> asyncio.Future[bool]:
+        """Whether ``password`` is ``user``'s, once known; counted in :attr:`pending` from now
+        (not from when the task first runs: CONNECTs in the same read see each other)."""
+        self.pending += 1
+        return asyncio.ensure_future(self._check(user, password))
+
+    async def _check(self, user: str, password: bytes) -> bool:
+        stored = self._users.get(user, _NO_USER)
         try:
-            text = password.decode()
-        except UnicodeDecodeError:
-            return False
-        loop = asyncio.get_running_loop()
-        # hashlib's scrypt releases the GIL: a thread keeps the loop serving other devices.
-        ok = await loop.run_in_executor(None, verify_password, stored, text)
+            if self.remembered(user, password):
+                return True
+            # hashlib's scrypt releases the GIL: the threads keep the loop serving devices.
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(_scrypt_threads(), verify_password, stored, password)
+        finally:
+            self.pending -= 1
+        ok = ok and user in self._users
         if ok:
             self._known[user] = self._mac(password)
         return ok
+
+
+@functools.cache
+def _scrypt_threads() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's scrypt threads (shared by every listener, kept across reloads)."""
+    return concurrent.futures.ThreadPoolExecutor(SCRYPT_THREADS, "scrypt")
 
 
 def write_password(path: Path, user: str, password: str | None) -> None:

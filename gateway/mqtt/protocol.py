@@ -126,7 +126,7 @@ class MqttConnection(DeviceConnection):
     def silence_allowed_s(self) -> float:
         settings = self.listener.settings
         if self._authenticating:
-            return float("inf")
+            return settings.connect_timeout_s  # since the CONNECT: waiting for a password check
         keep_alive_s = self.mqtt.keep_alive_s
         if keep_alive_s is None:
             return settings.connect_timeout_s
@@ -134,7 +134,10 @@ class MqttConnection(DeviceConnection):
         return keep_alive_s * 1.5 if keep_alive_s else settings.idle_timeout_s
 
     def expire(self) -> None:
-        if self.mqtt.protocol_level is None:
+        if self._authenticating:  # its check is queued behind others: too busy to answer
+            self._authenticating = False  # (the check's late answer finds the connection closed)
+            self._refuse_connect(ReasonCode.SERVER_BUSY, "auth_timeout")
+        elif self.mqtt.protocol_level is None:
             self.close("connect_timeout")
         else:
             self.close("keep_alive_timeout", code=ReasonCode.KEEP_ALIVE_TIMEOUT)
@@ -208,17 +211,18 @@ class MqttConnection(DeviceConnection):
         if checker is None or user is None or password is None:
             self._connected(connect, False)
             return
-        answer = checker.remembered(user, password)
-        if answer is not None:
-            self._connected(connect, answer)
+        if checker.remembered(user, password):
+            self._connected(connect, True)
+            return
+        if checker.full:  # guessing must not queue unbounded work (nor wait unboundedly)
+            self._refuse_connect(ReasonCode.SERVER_BUSY, "auth_busy")
             return
         # scrypt runs in a thread: read nothing more (and hold what was read) meanwhile.
         self._authenticating = True
         if self.transport is not None and not self.paused:
             self.transport.pause_reading()
         self._checking = connect
-        task = asyncio.ensure_future(checker.check(user, password))
-        task.add_done_callback(self._checked)
+        checker.check(user, password).add_done_callback(self._checked)
 
     def _checked(self, task: asyncio.Future[bool]) -> None:
         connect, self._checking = self._checking, None
@@ -249,13 +253,14 @@ class MqttConnection(DeviceConnection):
             client_id = f"gw-{secrets.token_hex(8)}"
             if connect.protocol_level == MQTT_5:
                 properties = Properties(assigned_client_identifier=client_id)
+        principal = self._principal(connect, identity)
         holder = listener.sessions.identity_of(client_id)
-        if holder is not None and identity is not None and holder != identity:
+        if holder is not None and principal is not None and holder != principal:
             # Another device's client id: taking its session over would cut that device off.
             self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "client_id_in_use")
             return
         session, present, previous = listener.sessions.attach(
-            self, client_id, identity, connect.clean_start, self._expiry_s(connect),
+            self, client_id, principal, connect.clean_start, self._expiry_s(connect),
             min(listener.settings.receive_maximum, MAX_QOS2_IDS),
         )  # fmt: skip
         if isinstance(previous, MqttConnection):
@@ -282,6 +287,17 @@ class MqttConnection(DeviceConnection):
         if source == "certificate":
             return _common_name(self.peer_certificate()) or ""
         return None
+
+    def _principal(self, connect: Connect, identity: str | None) -> str | None:
+        """Who may hold this client id (take its session over): the proven credential where
+        there is one (also with allow_any_identity), else the identity (``None`` with identity
+        from the topics and no auth: nothing is proven, anyone may)."""
+        auth = self.listener.settings.auth
+        if auth == "password":
+            return connect.username
+        if auth == "certificate":
+            return _common_name(self.peer_certificate())
+        return identity
 
     def _refuse_connect(self, code: ReasonCode, reason: str) -> None:
         self.listener.stats.rejects[reason] += 1

@@ -6,6 +6,7 @@ map topic templates to codecs, ``identity`` says who the device is, ``auth`` how
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
@@ -40,7 +41,9 @@ class MqttRoute(Section):
 
 
 class MqttListenerSettings(Section):
-    host: str = "0.0.0.0"
+    # Loopback unless configured: a listener other machines reach is a deliberate choice, and
+    # one without auth there must say so (see _consistent).
+    host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=0, le=65535)  # 0 = any free port (tests, demos)
     # accepted: PUBACK once in the gateway's buffer; delivered: once the sink durably wrote it.
     ack_policy: AckPolicy = "delivered"
@@ -50,6 +53,8 @@ class MqttListenerSettings(Section):
     # or the CN of its client certificate. Unless it is the topic, a topic's {device_id} must
     # equal that identity: a device may only publish under its own.
     identity: Literal["topic", "client_id", "username", "certificate"] = "topic"
+    # "none" proves nothing: any client may connect, claim any identity and take over the
+    # client id of any device of that identity. Beyond loopback it must be set explicitly.
     auth: Literal["none", "password", "certificate"] = "none"
     # A password or certificate proves an identity only if the identity is taken from it
     # (username, certificate): else any device that logs in may publish as any other, so such
@@ -58,6 +63,10 @@ class MqttListenerSettings(Section):
     allow_any_identity: bool = False
     # `gateway passwd FILE USER` writes it; read again on SIGHUP.
     password_file: Path | None = None
+    # Password checks (one scrypt each, ~50 ms) waiting or running at once; a CONNECT beyond
+    # this is refused at once as busy (5.0 0x89, 3.1.1 "server unavailable"), so that guessing
+    # cannot queue unbounded work. One waiting longer than connect_timeout_s is refused alike.
+    max_pending_password_checks: int = Field(default=64, ge=1)
     # A device may subscribe to its own command topic (granted and kept); nothing else.
     command_topic: str = "ev/{device_id}/command"
     # The CONNECT must arrive within this long after the TCP (and TLS) handshake.
@@ -99,6 +108,11 @@ class MqttListenerSettings(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttListenerSettings:
+        if "auth" not in self.model_fields_set and not _loopback(self.host):
+            raise ValueError(
+                f"host {self.host!r} is reachable from other machines and auth is not set: set "
+                "auth = 'password' or 'certificate', or auth = 'none' to accept any client"
+            )
         if self.auth == "password" and self.password_file is None:
             raise ValueError("auth = 'password' needs password_file")
         proven = {"password": "username", "certificate": "certificate"}.get(self.auth)
@@ -120,6 +134,15 @@ class MqttListenerSettings(Section):
         if DEVICE_ID not in TopicTemplate.parse(self.command_topic).names:
             raise ValueError("command_topic needs a {device_id} level")
         return self
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # "" (every interface) or a name that may resolve anywhere
 
 
 class JsonCodecSettings(Section):
@@ -169,7 +192,8 @@ LISTEN_PREFIX = "mqtt="
 
 
 def parse_mqtt_listen(spec: str) -> MqttListenerSettings:
-    """``mqtt=HOST:PORT`` from ``--listen``: plain, no auth, the default route; ConfigError."""
+    """``mqtt=HOST:PORT`` from ``--listen``: plain, no auth, the default route; ConfigError.
+    Only on loopback: a listener other machines reach needs its auth set in the config."""
     host, colon, port = spec.removeprefix(LISTEN_PREFIX).rpartition(":")
     if not colon or not port.isdigit():
         raise ConfigError([f"--listen {spec!r}: expected mqtt=HOST:PORT"])

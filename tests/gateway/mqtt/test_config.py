@@ -10,8 +10,11 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from gateway.mqtt.passwords import PasswordChecker, read_password_file, verify_password
+from gateway.mqtt.settings import MqttListenerSettings, parse_mqtt_listen
+from gateway.settings_base import ConfigError
 from parser.mqtt.packets import MQTT_5, ConnAck, PubAck, ReasonCode
 from tests.gateway.gatewayproc import GATEWAY, read_records, wait_for
 from tests.gateway.mqtt.client import MqttTestClient, start_gateway
@@ -52,17 +55,42 @@ def test_password_checker_remembers_only_successes(tmp_path: Path) -> None:
     path = tmp_path / "passwd"
     assert gateway("passwd", str(path), "dev1", "-b", "one").returncode == 0
     checker = PasswordChecker.load(path)
-    assert checker.remembered("nobody", b"x") is False
-    assert checker.remembered("dev1", b"one") is None  # unknown yet: needs the slow check
+    assert checker.remembered("dev1", b"one") is False  # unknown yet: needs the slow check
 
     async def check(password: bytes) -> bool:
         return await checker.check("dev1", password)
 
     assert asyncio.run(check(b"wrong")) is False
-    assert checker.remembered("dev1", b"one") is None
+    assert checker.remembered("dev1", b"one") is False
     assert asyncio.run(check(b"one")) is True
     assert checker.remembered("dev1", b"one") is True
-    assert checker.remembered("dev1", b"wrong") is False
+    assert checker.remembered("dev1", b"wrong") is False  # not an answer: check() decides
+
+
+def test_unknown_users_cost_the_same_scrypt_as_known_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An instant "no" for an unknown user (or a known one's wrong password) tells an attacker
+    by timing which user names exist; every "no" runs scrypt with the stored parameters."""
+    path = tmp_path / "passwd"
+    assert gateway("passwd", str(path), "dev1", "-b", "one").returncode == 0
+    (known,) = read_password_file(path).values()
+    checker = PasswordChecker.load(path)
+    costs: list[str] = []
+
+    def counted(stored: str, password: str | bytes) -> bool:
+        costs.append("$".join(stored.split("$")[:4]))  # scheme and N, r, p: the work
+        return verify_password(stored, password)
+
+    monkeypatch.setattr("gateway.mqtt.passwords.verify_password", counted)
+
+    async def answers() -> list[bool]:
+        return [await checker.check(user, password) for user, password in
+                (("nobody", b"x"), ("dev1", b"wrong"), ("dev1", b"one"),
+                 ("dev1", b"wrong"), ("nobody", b"one"))]  # fmt: skip
+
+    assert asyncio.run(answers()) == [False, False, True, False, False]
+    assert costs == ["$".join(known.split("$")[:4])] * 5
 
 
 @pytest.mark.parametrize(
@@ -79,6 +107,10 @@ def test_password_checker_remembers_only_successes(tmp_path: Path) -> None:
         ("routes = [{ topic = 'ev/+/t' }]", "use {name} levels, not MQTT wildcards"),
         ("routes = [{ topic = 'ev/{device_id}', codec = 'nope' }]", "unknown codec 'nope'"),
         ("receive_maximum = 0", "receive_maximum: Input should be greater than or equal to 1"),
+        (  # reachable from other machines: whether anyone may connect must be said
+            "host = '0.0.0.0'",
+            "host '0.0.0.0' is reachable from other machines and auth is not set: set auth",
+        ),
     ],
 )
 def test_check_config_names_the_problem(tmp_path: Path, listener: str, problem: str) -> None:
@@ -87,6 +119,18 @@ def test_check_config_names_the_problem(tmp_path: Path, listener: str, problem: 
     result = gateway("check-config", str(config))
     assert result.returncode == 2
     assert problem in result.stderr and "Traceback" not in result.stderr
+
+
+def test_listener_defaults_are_loopback_and_auth_none_only_there_unless_said() -> None:
+    assert MqttListenerSettings().host == "127.0.0.1"
+    assert MqttListenerSettings(host="0.0.0.0", auth="none").auth == "none"  # said explicitly
+    assert MqttListenerSettings(host="::1").auth == "none"
+    for host in ("0.0.0.0", "10.1.2.3", "", "mqtt.example.com"):
+        with pytest.raises(ValidationError, match="auth is not set"):
+            MqttListenerSettings(host=host)
+    with pytest.raises(ConfigError, match="auth is not set"):
+        parse_mqtt_listen("mqtt=0.0.0.0:1883")
+    assert parse_mqtt_listen("mqtt=127.0.0.1:1883").auth == "none"
 
 
 def test_sighup_reloads_routes_and_passwords(tmp_path: Path) -> None:

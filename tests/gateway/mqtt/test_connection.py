@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 import tracemalloc
 from collections.abc import Callable
@@ -264,6 +265,81 @@ def test_a_connection_keeps_nothing_of_its_connect_but_what_it_needs() -> None:
     (connack,) = device.received()
     assert isinstance(connack, ConnAck) and connack.reason_code == ReasonCode.SUCCESS
     assert kept < 32 * 1024, f"{kept} bytes kept after the CONNECT"
+
+
+async def answered(device: Device) -> list[Packet]:
+    """What the gateway wrote once it answered (a password check runs in a thread)."""
+    for _ in range(1000):
+        if device.transport.out:
+            break
+        await asyncio.sleep(0.01)
+    return device.received()
+
+
+@pytest.mark.asyncio
+async def test_password_checks_are_bounded_refused_busy_beyond_and_time_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Guessing must not queue unbounded scrypt work, and a CONNECT must not wait forever."""
+    passwd = tmp_path / "passwd"
+    write_password(passwd, DEVICE, PASSWORD)
+    port, _ = listener(auth="password", password_file=passwd, identity="username",
+                       max_pending_password_checks=1, connect_timeout_s=5.0)  # fmt: skip
+    release = threading.Event()
+
+    def stuck(stored: str, password: str | bytes) -> bool:
+        release.wait(10)
+        return False
+
+    monkeypatch.setattr("gateway.mqtt.passwords.verify_password", stuck)
+    try:
+        waiting = Device(port, MQTT_5)
+        waiting.send(connect(level=MQTT_5, username=DEVICE, password=b"guess-1"))
+        assert waiting.received() == [] and not waiting.transport.closing  # being checked
+        busy = Device(port)
+        busy.send(connect("other", username=DEVICE, password=b"guess-2"))
+        (refused,) = busy.received()  # at once, no check queued
+        assert isinstance(refused, ConnAck)
+        assert refused.reason_code == ReasonCode.SERVER_UNAVAILABLE  # 3.1.1's return code 3
+        assert busy.transport.closing and busy.conn.close_reason == "auth_busy"
+
+        port.sweep(time.monotonic() + 6.0)  # the check is still queued past connect_timeout_s
+        (timed_out,) = waiting.received()
+        assert isinstance(timed_out, ConnAck) and timed_out.reason_code == ReasonCode.SERVER_BUSY
+        assert waiting.transport.closing and waiting.conn.close_reason == "auth_timeout"
+    finally:
+        release.set()
+    passwords = port.passwords
+    assert passwords is not None
+    for _ in range(1000):
+        if passwords.pending == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert passwords.pending == 0 and not passwords.full
+
+
+@pytest.mark.asyncio
+async def test_only_the_same_user_may_take_a_client_id_over(tmp_path: Path) -> None:
+    """With allow_any_identity the identity is not proven, the user name is: it holds the
+    client id, so another user cannot cut that client off by connecting with its id."""
+    passwd = tmp_path / "passwd"
+    write_password(passwd, "gw-a", "pass-a")
+    write_password(passwd, "gw-b", "pass-b")
+    port, _ = listener(auth="password", password_file=passwd, identity="client_id",
+                       allow_any_identity=True)  # fmt: skip
+    first = Device(port, MQTT_5)
+    first.send(connect("shared", MQTT_5, username="gw-a", password=b"pass-a"))
+    assert [p.reason_code for p in await answered(first) if isinstance(p, ConnAck)] == [0]
+    other = Device(port, MQTT_5)
+    other.send(connect("shared", MQTT_5, username="gw-b", password=b"pass-b"))
+    (refused,) = await answered(other)
+    assert isinstance(refused, ConnAck) and refused.reason_code == ReasonCode.NOT_AUTHORIZED
+    assert not first.transport.closing
+    same = Device(port, MQTT_5)
+    same.send(connect("shared", MQTT_5, username="gw-a", password=b"pass-a"))
+    (accepted,) = await answered(same)
+    assert isinstance(accepted, ConnAck) and accepted.reason_code == ReasonCode.SUCCESS
+    assert first.received() == [Disconnect(ReasonCode.SESSION_TAKEN_OVER)]
 
 
 @pytest.mark.asyncio

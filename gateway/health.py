@@ -1,9 +1,10 @@
 """NLB health checks on a dedicated port: ``/healthz`` (alive) and ``/readyz`` (taking traffic).
 
 Served by the gateway's own event loop, so a stuck loop fails the live check too. Ready means:
-listeners bound, sinks open, not draining, and no sink failing for longer than
-``SINK_DOWN_AFTER_S`` (an NLB then sends new devices to a healthy instance while this one keeps
-its connections and retries).
+listeners bound, sinks open, not draining, and no sink stuck for longer than
+``health.sink_down_after_s``: a sink with records to write that has written none for that long,
+whether its calls fail, every entry comes back throttled or it waits on its rate limiter (an NLB
+then sends new devices to a healthy instance while this one keeps its connections and retries).
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ with a ``FaultPolicy``:
   duplicate.
 - ``throttle_requests`` / ``throttle_next``: PutRecord(s) answered with the 400
   ProvisionedThroughputExceededException, not forwarded (every one while set / the next N).
+- ``unavailable_requests``: PutRecord(s) answered with the 503 ServiceUnavailable the service
+  gives while it is degraded, not forwarded.
 - ``refuse_connections``: "Kinesis is down". Open connections are reset at once, new ones on
   accept. The listener stays bound so the port cannot be lost: clients see a reset or a
   disconnect, not ECONNREFUSED. A request in flight when the outage starts may have been stored,
@@ -49,6 +51,7 @@ PUT_RECORDS = "Kinesis_20131202.PutRecords"
 WRITE_TARGETS = frozenset({PUT_RECORDS, "Kinesis_20131202.PutRecord"})
 THROUGHPUT_EXCEEDED = "ProvisionedThroughputExceededException"
 INTERNAL_FAILURE = "InternalFailure"
+SERVICE_UNAVAILABLE = "ServiceUnavailable"
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 # Above kinesalite's own 7 MiB request limit, so its 413 answer stays visible through the proxy.
 MAX_BODY_BYTES = 16 * 1024 * 1024
@@ -68,6 +71,7 @@ class FaultPolicy:
     fail_error_codes: tuple[str, ...] = (THROUGHPUT_EXCEEDED, INTERNAL_FAILURE)
     throttle_requests: bool = False
     throttle_next: int = 0
+    unavailable_requests: bool = False
     refuse_connections: bool = False
     delay_s: float = 0.0
 
@@ -99,7 +103,9 @@ class ProxyStats:
     entries_failed_by_code: Mapping[str, int] = field(default_factory=dict)
     failed_entries: tuple[FailedEntry, ...] = ()
     throttled_requests: int = 0
+    unavailable_answers: int = 0
     refused_connections: int = 0
+    largest_put_records_bytes: int = 0  # the largest PutRecords body that reached the proxy
     connections: int = 0
 
 
@@ -403,6 +409,13 @@ class FaultProxy:
             self._requests[target] += 1
         if policy.delay_s:
             await asyncio.sleep(policy.delay_s)
+        if target == PUT_RECORDS:
+            with self._lock:
+                largest = max(self._stats.largest_put_records_bytes, len(request.body))
+                self._stats = dataclasses.replace(self._stats, largest_put_records_bytes=largest)
+        if target in WRITE_TARGETS and policy.unavailable_requests:
+            self._count(unavailable_answers=1)
+            return _json_answer(503, {"__type": SERVICE_UNAVAILABLE, "message": "(fault proxy)"})
         if target in WRITE_TARGETS and self._take_throttle():
             self._count(throttled_requests=1)
             message = "Rate exceeded for shard shardId-000000000000 (fault proxy)."

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConn
 from tests.kinesis.emulator import Kinesalite
 from tests.kinesis.fault_proxy import (
     INTERNAL_FAILURE,
+    SERVICE_UNAVAILABLE,
     THROUGHPUT_EXCEEDED,
     FaultProxy,
     HttpMessage,
@@ -179,6 +180,24 @@ async def test_throttled_request_is_a_client_error_and_not_stored(
         await client.describe_stream_summary(StreamName=stream)  # reads are not throttled
     assert kinesalite.read_all(stream) == []
     assert fault_proxy.stats().throttled_requests == 1
+
+
+async def test_unavailable_is_a_503_not_stored_and_the_largest_call_is_measured(
+    kinesalite: Kinesalite, fault_proxy: FaultProxy, stream: str
+) -> None:
+    fault_proxy.update(unavailable_requests=True)
+    async with kinesis(fault_proxy.url, retries=NO_RETRIES) as client:
+        with pytest.raises(ClientError) as raised:
+            await client.put_records(StreamName=stream, Records=entries(300))
+        assert raised.value.response["Error"]["Code"] == SERVICE_UNAVAILABLE
+        assert raised.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        fault_proxy.update(unavailable_requests=False)
+        await client.put_records(StreamName=stream, Records=entries(2))
+    assert len(kinesalite.read_all(stream)) == 2
+    stats = fault_proxy.stats()
+    assert stats.unavailable_answers == 1
+    # 300 entries of ~20 bytes of JSON each, whether or not they were forwarded.
+    assert 300 * 20 < stats.largest_put_records_bytes < 300 * 80
 
 
 async def test_botocore_retries_a_throttled_request_by_itself(

@@ -16,7 +16,7 @@ import pytest
 from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records, wait_for
 from tests.gateway.test_health import get
 from tests.kinesis.emulator import Kinesalite
-from tests.kinesis.fault_proxy import FaultProxy
+from tests.kinesis.fault_proxy import PUT_RECORDS, THROUGHPUT_EXCEEDED, FaultProxy
 from tests.parser.test_kpl import stock_deaggregate
 
 CODECS = ("teltonika", "gt06", "evb1")
@@ -98,6 +98,46 @@ def payload_hex(record: dict[str, Any]) -> str:
     return base64.b64decode(record["record"]["payload"]).hex()
 
 
+def read_dead_letters(data_dir: Path) -> list[dict[str, Any]]:
+    return [
+        json.loads(line)
+        for path in (data_dir / "dead-letters").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+
+
+def assert_acked_frames_in_both_streams(
+    tmp: Path, kinesalite: Kinesalite, raw_stream: str, parsed_stream: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Every ACKed frame has its raw record in the raw stream and its readings in the parsed one.
+
+    A frame a device resent may be there twice (two raw ids); one complete copy is enough. Its
+    readings are ``<raw_id>-0`` … ``-<n-1>``: none may be missing below the highest present.
+    Returns the raw and the parsed user records.
+    """
+    raw = user_records(kinesalite, raw_stream)
+    parsed = user_records(kinesalite, parsed_stream)
+    raw_ids: dict[str, set[str]] = defaultdict(set)
+    for r in raw:
+        raw_ids[payload_hex(r)].add(r["record"]["id"])
+    readings: dict[str, set[int]] = defaultdict(set)
+    for p in parsed:
+        readings[p["record"]["raw_id"]].add(int(p["record"]["id"].rpartition("-")[2]))
+    acked = acked_payloads(tmp)
+    assert acked
+    not_raw = [a for a in acked if a not in raw_ids]
+    assert not not_raw, f"{len(not_raw)} of {len(acked)} ACKed frames missing from the raw stream"
+    not_parsed = [
+        a
+        for a in acked
+        if not any(readings[i] and readings[i] == set(range(len(readings[i]))) for i in raw_ids[a])
+    ]
+    assert not not_parsed, (
+        f"{len(not_parsed)} of {len(acked)} ACKed frames without their parsed records"
+    )
+    return raw, parsed
+
+
 def test_fleet_into_kinesalite(
     tmp_path: Path, kinesalite: Kinesalite, make_stream: Callable[[int], str]
 ) -> None:
@@ -111,13 +151,7 @@ def test_fleet_into_kinesalite(
     finally:
         assert gw.stop() == 0
     assert summary["unacked"] == 0 and summary["acked"] > 300
-    raw = user_records(kinesalite, raw_stream)
-    parsed = user_records(kinesalite, parsed_stream)
-    by_payload = {payload_hex(r): r for r in raw}
-    parsed_raw_ids = {p["record"]["raw_id"] for p in parsed}
-    for payload in acked_payloads(tmp_path):
-        assert payload in by_payload
-        assert by_payload[payload]["record"]["id"] in parsed_raw_ids
+    raw, _ = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
     # Partition key = device id; a device's records stay on one shard, in arrival order.
     shards: dict[str, set[str]] = defaultdict(set)
     order: dict[str, list[tuple[int, int]]] = defaultdict(list)
@@ -165,12 +199,93 @@ def test_partial_failures_and_throttling_lose_nothing_acked(
     stats = fault_proxy.stats()
     assert stats.entries_failed_by_code and stats.throttled_requests > 0
     assert summary["acked"] > 90  # traffic flowed (how much depends on the machine's load)
-    raw = user_records(kinesalite, raw_stream)
-    payloads = {payload_hex(r) for r in raw}
-    assert set(acked_payloads(tmp_path)) <= payloads
+    raw, _ = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
     # Failed entries were never stored (as on Kinesis), and only they were resent: no record twice.
     ids = [r["record"]["id"] for r in raw]
     assert len(ids) == len(set(ids))
+
+
+# Each makes every PutRecords fail while it lasts, the way issue 13 item 1 saw the per-shard
+# limiter stop sending for good: a run of 503s, or 200 answers with every entry throttled.
+STALLING_FAULTS: dict[str, dict[str, Any]] = {
+    "503s": {"unavailable_requests": True},
+    "all-entries-throttled": {
+        "fail_entries_ratio": 1.0,
+        "fail_error_codes": (THROUGHPUT_EXCEEDED,),
+    },
+}
+NO_FAULT = {"unavailable_requests": False, "fail_entries_ratio": 0.0}
+
+
+@pytest.mark.parametrize("fault", STALLING_FAULTS)
+def test_503s_or_an_all_throttled_answer_slow_large_calls_and_acks_resume(
+    tmp_path: Path,
+    kinesalite: Kinesalite,
+    make_stream: Callable[[int], str],
+    fault_proxy: FaultProxy,
+    fault: str,
+) -> None:
+    # One shard per stream: the backlog behind the failures goes to it in calls of hundreds of
+    # ~650-byte parsed records, more than the throttled limiter's buckets held.
+    raw_stream, parsed_stream = make_stream(1), make_stream(1)
+    gw = start_gateway(
+        tmp_path, fault_proxy.url, raw_stream, parsed_stream, "[health]\nsink_down_after_s = 2\n"
+    )
+    sim = simulate(gw, tmp_path, 150, 20.0)
+    try:
+        assert wait_for(lambda: gw.metric("gateway_kinesis_user_records_total") > 200, timeout=20)
+        assert gw.health_url is not None
+        readyz = gw.health_url + "/readyz"
+        assert get(readyz)[0] == 200
+        fault_proxy.update(**STALLING_FAULTS[fault])
+        # Nothing is delivered: /readyz turns new devices away (a 200 answer with every entry
+        # throttled looked healthy before), while a backlog builds behind the failing calls.
+        assert wait_for(lambda: get(readyz)[0] == 503, timeout=15)
+        assert wait_for(lambda: gw.metric("gateway_buffered_bytes") > 1_500_000, timeout=20)
+        during = fault_proxy.stats()
+        fault_proxy.reset_stats()
+        fault_proxy.update(**NO_FAULT)
+        assert wait_for(lambda: get(readyz) == (200, "ready\n"), timeout=20)
+        out, _ = sim.communicate(timeout=90)
+        summary = json.loads(out.decode().splitlines()[-1])
+        assert gw.metric("gateway_kinesis_dead_letters_total") == 0
+    finally:
+        assert gw.stop() == 0
+    assert summary["unacked"] == 0  # ACKs resumed: every frame sent was ACKed in the end
+    assert read_dead_letters(gw.data_dir) == []
+    assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
+    assert during.requests_by_target[PUT_RECORDS] >= 5  # several calls failed
+    # The backlog left in calls of over 750 kB of records for the one shard (JSON, base64),
+    # three times what the old limiter's bucket held after five cuts.
+    assert fault_proxy.stats().largest_put_records_bytes > 1_000_000
+
+
+def test_a_short_outage_then_the_backlog_goes_in_calls_over_a_shard_bucket(
+    tmp_path: Path,
+    kinesalite: Kinesalite,
+    make_stream: Callable[[int], str],
+    fault_proxy: FaultProxy,
+) -> None:
+    raw_stream, parsed_stream = make_stream(1), make_stream(1)
+    gw = start_gateway(tmp_path, fault_proxy.url, raw_stream, parsed_stream)
+    sim = simulate(gw, tmp_path, 300, 20.0)
+    try:
+        assert wait_for(lambda: gw.metric("gateway_kinesis_user_records_total") > 200, timeout=20)
+        fault_proxy.update(refuse_connections=True)
+        # Down for a few seconds: until ~2 MB of parsed records wait for the one shard (the
+        # old limiter never admitted a call over its 1.5 MiB bucket).
+        assert wait_for(lambda: gw.metric("gateway_buffered_bytes") > 3_000_000, timeout=15)
+        assert gw.metric("gateway_kinesis_request_errors_total") > 0
+        fault_proxy.update(refuse_connections=False)
+        out, _ = sim.communicate(timeout=90)
+        summary = json.loads(out.decode().splitlines()[-1])
+        assert gw.metric("gateway_kinesis_dead_letters_total") == 0  # nothing Expired
+    finally:
+        assert gw.stop() == 0
+    assert summary["unacked"] == 0
+    assert read_dead_letters(gw.data_dir) == []  # none Expired, not even at the stop
+    assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
+    assert fault_proxy.stats().largest_put_records_bytes > 2_200_000  # > 1.6 MB of records
 
 
 @pytest.mark.parametrize("outage_s", [60.0])
@@ -214,8 +329,7 @@ def test_kinesis_down_pauses_devices_and_recovers(
     finally:
         assert gw.stop() == 0
     assert summary["acked"] > 300
-    raw = user_records(kinesalite, raw_stream)
-    assert set(acked_payloads(tmp_path)) <= {payload_hex(r) for r in raw}
+    assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
     assert read_records(gw.data_dir, "errors") == []
 
 
@@ -239,19 +353,23 @@ def test_shutdown_with_kinesis_down_dead_letters_and_acks_nothing_unsent(
         sim.terminate()
         sim.communicate(timeout=60)
     assert code == 0 and took < 25  # the default 20 s deadline, with what was pending dead-lettered
-    dead = [
-        json.loads(line)
-        for path in (gw.data_dir / "dead-letters").glob("*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
+    dead = read_dead_letters(gw.data_dir)
     assert dead and {d["error_code"] for d in dead} == {"Expired"}
     fault_proxy.update(refuse_connections=False)
-    delivered = {payload_hex(r) for r in user_records(kinesalite, raw_stream)}
-    dead_payloads = {
-        base64.b64decode(json.loads(base64.b64decode(d["data"]))["payload"]).hex()
-        for d in dead
-        if d["class"] == "raw"
-    }
+    # Every ACKed frame reached both streams …
+    raw, parsed = assert_acked_frames_in_both_streams(
+        tmp_path, kinesalite, raw_stream, parsed_stream
+    )
+    delivered = {payload_hex(r) for r in raw}
+    dead_records = [(d["class"], json.loads(base64.b64decode(d["data"]))) for d in dead]
+    dead_payloads = {base64.b64decode(r["payload"]).hex() for c, r in dead_records if c == "raw"}
     acked = set(acked_payloads(tmp_path))
-    assert acked <= delivered  # every ACKed frame reached Kinesis …
-    assert not acked & (dead_payloads - delivered)  # … and nothing dead-lettered was ACKed
+    assert not acked & (dead_payloads - delivered)  # … nothing dead-lettered was ACKed …
+    acked_ids = {r["record"]["id"] for r in raw if payload_hex(r) in acked}
+    delivered_parsed = {p["record"]["id"] for p in parsed}
+    lost_readings = [
+        r["id"]
+        for c, r in dead_records
+        if c == "parsed" and r["raw_id"] in acked_ids and r["id"] not in delivered_parsed
+    ]
+    assert not lost_readings  # … and no reading of an ACKed frame was given up on

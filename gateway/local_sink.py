@@ -119,7 +119,8 @@ class RotatingFile:
         try:
             os.ftruncate(self._fd, self._size)
         except OSError as exc:
-            # Cannot repair it: leave it (readers skip a torn last line) and write a new one.
+            # Cannot repair it: leave it (its torn tail is from a batch nobody was ACKed for)
+            # and start a new file, never appending whole lines after a torn one.
             log.error(
                 "cannot roll back a failed write; starting a new file",
                 file=str(self.path),

@@ -231,12 +231,12 @@ def _run(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
 
     settings = load_settings(args.config, run_overrides(args))
+    logs.configure(settings.log)  # the supervisor of --workers logs too (workers it restarts)
     if args.workers > 1:
         shared = [ls for ls in settings.listeners if ls.port == 0]
         if shared:
             raise ConfigError(["--workers needs fixed listener ports (port 0 differs per process)"])
         return workers.supervise(without_workers_flag(argv), args.workers)
-    logs.configure(settings.log)
     return server.run(settings, lambda: load_settings(args.config, run_overrides(args)))
 
 

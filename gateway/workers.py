@@ -2,22 +2,34 @@
 
 The kernel spreads new connections over the worker processes; each worker is a complete gateway
 (its own pipeline, sinks and budget). Worker ``i`` serves metrics on the metrics port + ``i`` (each
-is scraped on its own) and all share the health port. The supervisor only forwards signals and
-waits: a worker that exits is not restarted here — under systemd the unit restarts the whole
-service, and ``ev-gateway@.service`` runs one unit per core instead.
+is scraped on its own) and all share the health port. The supervisor forwards signals, and
+restarts a worker that exits while no stop was asked for, after a capped exponential backoff
+(reset once the worker has run ``STABLE_S``), logging each exit and the restarts so far: a dead
+worker used to drop capacity silently. Its devices reconnect to the workers still up meanwhile
+and resend what was not ACKed. Under systemd ``ev-gateway@.service`` runs one unit per core
+instead.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
-from types import FrameType
+
+import structlog
+
+log = structlog.get_logger("gateway.workers")
 
 WORKER_ENV = "GATEWAY_WORKER"
+RESTART_FIRST_S = 0.5
+RESTART_MAX_S = 30.0
+STABLE_S = 60.0  # a worker that ran this long crashed anew: its backoff starts again
+# A worker's exit status for a configuration that cannot work (``gateway.cli.EXIT_USAGE``: a
+# port taken, say): restarting would fail the same way, so everything stops with it.
+EXIT_USAGE = 2
 
 
 def worker_index() -> int | None:
@@ -27,30 +39,77 @@ def worker_index() -> int | None:
 
 
 def supervise(argv: Sequence[str], workers: int) -> int:
-    """Run ``workers`` copies of ``gateway run argv`` and wait; returns the worst exit code."""
-    gateway = str(os.path.join(os.path.dirname(sys.executable), "gateway"))
-    # Workers get signals only from us (their own process group: a Ctrl-C to the terminal's
-    # group would otherwise reach them twice, and a second signal means "exit now"). They do
-    # not speak sd_notify: under systemd prefer one ev-gateway@N.service per core.
-    env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
-    children = [
-        subprocess.Popen([gateway, "run", *argv], env={**env, WORKER_ENV: str(i)}, process_group=0)
-        for i in range(workers)
-    ]
+    """Run ``workers`` copies of ``gateway run argv`` until a stop signal; returns the worst
+    exit status."""
+    return asyncio.run(Supervisor(argv, workers).run())
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
-        for child in children:
-            if child.poll() is None:
+
+class Supervisor:
+    def __init__(self, argv: Sequence[str], workers: int) -> None:
+        gateway = os.path.join(os.path.dirname(sys.executable), "gateway")
+        self._command = [gateway, "run", *argv]
+        # Workers do not speak sd_notify: under systemd prefer one ev-gateway@N.service per core.
+        self._env = {
+            k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
+        }
+        self._workers = workers
+        self._children: dict[int, asyncio.subprocess.Process] = {}
+        self._stop = asyncio.Event()
+        self.restarts = 0
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.add_signal_handler(sig, self._forward, sig)
+        codes = await asyncio.gather(*(self._keep(i) for i in range(self._workers)))
+        if EXIT_USAGE in codes:  # the reason the others were stopped
+            return EXIT_USAGE
+        # A worker killed by a signal reports -N; the shell's convention is 128 + N.
+        return max(128 - code if code < 0 else code for code in codes)
+
+    def _forward(self, signum: int) -> None:
+        if signum != signal.SIGHUP:  # SIGHUP reloads; the others stop
+            self._stop.set()
+        for child in self._children.values():
+            if child.returncode is None:
                 child.send_signal(signum)
 
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(sig, forward)
-    codes = []
-    for child in children:
+    async def _keep(self, index: int) -> int:
+        """Run worker ``index``, again each time it dies, until a stop; returns its last exit."""
+        loop = asyncio.get_running_loop()
+        delay = RESTART_FIRST_S
         while True:
-            try:
-                codes.append(child.wait())
-                break
-            except InterruptedError:  # pragma: no cover - PEP 475 retries, kept for clarity
-                time.sleep(0.01)
-    return max(codes, key=abs)
+            started = loop.time()
+            # Workers get signals only from us (their own process group: a Ctrl-C to the
+            # terminal's group would otherwise reach them twice, and a second signal means
+            # "exit now").
+            child = await asyncio.create_subprocess_exec(
+                *self._command, env={**self._env, WORKER_ENV: str(index)}, process_group=0
+            )
+            self._children[index] = child
+            if self._stop.is_set():  # the stop came while it was being started
+                child.send_signal(signal.SIGTERM)
+            code = await child.wait()
+            del self._children[index]
+            if self._stop.is_set():
+                return code
+            if code == EXIT_USAGE:
+                log.error("worker cannot run with this configuration; stopping", worker=index)
+                self._forward(signal.SIGTERM)
+                return code
+            if loop.time() - started >= STABLE_S:
+                delay = RESTART_FIRST_S
+            self.restarts += 1
+            log.error(
+                "worker exited; restarting",
+                worker=index,
+                pid=child.pid,
+                exit_code=code,
+                restart_in_s=delay,
+                restarts=self.restarts,
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            if self._stop.is_set():
+                return code
+            delay = min(delay * 2, RESTART_MAX_S)

@@ -1,15 +1,20 @@
-"""``gateway run --workers 2``: two processes share one port and both take connections."""
+"""``gateway run --workers 2``: two processes share one port and both take connections; a worker
+that dies is restarted and serves again."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
-import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GATEWAY, wait_for
@@ -27,11 +32,38 @@ def connections_total(port: int) -> float:
     )
 
 
-def test_two_workers_share_the_port(tmp_path: Path) -> None:
-    port, metrics, health = free_port(), free_port(), free_port()
-    while metrics + 1 in (port, health):
-        metrics = free_port()
-    proc = subprocess.Popen(
+@dataclass
+class Workers:
+    proc: subprocess.Popen[bytes]
+    port: int
+    metrics: int  # worker i serves metrics on metrics + i
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in list(self.lines) if line.get("event") == name]
+
+    def pids(self) -> dict[int, int]:
+        """Worker index -> pid of the supervisor's live children."""
+        found = {}
+        for children in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            for pid in children.read_text().split():
+                environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+                [index] = [v for v in environ if v.startswith(b"GATEWAY_WORKER=")]
+                found[int(index.partition(b"=")[2])] = int(pid)
+        return found
+
+    def connect(self, count: int) -> list[DeviceSocket]:
+        devices = []
+        for i in range(count):
+            dev = DeviceSocket(self.port)
+            dev.send(evb1_login(f"3563070424{i:05d}"))
+            assert dev.recv_exact(11) == evb1_ack(0, 1)
+            devices.append(dev)
+        return devices
+
+
+def start(tmp_path: Path, port: int, metrics: int, health: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
         [
             GATEWAY,
             "run",
@@ -50,36 +82,82 @@ def test_two_workers_share_the_port(tmp_path: Path) -> None:
         stderr=subprocess.STDOUT,
         env={**os.environ, "GATEWAY_LOG__FORMAT": "json"},
     )
-    ready: list[dict[str, object]] = []
+
+
+@contextmanager
+def two_workers(tmp_path: Path) -> Iterator[Workers]:
+    port, metrics, health = free_port(), free_port(), free_port()
+    while metrics + 1 in (port, health):
+        metrics = free_port()
+    proc = start(tmp_path, port, metrics, health)
+    workers = Workers(proc, port, metrics)
 
     def read() -> None:
         assert proc.stdout is not None
         for raw in proc.stdout:
             try:
-                line = json.loads(raw)
+                workers.lines.append(json.loads(raw))
             except ValueError:
                 continue
-            if line.get("event") == "ready":
-                ready.append(line)
 
     threading.Thread(target=read, daemon=True).start()
     try:
-        assert wait_for(lambda: len(ready) == 2, timeout=20)
-        assert sorted(r["worker"] for r in ready) == [0, 1]  # type: ignore[type-var]
-        devices = []
-        for i in range(40):
-            dev = DeviceSocket(port)
-            dev.send(evb1_login(f"3563070424{i:05d}"))
-            assert dev.recv_exact(11) == evb1_ack(0, 1)
-            devices.append(dev)
-        time.sleep(0.3)
-        per_worker = [connections_total(metrics), connections_total(metrics + 1)]
-        assert sum(per_worker) == 40 and all(n > 0 for n in per_worker), per_worker
-        for dev in devices:
-            dev.close()
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(30) == 0
+        assert wait_for(lambda: len(workers.events("ready")) == 2, timeout=20)
+        yield workers
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def test_two_workers_share_the_port(tmp_path: Path) -> None:
+    with two_workers(tmp_path) as workers:
+        ready = workers.events("ready")
+        assert sorted(r["worker"] for r in ready) == [0, 1]
+        devices = workers.connect(40)
+        per_worker = [connections_total(workers.metrics), connections_total(workers.metrics + 1)]
+        assert sum(per_worker) == 40 and all(n > 0 for n in per_worker), per_worker
+        for dev in devices:
+            dev.close()
+        workers.proc.send_signal(signal.SIGTERM)
+        assert workers.proc.wait(30) == 0
+
+
+def test_a_worker_that_dies_is_restarted_and_serves_again(tmp_path: Path) -> None:
+    """A killed worker was not restarted: capacity dropped silently."""
+    with two_workers(tmp_path) as workers:
+        before = workers.pids()
+        assert sorted(before) == [0, 1]
+        os.kill(before[0], signal.SIGKILL)
+        assert wait_for(lambda: len(workers.events("ready")) == 3, timeout=20)
+        [restart] = workers.events("worker exited; restarting")
+        assert (restart["worker"], restart["pid"], restart["exit_code"]) == (0, before[0], -9)
+        assert restart["restarts"] == 1 and restart["level"] == "error"
+        after = workers.pids()
+        assert after[1] == before[1] and after[0] not in before.values()
+        # The new worker 0 takes its share of new connections (its counters started at 0).
+        devices = workers.connect(40)
+        assert wait_for(lambda: connections_total(workers.metrics) > 0)
+        for dev in devices:
+            dev.close()
+        workers.proc.send_signal(signal.SIGTERM)
+        assert workers.proc.wait(30) == 0
+
+
+def test_a_worker_that_cannot_start_stops_them_all(tmp_path: Path) -> None:
+    """Worker 1's metrics port is taken: it exits 2 (a configuration that cannot work), which a
+    restart would only repeat; the supervisor stops worker 0 and exits 2 instead of looping."""
+    port, metrics, health = free_port(), free_port(), free_port()
+    while metrics + 1 in (port, health):
+        metrics = free_port()
+    with socket.create_server(("127.0.0.1", metrics + 1)):
+        proc = start(tmp_path, port, metrics, health)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    assert proc.returncode == 2
+    assert b"worker cannot run with this configuration; stopping" in out
+    assert b"worker exited; restarting" not in out

@@ -97,6 +97,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("check-config", help="validate a settings file; print every error")
     p.add_argument("file", type=Path)
+    p.add_argument(
+        "--skip-files",
+        action="store_true",
+        help="list the certificate and password files it names that are missing here instead "
+        "of refusing them (an example, or settings for another host)",
+    )
 
     p = sub.add_parser("codecs", help="list the available codecs and any that failed to load")
     p.add_argument("--layout-dir", action="append", type=Path, metavar="DIR")
@@ -166,14 +172,21 @@ def without_workers_flag(argv: Sequence[str] | None) -> list[str]:
     return out
 
 
-def check_config(path: Path) -> int:
-    """Validate ``path`` like ``gateway run`` would, codec names included."""
+def check_config(path: Path, *, skip_files: bool = False) -> int:
+    """Validate ``path`` like ``gateway run`` would, codec names included; with ``skip_files``
+    the files it names need not exist here (they are listed)."""
     from gateway.bridge.settings import unknown_codecs  # noqa: PLC0415
     from gateway.mqtt.settings import json_codec_factories  # noqa: PLC0415
     from gateway.registry import CodecRegistry, default_layout_dirs  # noqa: PLC0415
     from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
+    from gateway.settings_base import MISSING_FILES  # noqa: PLC0415
 
-    settings = load_settings(path)
+    missing: list[Path] = []
+    token = MISSING_FILES.set(missing if skip_files else None)
+    try:
+        settings = load_settings(path)
+    finally:
+        MISSING_FILES.reset(token)
     registry = CodecRegistry.load(
         [*default_layout_dirs(), *settings.layout_dirs],
         configured=json_codec_factories(settings.json_codecs),
@@ -200,6 +213,8 @@ def check_config(path: Path) -> int:
             f"{path}: bridge ok ({len(b.sources)} sources, {len(b.routes)} routes, "
             f"{len(b.destinations)} destinations)"
         )
+    for file in dict.fromkeys(missing):  # each once, in the order named
+        print(f"{path}: {file}: missing here, needed where these settings run")
     return 0
 
 
@@ -270,7 +285,7 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str] | None) -> int:
     if args.command == "bridge":
         return _bridge(args)
     if args.command == "check-config":
-        return check_config(args.file)
+        return check_config(args.file, skip_files=args.skip_files)
     return {"decode": _decode, "codecs": _codecs, "schema": _schema}[args.command](args)
 
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from gateway.settings_base import AckPolicy, Section
+from gateway.settings_base import AckPolicy, Section, missing_file_allowed
 from parser.topics import TopicError, TopicTemplate, validate_filter
 
 PIPELINE = "pipeline"
@@ -45,7 +45,7 @@ class ClientTlsSettings(Section):
         if (self.cert_file is None) != (self.key_file is None):
             raise ValueError("cert_file and key_file go together (a client certificate)")
         for path in (self.ca_file, self.cert_file, self.key_file):
-            if path is not None and not path.is_file():
+            if path is not None and not path.is_file() and not missing_file_allowed(path):
                 raise ValueError(f"{path}: no such file")
         return self
 
@@ -73,7 +73,9 @@ class EndpointSettings(Section):
     def _load_password(self) -> EndpointSettings:
         if self.password_file is not None and self.password_env is not None:
             raise ValueError("give password_file or password_env, not both")
-        if self.password_file is not None:
+        if self.password_file is not None and not (
+            not self.password_file.exists() and missing_file_allowed(self.password_file)
+        ):
             try:
                 text = self.password_file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:

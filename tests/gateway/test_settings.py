@@ -131,3 +131,33 @@ def test_a_malformed_json_environment_value_is_one_line_and_exit_2(tmp_path: Pat
     assert result.returncode == 2
     assert result.stderr.startswith("gateway check-config: GATEWAY_SINK__LOCAL: not valid JSON")
     assert result.stderr.count("\n") == 1
+
+
+def test_check_config_skip_files_lists_the_files_instead_of_refusing_them() -> None:
+    example = str(ROOT / "config" / "bridge-example.toml")
+    strict = run_cli("check-config", example)
+    assert strict.returncode == 2
+    assert "azure-client.pem: no such file" in strict.stderr
+    lenient = run_cli("check-config", "--skip-files", example)
+    assert lenient.returncode == 0, lenient.stderr
+    listed = [
+        line.split(": ")[1]
+        for line in lenient.stdout.splitlines()
+        if line.endswith("missing here, needed where these settings run")
+    ]
+    assert [Path(p).name for p in listed] == [
+        "azure-client.pem", "azure-client.key", "AmazonRootCA1.pem", "aws-client.pem",
+        "aws-client.key",
+    ]  # fmt: skip
+    assert "bridge ok (1 sources, 2 routes, 1 destinations)" in lenient.stdout
+
+
+def test_skip_files_still_reports_every_other_error(tmp_path: Path) -> None:
+    path = tmp_path / "bridge.toml"
+    text = (ROOT / "config" / "bridge-example.toml").read_text(encoding="utf-8")
+    path.write_text(text.replace("keepalive_s = 60", "keepalive_s = 1", 1))
+    assert "keepalive_s = 1" in path.read_text()
+    result = run_cli("check-config", "--skip-files", str(path))
+    assert result.returncode == 2
+    assert "keepalive_s: Input should be greater than or equal to 5" in result.stderr
+    assert "no such file" not in result.stderr

@@ -38,7 +38,7 @@ from gateway.sink import Sink
 from gateway.stats import SinkStats
 from gateway.systemd_notify import Notifier
 from gateway.tcp import Listener
-from gateway.workers import worker_index
+from gateway.workers import WorkerCollector, worker_index
 from parser.codec import Codec, CodecOptions
 
 log = structlog.get_logger("gateway")
@@ -144,6 +144,8 @@ class Gateway:
                 registry_.register(self.notifications.collector())
             if bridge is not None:
                 registry_.register(BridgeCollector(bridge))
+            if worker is not None:
+                registry_.register(WorkerCollector(worker))
             metrics_port = settings.metrics.port
             if worker is not None and metrics_port:
                 metrics_port += worker  # each worker is scraped on its own port

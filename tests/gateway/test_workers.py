@@ -22,14 +22,19 @@ from tests.local_server import free_port
 from tests.parser.streams import evb1_ack, evb1_login
 
 
-def connections_total(port: int) -> float:
+def scrape(port: int, name: str) -> float:
+    """The sum of the samples of ``name`` a worker's /metrics shows."""
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
         text = response.read().decode()
     return sum(
         float(line.rpartition(" ")[2])
         for line in text.splitlines()
-        if line.startswith("gateway_connections_total")
+        if line.partition("{")[0].partition(" ")[0] == name
     )
+
+
+def connections_total(port: int) -> float:
+    return scrape(port, "gateway_connections_total")
 
 
 @dataclass
@@ -138,6 +143,8 @@ def test_a_worker_that_dies_is_restarted_and_serves_again(tmp_path: Path) -> Non
         # The new worker 0 takes its share of new connections (its counters started at 0).
         devices = workers.connect(40)
         assert wait_for(lambda: connections_total(workers.metrics) > 0)
+        assert scrape(workers.metrics, "gateway_worker_restarts_total") == 1
+        assert scrape(workers.metrics + 1, "gateway_worker_restarts_total") == 0
         for dev in devices:
             dev.close()
         workers.proc.send_signal(signal.SIGTERM)

@@ -167,8 +167,9 @@ class ShardLimiter:
     def wait_s(self, needs: dict[str, tuple[int, int]], now: float) -> float:
         """Seconds until every shard in ``needs`` (records, bytes) admits the call; 0 = go.
 
-        The estimate assumes today's rate; the rate only grows while nothing is throttled, so
-        a caller that waits and asks again is admitted no later than this says.
+        An estimate at the rate of the moment: the rate recovers meanwhile (and with it what a
+        full bucket holds), so a caller waits and asks again. A call larger than the bucket is
+        admitted within ``RECOVERY_S`` plus what its debt and a full bucket take to refill.
         """
         wait = 0.0
         for shard, (records, size) in needs.items():

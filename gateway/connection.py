@@ -1,13 +1,13 @@
 """What every device socket shares, whatever its protocol (raw TCP codecs, MQTT).
 
-A :class:`DevicePort` is one bound port: its TLS context, source allow-list, PROXY protocol mode,
-counters and open connections. A :class:`DeviceConnection` is one ``asyncio.Protocol`` with
-synchronous callbacks (uvicorn's shape): connection limit from TCP accept, socket options, the
-PROXY header, TLS over memory BIOs (after the header, if any), the memory budget checked between
-slices of a read (bytes left over wait until resumed), replies released in frame order
-(:class:`ReplyOrder`) and batched per read or sink batch, a bounded write buffer, and idempotent
-pause/resume flags driven by the process-wide :class:`FlowControl`. Subclasses say what the
-bytes mean (:meth:`DeviceConnection._feed`).
+A :class:`DevicePort` is one bound port: its TLS context, source allow-list, PROXY protocol mode
+and trusted proxies, counters and open connections. A :class:`DeviceConnection` is one
+``asyncio.Protocol`` with synchronous callbacks (uvicorn's shape): connection limit from TCP
+accept, socket options, the PROXY header, TLS over memory BIOs (after the header, if any), the
+memory budget checked between slices of a read (bytes left over wait until resumed), replies
+released in frame order (:class:`ReplyOrder`) and batched per read or sink batch, a bounded
+write buffer, and idempotent pause/resume flags driven by the process-wide
+:class:`FlowControl`. Subclasses say what the bytes mean (:meth:`DeviceConnection._feed`).
 """
 
 from __future__ import annotations

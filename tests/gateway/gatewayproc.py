@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +129,35 @@ def read_records(data_dir: Path, stream: str) -> list[dict[str, Any]]:
     for path in sorted((data_dir / stream).glob("*.jsonl")):
         records += [json.loads(line) for line in path.read_text().splitlines()]
     return records
+
+
+def unstored(data_dir: Path, payloads: Iterable[bytes]) -> dict[str, list[bytes]]:
+    """Of ``payloads`` (frames a device saw ACKed), those without a raw record and those whose
+    raw record has no parsed record: both lists empty when nothing ACKed was lost.
+
+    A file's last line without its newline is a batch cut off by a crash (SIGKILL): nobody was
+    ACKed for it, so it is left out rather than failing the read.
+    """
+    raw_ids: dict[bytes, set[str]] = {}
+    for record in _complete_records(data_dir, "raw"):
+        raw_ids.setdefault(base64.b64decode(record["payload"]), set()).add(record["id"])
+    parsed = {record["raw_id"] for record in _complete_records(data_dir, "parsed")}
+    missing: dict[str, list[bytes]] = {"raw": [], "parsed": []}
+    for payload in payloads:
+        ids = raw_ids.get(payload)
+        if ids is None:
+            missing["raw"].append(payload)
+        elif not ids & parsed:
+            missing["parsed"].append(payload)
+    return missing
+
+
+def _complete_records(data_dir: Path, stream: str) -> Iterator[dict[str, Any]]:
+    for path in sorted((data_dir / stream).glob("*.jsonl")):
+        text = path.read_text()
+        lines = text.split("\n")
+        for line in lines[:-1]:  # the last piece is "" or a line cut off by a crash
+            yield json.loads(line)
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:

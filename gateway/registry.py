@@ -13,6 +13,7 @@ from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from parser.ais140 import Ais140Codec
 from parser.codec import Codec, CodecFactory, CodecOptions
 from parser.errors import LayoutError
 from parser.gt06 import Gt06Codec
@@ -25,6 +26,7 @@ ENTRY_POINT_GROUP = "gateway.codecs"
 BUILTINS: dict[str, CodecFactory] = {
     "teltonika": TeltonikaCodec,
     "gt06": Gt06Codec,
+    "ais140": Ais140Codec,
     "json": JsonCodec,
 }
 

@@ -13,7 +13,7 @@ from tests.parser.test_layout import ACME2, check_acme
 def test_new_format_from_a_toml_file_alone(tmp_path: Path) -> None:
     (tmp_path / "acme2.toml").write_text(ACME2)
     registry = CodecRegistry.load([tmp_path], plugins=False)
-    assert registry.names() == ["acme2", "gt06", "json", "teltonika"]
+    assert registry.names() == ["acme2", "ais140", "gt06", "json", "teltonika"]
     check_acme(registry.create("acme2"))
 
 

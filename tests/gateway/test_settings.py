@@ -161,3 +161,25 @@ def test_skip_files_still_reports_every_other_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "keepalive_s: Input should be greater than or equal to 5" in result.stderr
     assert "no such file" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("codec", "variant", "problem"),
+    [
+        ("gt06", "voltage_heartbeat", None),
+        ("ais140", "sum16", None),
+        ("gt06", "sum16", "unknown variant 'sum16' for codec gt06"),
+        ("evb1", "imei_location", "unknown variant 'imei_location' for codec evb1: standard"),
+    ],
+)
+def test_listener_variant_is_checked_against_its_codec(
+    tmp_path: Path, codec: str, variant: str, problem: str | None
+) -> None:
+    path = tmp_path / "variant.toml"
+    path.write_text(f"[[listeners]]\ncodec = '{codec}'\nport = 0\nvariant = '{variant}'\n")
+    if problem is None:
+        assert load_settings(path).listeners[0].variant == variant
+        return
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert any(problem in p for p in info.value.problems), info.value.problems

@@ -14,6 +14,7 @@ from gateway.mqtt.protocol import MqttConnection
 from gateway.mqtt.routes import Router
 from gateway.mqtt.sessions import SessionStore
 from gateway.mqtt.settings import MqttListenerSettings
+from gateway.mqtt.wills import PendingWills
 from gateway.pipeline import Pipeline
 from gateway.stats import ListenerStats
 from parser.codec import Codec
@@ -49,6 +50,7 @@ class MqttListener(DevicePort):
         }
         self.mqtt_stats = MqttStats()
         self.sessions = SessionStore(settings.max_sessions, settings.max_session_expiry_s)
+        self.wills = PendingWills(settings.max_sessions)
         self.passwords = _password_checker(settings)
 
     @property
@@ -64,6 +66,11 @@ class MqttListener(DevicePort):
             max_packet_bytes=s.max_packet_bytes,
             receive_maximum=s.receive_maximum,
             enforce_receive_maximum=False,  # see MqttListenerSettings.receive_maximum
+            # Nothing could ever receive a retained message (devices may subscribe to their
+            # command topic only), so 5.0 clients are told there is none (CONNACK Retain
+            # Available 0; a retained PUBLISH or will is then refused, 0x9A, as 5.0 §3.2.2.3.5
+            # says). 3.1.1 cannot be told: there the flag is ignored and the message stored.
+            retain_available=False,
             topic_alias_maximum=TOPIC_ALIAS_MAXIMUM,
         )
 
@@ -93,8 +100,10 @@ class MqttListener(DevicePort):
         return apply
 
     def sweep(self, now: float) -> None:
-        """Close connections past their CONNECT deadline or keep-alive x 1.5; expire sessions."""
+        """Close connections past their CONNECT deadline or keep-alive x 1.5; expire sessions;
+        store the wills whose delay has passed."""
         self.sessions.sweep(now)
+        self.wills.sweep(now)
         for conn in list(self.connections):
             assert isinstance(conn, MqttConnection)
             if not conn.paused and now - conn.last_activity > conn.silence_allowed_s():

@@ -15,7 +15,7 @@ from prometheus_client.registry import Collector
 
 
 class MqttStats:
-    __slots__ = ("publishes", "reason_codes", "sessions")
+    __slots__ = ("publishes", "reason_codes", "sessions", "wills")
 
     def __init__(self) -> None:
         self.publishes = [0, 0, 0]  # PUBLISH packets received, by QoS
@@ -23,6 +23,7 @@ class MqttStats:
         # SUBSCRIBEs and CONNECTs, and DISCONNECTs the gateway sent.
         self.reason_codes: Counter[tuple[str, str]] = Counter()
         self.sessions = 0  # live and kept sessions, set at scrape time by the listener
+        self.wills = 0  # will messages stored (a connection ended without a DISCONNECT)
 
 
 class MqttCollector(Collector):
@@ -38,6 +39,11 @@ class MqttCollector(Collector):
             "Non-success reason codes sent to MQTT clients, by packet",
             labels=["port", "packet", "reason"],
         )
+        wills = CounterMetricFamily(
+            "gateway_mqtt_wills",
+            "Will messages stored: connections that ended without a normal DISCONNECT",
+            labels=["port"],
+        )
         sessions = GaugeMetricFamily(
             "gateway_mqtt_sessions", "MQTT sessions live or kept for reconnects", labels=["port"]
         )
@@ -46,5 +52,6 @@ class MqttCollector(Collector):
                 publishes.add_metric([port, str(qos)], count)
             for (packet, reason), count in s.reason_codes.items():
                 reasons.add_metric([port, packet, reason], count)
+            wills.add_metric([port], s.wills)
             sessions.add_metric([port], s.sessions)
-        yield from (publishes, reasons, sessions)
+        yield from (publishes, reasons, wills, sessions)

@@ -21,7 +21,8 @@ from gateway.connection import DeviceConnection
 from gateway.mqtt.routes import Resolved, TopicCache
 from gateway.mqtt.sessions import MAX_QOS2_IDS, SESSION_EXPIRY_NEVER, Session
 from gateway.pipeline import FrameSource
-from parser.events import Frame, Reject
+from gateway.stats import ListenerStats
+from parser.events import Frame
 from parser.messages import message_frame
 from parser.mqtt.errors import MqttError
 from parser.mqtt.packets import (
@@ -36,6 +37,7 @@ from parser.mqtt.packets import (
     ReasonCode,
     Subscribe,
     Unsubscribe,
+    Will,
 )
 
 if TYPE_CHECKING:
@@ -57,6 +59,7 @@ class MqttConnection(DeviceConnection):
         "_pubrec_owed",
         "_sources",
         "_topics",
+        "_will",
         "listener",
         "mqtt",
         "session",
@@ -76,6 +79,8 @@ class MqttConnection(DeviceConnection):
         # That CONNECT: kept here, not bound into the check's callback, where an error would
         # log it (asyncio prints a failing callback's arguments) and so its password.
         self._checking: Connect | None = None
+        # Of the CONNECT's will, what storing it needs: topic, payload, delay (s).
+        self._will: tuple[str, bytes, float] | None = None
 
     # -- DeviceConnection hooks ---------------------------------------------------------------
 
@@ -108,6 +113,10 @@ class MqttConnection(DeviceConnection):
         super().connection_lost(exc)
         if self.session is not None:
             self.listener.sessions.detach(self.session, self, time.monotonic())
+        if self._will is not None and self.close_reason != "shutdown":
+            # Not at a gateway shutdown: the device has not gone away, it reconnects to the
+            # next gateway (and the pipeline is closing).
+            self._publish_will(*self._will)
 
     def close(self, reason: str, *, abort: bool = False, code: ReasonCode | None = None) -> None:
         """Close; a 5.0 client is told why with a DISCONNECT first (``code``)."""
@@ -169,6 +178,8 @@ class MqttConnection(DeviceConnection):
                     case Unsubscribe():
                         self._unsubscribe(packet)
                     case Disconnect():
+                        if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
+                            self._will = None  # a normal DISCONNECT discards it (§3.14.4)
                         self.close_reason = "client_disconnect"
                         self._flush()  # what this read earned is acknowledged before the close
                         transport.close()
@@ -247,6 +258,12 @@ class MqttConnection(DeviceConnection):
         if identity == "":
             self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "no_identity")
             return
+        self.device_id = identity
+        if connect.will is not None:
+            refusal = self._refuse_will(connect.will)
+            if refusal is not None:
+                self._refuse_connect(*refusal)
+                return
         client_id = connect.client_id
         properties = Properties()
         if not client_id:  # the server assigns one ([MQTT-3.1.3-6], 5.0 §3.2.2.3.7)
@@ -264,9 +281,13 @@ class MqttConnection(DeviceConnection):
             min(listener.settings.receive_maximum, MAX_QOS2_IDS),
         )  # fmt: skip
         if isinstance(previous, MqttConnection):
-            previous.close("session_taken_over", code=ReasonCode.SESSION_TAKEN_OVER)
+            previous.taken_over()
+        listener.wills.cancel(client_id)  # back within its will's delay
+        will = connect.will
+        if will is not None:
+            delay_s = float(will.properties.will_delay_interval or 0)
+            self._will = (will.topic, will.payload, min(delay_s, session.expiry_s))
         self.session = session
-        self.device_id = identity
         self._queue_control(self.mqtt.connack(present, ReasonCode.SUCCESS, properties))
 
     def _expiry_s(self, connect: Connect) -> float:
@@ -332,31 +353,8 @@ class MqttConnection(DeviceConnection):
         if device_id is None:
             self._refuse_publish(publish, ReasonCode.NOT_AUTHORIZED, "identity_mismatch")
             return
-        codec = resolved.route.codec
-        event = message_frame(codec, device_id, publish.payload)
-        code = ReasonCode.SUCCESS
-        if isinstance(event, Reject):
-            # Not one frame of the codec: kept anyway as a frame that did not decode (a raw
-            # record plus an errors/ record with the reason, as TCP keeps one, to re-parse after
-            # a codec fix) and acknowledged, else a device that resends it on every reconnect
-            # would loop forever (3.1.1 has no negative acknowledgement but a close). 5.0 is
-            # told why in the reason code; the message still counts as handled.
-            if self.mqtt.protocol_level == MQTT_5:
-                code = _PAYLOAD_REFUSALS.get(event.reason, ReasonCode.PAYLOAD_FORMAT_INVALID)
-            event = Frame(device_id, publish.payload, b"", (), event.reason, event.detail)
-        stats = listener.codec_stats[codec.name]
-        # Payload bytes are counted by the route's codec, like the frames they carry (the
-        # listener's own series, codec "mqtt", keeps the rest: the protocol's bytes).
-        size = len(publish.payload)
-        stats.bytes_in += size
-        listener.stats.bytes_in -= size
-        self.frames += 1
-        stats.frames += 1
-        if event.error_code is not None:
-            stats.decode_errors[event.error_code] += 1
-        source = self._sources.get(codec.name)
-        if source is None:
-            source = self._sources[codec.name] = FrameSource(codec.name, "mqtt", self.peer)
+        event, code = self._frame(resolved, device_id, publish.payload)
+        source, stats = self._counted(resolved, event)
         accept = listener.pipeline.accept
         if qos == 0:
             stats.records += accept(source, event, None)
@@ -383,6 +381,92 @@ class MqttConnection(DeviceConnection):
             stats.records += accept(source, event, qos2 if listener.delivered else None)
             if not listener.delivered:
                 qos2()
+
+    def _frame(
+        self, resolved: Resolved, device_id: str, payload: bytes
+    ) -> tuple[Frame, ReasonCode]:
+        """A message's frame and the reason code of its acknowledgement."""
+        event = message_frame(resolved.route.codec, device_id, payload)
+        if isinstance(event, Frame):
+            return event, ReasonCode.SUCCESS
+        # Not one frame of the codec: kept anyway as a frame that did not decode (a raw record
+        # plus an errors/ record with the reason, as TCP keeps one, to re-parse after a codec
+        # fix) and acknowledged, else a device that resends it on every reconnect would loop
+        # forever (3.1.1 has no negative acknowledgement but a close). 5.0 is told why in the
+        # reason code; the message still counts as handled.
+        code = ReasonCode.SUCCESS
+        if self.mqtt.protocol_level == MQTT_5:
+            code = _PAYLOAD_REFUSALS.get(event.reason, ReasonCode.PAYLOAD_FORMAT_INVALID)
+        return Frame(device_id, payload, b"", (), event.reason, event.detail), code
+
+    def _counted(self, resolved: Resolved, event: Frame) -> tuple[FrameSource, ListenerStats]:
+        """Count a message's frame under its route's codec; where its records come from."""
+        listener = self.listener
+        codec = resolved.route.codec.name
+        stats = listener.codec_stats[codec]
+        # Payload bytes are counted by the route's codec, like the frames they carry (the
+        # listener's own series, codec "mqtt", keeps the rest: the protocol's bytes).
+        size = len(event.payload)
+        stats.bytes_in += size
+        listener.stats.bytes_in -= size
+        self.frames += 1
+        stats.frames += 1
+        if event.error_code is not None:
+            stats.decode_errors[event.error_code] += 1
+        source = self._sources.get(codec)
+        if source is None:
+            source = self._sources[codec] = FrameSource(codec, "mqtt", self.peer)
+        return source, stats
+
+    # -- will ----------------------------------------------------------------------------------
+
+    def _refuse_will(self, will: Will) -> tuple[ReasonCode, str] | None:
+        """Why the CONNECT's will could not be stored, as a CONNACK refusal; None if it can.
+        Refused at once rather than dropped silently when the connection ends."""
+        if len(will.topic) + len(will.payload) > self.listener.settings.max_will_bytes:
+            return ReasonCode.QUOTA_EXCEEDED, "will_too_large"
+        v5 = self.mqtt.protocol_level == MQTT_5
+        resolved = self._topics.resolve(will.topic)
+        if resolved is None:  # (3.1.1 has no code for a topic: "not authorized")
+            return ReasonCode.TOPIC_NAME_INVALID if v5 else ReasonCode.NOT_AUTHORIZED, (
+                "will_unrouted_topic"
+            )
+        if self._publisher(resolved) is None:
+            return ReasonCode.NOT_AUTHORIZED, "will_identity_mismatch"
+        return None
+
+    def taken_over(self) -> None:
+        """A new connection with this client id took the session over: close. Its will is
+        stored now unless it has a delay, which the client came back within (5.0 §3.1.3.2.2;
+        stored at the close, it would outlive the new connection's cancel)."""
+        will, self._will = self._will, None
+        if will is not None and will[2] <= 0:
+            self._publish_will(*will)
+        self.close("session_taken_over", code=ReasonCode.SESSION_TAKEN_OVER)
+
+    def _publish_will(self, topic: str, payload: bytes, delay_s: float) -> None:
+        """The connection ended without a normal DISCONNECT: store its will, now or once its
+        delay has passed (unless the client id connects again meanwhile)."""
+        listener = self.listener
+        self._will = None
+        if self._topics.router is not listener.router:
+            self._topics = TopicCache(listener.router)
+        resolved = self._topics.resolve(topic)
+        device_id = None if resolved is None else self._publisher(resolved)
+        if resolved is None or device_id is None:  # the routes were reloaded since the CONNECT
+            listener.stats.rejects["will_unrouted_topic"] += 1
+            return
+        event, _ = self._frame(resolved, device_id, payload)
+
+        def store() -> None:
+            source, stats = self._counted(resolved, event)
+            stats.records += listener.pipeline.accept(source, event, None)
+            listener.mqtt_stats.wills += 1
+
+        if delay_s > 0 and self.session is not None:
+            listener.wills.defer(self.session.client_id, time.monotonic() + delay_s, store)
+        else:
+            store()
 
     def _publisher(self, resolved: Resolved) -> str | None:
         """The device a message is stored under, or None if this connection may not speak

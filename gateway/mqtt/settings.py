@@ -67,6 +67,11 @@ class MqttListenerSettings(Section):
     # this is refused at once as busy (5.0 0x89, 3.1.1 "server unavailable"), so that guessing
     # cannot queue unbounded work. One waiting longer than connect_timeout_s is refused alike.
     max_pending_password_checks: int = Field(default=64, ge=1)
+    # A will (topic and payload) larger than this is refused at CONNECT (5.0: 0x97): the will
+    # is kept for the connection's life, outside the memory budget. Wills are stored like a
+    # PUBLISH on their topic when a connection ends without a normal DISCONNECT; one on a topic
+    # no route takes, or under another device's identity, is refused at CONNECT too.
+    max_will_bytes: int = Field(default=4096, ge=0)
     # A device may subscribe to its own command topic (granted and kept); nothing else.
     command_topic: str = "ev/{device_id}/command"
     # The CONNECT must arrive within this long after the TCP (and TLS) handshake.

@@ -30,6 +30,7 @@ from parser.mqtt.encode import encode, encode_publish
 from parser.mqtt.packets import (
     MQTT_5,
     MQTT_311,
+    NO_PROPERTIES,
     ConnAck,
     Connect,
     Disconnect,
@@ -38,6 +39,7 @@ from parser.mqtt.packets import (
     PubAck,
     PubRec,
     ReasonCode,
+    Will,
 )
 from parser.records import Reading
 from tests.parser.streams import evb1_heartbeat
@@ -45,6 +47,8 @@ from tests.parser.streams import evb1_heartbeat
 DEVICE = "356307042441013"
 TOPIC = f"ev/{DEVICE}/telemetry"
 BROKEN_TOPIC = f"ev/{DEVICE}/broken"
+OTHER = "356307042441099"
+OTHER_TOPIC = f"ev/{OTHER}/telemetry"
 PASSWORD = "TopSecretPw"
 
 
@@ -52,6 +56,7 @@ class FakePipeline:
     def __init__(self) -> None:
         self.replies = ReplyBatcher()
         self.tickets: list[Ticket | None] = []
+        self.events: list[Frame | Login] = []  # what was accepted, in order
 
     def accept(
         self,
@@ -60,6 +65,7 @@ class FakePipeline:
         on_written: Callable[..., object] | None,
         args: tuple[Any, ...] = (),
     ) -> int:
+        self.events.append(event)
         self.tickets.append(None if on_written is None else Ticket(1, on_written, args))
         return 0
 
@@ -217,14 +223,6 @@ def test_pubacks_leave_in_the_order_of_their_publishes() -> None:
 def test_a_payload_that_is_not_one_frame_is_kept_and_acknowledged(policy: str, level: int) -> None:
     """Refused, it would be resent on every reconnect forever; kept, it can be re-parsed."""
     port, pipeline = listener(ack_policy=policy)
-    accepted: list[Frame | Login] = []
-    take = pipeline.accept
-
-    def accept(source: FrameSource, event: Frame | Login, *args: Any) -> int:
-        accepted.append(event)
-        return take(source, event, *args)
-
-    pipeline.accept = accept  # type: ignore[method-assign,assignment]
     device = Device(port, level)
     junk = b"not an evb1 frame"
     device.send(connect(level=level), publish(1, 1, payload=junk, level=level),
@@ -232,7 +230,7 @@ def test_a_payload_that_is_not_one_frame_is_kept_and_acknowledged(policy: str, l
     if policy == "delivered":
         for index in range(3):
             pipeline.written(index)
-    (bad, bad_qos2, good) = accepted
+    (bad, bad_qos2, good) = pipeline.events
     assert bad.payload == junk and isinstance(bad, Frame) and bad.error_code == "not_one_frame"
     assert bad_qos2.payload == junk and good.readings
     refused = ReasonCode.PAYLOAD_FORMAT_INVALID if level == MQTT_5 else ReasonCode.SUCCESS
@@ -241,6 +239,100 @@ def test_a_payload_that_is_not_one_frame_is_kept_and_acknowledged(policy: str, l
     if level == MQTT_5:  # 5.0: that QoS 2 exchange ended at its error PUBREC, no PUBREL
         assert device.conn.session is not None and device.conn.session.qos2 == {}
     assert port.codec_stats["evb1"].decode_errors == {"not_one_frame": 2}
+
+
+def will(topic: str = TOPIC, payload: bytes | None = None, **props: Any) -> Will:
+    payload = evb1_heartbeat(99) if payload is None else payload
+    return Will(topic, payload, properties=Properties(**props) if props else NO_PROPERTIES)
+
+
+@pytest.mark.parametrize("level", [MQTT_311, MQTT_5])
+def test_a_will_is_stored_when_the_connection_ends_without_a_disconnect(level: int) -> None:
+    port, pipeline = listener()
+    lost = Device(port, level)  # the network drops, the gateway closes, keep-alive runs out…
+    lost.send(connect(level=level, will=will()))
+    lost.conn.connection_lost(ConnectionResetError())
+    polite = Device(port, level)  # a normal DISCONNECT discards the will
+    polite.send(connect(OTHER, level, will=will(OTHER_TOPIC)), encode(Disconnect(), level))
+    polite.conn.connection_lost(None)
+    assert [(e.device_id, e.payload) for e in pipeline.events] == [(DEVICE, evb1_heartbeat(99))]
+    assert port.mqtt_stats.wills == 1 and port.codec_stats["evb1"].frames == 1
+    if level == MQTT_5:  # 5.0 lets a client disconnect and still ask for its will
+        asked = Device(port, level)
+        asked.send(connect(OTHER, level, will=will(OTHER_TOPIC)),
+                   encode(Disconnect(ReasonCode.DISCONNECT_WITH_WILL_MESSAGE), level))  # fmt: skip
+        asked.conn.connection_lost(None)
+        assert [e.device_id for e in pipeline.events] == [DEVICE, OTHER]
+
+
+def test_a_delayed_will_waits_and_a_reconnect_within_the_delay_cancels_it() -> None:
+    port, pipeline = listener()
+    delayed = will(will_delay_interval=30)
+    expiry = Properties(session_expiry_interval=3600)
+    for client_id, topic in ((DEVICE, TOPIC), (OTHER, OTHER_TOPIC)):
+        device = Device(port, MQTT_5)
+        device.send(connect(client_id, MQTT_5, will=will(topic, will_delay_interval=30),
+                            properties=expiry))  # fmt: skip
+        device.conn.connection_lost(None)
+    back = Device(port, MQTT_5)  # the first one is back within the delay
+    back.send(connect(DEVICE, MQTT_5, clean_start=False, properties=expiry))
+    port.sweep(time.monotonic() + 10)
+    assert pipeline.events == []
+    port.sweep(time.monotonic() + 31)
+    assert [e.device_id for e in pipeline.events] == [OTHER]
+    # Taken over within the delay: the client is back, no will (5.0 §3.1.3.2.2).
+    again = Device(port, MQTT_5)
+    again.send(connect(DEVICE, MQTT_5, clean_start=False, properties=expiry, will=delayed))
+    assert back.received()[1:] == [Disconnect(ReasonCode.SESSION_TAKEN_OVER)]
+    back.conn.connection_lost(None)
+    port.sweep(time.monotonic() + 31)
+    assert len(pipeline.events) == 1
+
+
+@pytest.mark.parametrize("level", [MQTT_311, MQTT_5])
+def test_a_will_that_could_not_be_stored_is_refused_at_connect(level: int) -> None:
+    """Refused at once, not dropped without a word when the connection ends."""
+    port, pipeline = listener(max_will_bytes=200)
+    v5 = level == MQTT_5
+    for refused, code in (
+        (will("ev/status"), ReasonCode.TOPIC_NAME_INVALID if v5 else ReasonCode.NOT_AUTHORIZED),
+        (will(OTHER_TOPIC), ReasonCode.NOT_AUTHORIZED),  # another device's
+        (will(payload=bytes(300)), ReasonCode.QUOTA_EXCEEDED if v5 else None),
+    ):
+        device = Device(port, level)
+        device.send(connect(level=level, will=refused))
+        (connack,) = device.received()
+        assert isinstance(connack, ConnAck)
+        if code is not None:  # (3.1.1 has no return code for a quota: "server unavailable")
+            assert connack.reason_code == code
+        assert connack.reason_code >= 0x80 and device.transport.closing
+        device.conn.connection_lost(None)
+    assert pipeline.events == []
+    reasons = port.stats.rejects
+    assert [reasons[r] for r in ("will_unrouted_topic", "will_identity_mismatch",
+                                 "will_too_large")] == [1, 1, 1]  # fmt: skip
+
+
+def test_retained_messages_are_refused_where_the_client_can_be_told_so() -> None:
+    """Nothing could ever receive a retained message here (devices subscribe only to their
+    command topic): 5.0 clients are told Retain Available 0, and per 5.0 §3.2.2.3.5 a retained
+    PUBLISH is then refused. 3.1.1 cannot be told: its message is stored, not retained."""
+    port, pipeline = listener(ack_policy="accepted")
+    v5 = Device(port, MQTT_5)
+    v5.send(connect(level=MQTT_5))
+    (connack,) = v5.received()
+    assert isinstance(connack, ConnAck) and connack.properties.retain_available == 0
+    v5.send(encode_publish(TOPIC, evb1_heartbeat(1), 1, 1, retain=True, protocol_level=MQTT_5))
+    assert v5.received() == [Disconnect(ReasonCode.RETAIN_NOT_SUPPORTED)]
+    retained_will = Device(port, MQTT_5)
+    retained_will.send(connect(level=MQTT_5, will=Will(TOPIC, evb1_heartbeat(2), retain=True)))
+    (refused,) = retained_will.received()
+    assert isinstance(refused, ConnAck)
+    assert refused.reason_code == ReasonCode.RETAIN_NOT_SUPPORTED
+    v3 = Device(port)
+    v3.send(connect(), encode_publish(TOPIC, evb1_heartbeat(3), 1, 1, retain=True))
+    assert v3.received()[1:] == [PubAck(1)]
+    assert [e.payload for e in pipeline.events] == [evb1_heartbeat(3)]
 
 
 def test_a_connection_keeps_nothing_of_its_connect_but_what_it_needs() -> None:

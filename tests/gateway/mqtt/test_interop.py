@@ -199,3 +199,44 @@ def test_paho_and_aiomqtt_publish(tmp_path: Path) -> None:
         assert gw.stop() == 0
     raw = raw_by_payload(gw)
     assert {frame: raw[frame]["device_id"] for frame in sent} == sent
+
+
+def test_a_real_clients_will_is_stored_when_it_dies_and_retain_is_declined(tmp_path: Path) -> None:
+    """mosquitto_sub with a will, killed (-9): the gateway stores the will on its routed topic;
+    one that disconnects normally (3.1.1) leaves none. mosquitto_pub 5.0 -r reads CONNACK's Retain
+    Available 0 and publishes without the flag: stored and acknowledged, never refused."""
+    routes = (
+        "routes = [{ topic = 'ev/{device_id}/telemetry', codec = 'evb1' }, "
+        "{ topic = 'ev/{device_id}/status', codec = 'json' }]"
+    )
+    gw = start_gateway(tmp_path, routes)
+    dying = b'{"ts": 1718000000, "kind": "alarm", "metrics": {"online": 0}}'
+    try:
+        port = gw.ports["mqtt"]
+        sub = ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(port), "-V", "mqttv5", "-d"]
+
+        def with_will(device: str, payload: str) -> list[str]:
+            return [*sub, "-i", device, "-t", f"ev/{device}/command",
+                    "--will-topic", f"ev/{device}/status", "--will-payload", payload]  # fmt: skip
+
+        # 3.1.1: its DISCONNECT at the timeout discards the will (5.0's says "with will").
+        polite = run(*with_will("EV-POLITE", "bye"), "-W", "1", "-V", "mqttv311")
+        assert "received CONNACK (0)" in polite.stdout, polite.stdout + polite.stderr
+        dies = subprocess.Popen(with_will("EV-DIES", dying.decode()), stdout=subprocess.DEVNULL)
+        assert wait_for(lambda: gw.metric("gateway_connections_open", transport="mqtt") == 1)
+        dies.kill()  # no DISCONNECT: the network connection just ends
+        dies.wait(10)
+        assert wait_for(lambda: gw.metric("gateway_mqtt_wills_total") == 1)
+
+        (tmp_path / "frame").write_bytes(evb1_heartbeat(7))
+        retained = pub(port, "-V", "mqttv5", "-r", "-q", "1", "-t", "ev/EV-DIES/telemetry",
+                       "-f", str(tmp_path / "frame"))  # fmt: skip
+        assert "received PUBACK (Mid: 1, RC:0)" in retained.stdout, retained.stdout
+        assert "r0" in retained.stdout  # the client dropped the flag it was told is unavailable
+    finally:
+        assert gw.stop() == 0
+    raw = read_records(gw.data_dir, "raw")
+    assert [(r["device_id"], r["codec"]) for r in raw] == [("EV-DIES", "json"), ("EV-DIES", "evb1")]
+    assert base64.b64decode(raw[0]["payload"]) == dying
+    (parsed,) = [p for p in read_records(gw.data_dir, "parsed") if p["codec"] == "json"]
+    assert parsed["metrics"] == {"online": 0}

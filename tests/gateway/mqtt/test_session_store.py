@@ -1,8 +1,12 @@
-"""The session store alone: resume, discard, takeover, expiry and its bounds (no sockets)."""
+"""The session store alone: resume, discard, takeover, expiry and its bounds; the delayed
+wills beside it (no sockets)."""
 
 from __future__ import annotations
 
+import functools
+
 from gateway.mqtt.sessions import SessionStore
+from gateway.mqtt.wills import PendingWills
 from gateway.tickets import Ticket
 
 
@@ -96,3 +100,18 @@ def test_a_qos2_message_lost_to_the_sink_forgets_its_id() -> None:
     lost.fail()  # a second lost record of the same frame changes nothing
     lost.part_done()
     assert session.qos2 == {1: True} and (owner.pubrecs, owner.lost) == ([1], [2])
+
+
+def test_pending_wills_are_bounded_and_the_oldest_is_stored_rather_than_dropped() -> None:
+    stored: list[str] = []
+    wills = PendingWills(max_pending=2)
+    for client_id, due in (("a", 30.0), ("b", 10.0), ("c", 20.0)):
+        wills.defer(client_id, due, functools.partial(stored.append, client_id))
+    assert stored == ["a"] and len(wills) == 2  # over the bound: the oldest at once
+    wills.cancel("b")  # back within its delay
+    wills.sweep(19.0)
+    assert stored == ["a"]
+    wills.sweep(20.0)
+    assert stored == ["a", "c"] and len(wills) == 0
+    PendingWills(max_pending=0).defer("d", 5.0, lambda: stored.append("d"))
+    assert stored == ["a", "c", "d"]

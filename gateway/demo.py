@@ -224,7 +224,9 @@ def table(report: dict[str, Any]) -> str:
                 f"   {where['dir']}/"
             )
     for stream, tail in report.get("kinesis", {}).items():
-        lines.append(f"\n`gateway kinesis tail --stream {stream} --from-start`: {tail['records']} records")
+        lines.append(
+            f"\n`gateway kinesis tail --stream {stream} --from-start`: {tail['records']} records"
+        )
         lines += [f"  {line[:160]}…" for line in tail["first"]]
     lines.append(f"\nmetrics were live at {report['metrics']} while the gateway ran")
     return "\n".join(lines)

@@ -1,9 +1,9 @@
 """``make demo``: the gateway on its local default with a simulated 1,000-device mixed fleet.
 
-Starts ``gateway run --config config/local.toml`` (Teltonika 5027, GT06 5023, EVB1 5100, local
-sink, metrics on 127.0.0.1:9108), drives it for 30 s with ``gateway simulate``, stops it with
-SIGTERM, and reports the simulator's summary, what landed on disk and where: a short table on a
-terminal, one JSON object per line when the output is piped.
+Starts ``gateway run --config config/local.toml`` (Teltonika 5027, GT06 5023, AIS-140 5024, EVB1
+5100, local sink, metrics on 127.0.0.1:9108), drives it for 30 s with ``gateway simulate``, stops
+it with SIGTERM, and reports the simulator's summary, what landed on disk and where: a short table
+on a terminal, one JSON object per line when the output is piped.
 
 The configured ports are checked before anything else: a busy one (another gateway, an earlier
 demo still running) ends the demo with one line, before ``data/demo`` is cleared.
@@ -33,7 +33,10 @@ STREAMS = ("raw", "parsed", "errors", "notifications")
 PROGRESS_S = 5.0
 EXIT_USAGE = 2
 # What a reader of the summary needs so that "acked < sent" does not read as data loss.
-NO_ACK_NOTE = "no reply: GT06 location packets, which the protocol never acknowledges; stored too"
+NO_ACK_NOTE = (
+    "no reply: GT06 location packets and every AIS-140 packet, which the protocols never"
+    " acknowledge; stored too"
+)
 
 
 def scrape(url: str) -> dict[str, float]:
@@ -267,7 +270,10 @@ def run_demo(args: argparse.Namespace, config: Path, env: dict[str, str], human:
             f"metrics at {metrics_url}"
         )
         print(f"simulating {args.devices} devices ({', '.join(ports)}) for {args.duration:.0f} s …")
-        print("  (GT06 location packets get no reply by protocol: replies < frames is expected)")
+        print(
+            "  (GT06 location and AIS-140 packets get no reply by protocol: replies < frames is"
+            " expected)"
+        )
 
     targets = [
         arg for codec, port in ports.items() for arg in ("--target", f"{codec}=127.0.0.1:{port}")

@@ -1,4 +1,4 @@
-"""Device-side frame encoders for EVB1, Teltonika Codec 8 and GT06. Pure.
+"""Device-side frame encoders for EVB1, Teltonika Codec 8, GT06 and AIS-140. Pure.
 
 Each protocol has a *tail* function that encodes everything a frame takes from one
 :class:`VehicleState` except the fields that change from frame to frame (timestamp, sequence or
@@ -210,6 +210,7 @@ class Gt06Protocol(enum.IntEnum):
     LOCATION = 0x12
     STATUS = 0x13
     ALARM = 0x16
+    LOCATION_2 = 0x22  # the newer Concox location packet (JM-VL01 sheet)
 
 
 # Alarm byte of the status block (doc 5.3.1.21): the GT06 has no battery alarms, so a thermal
@@ -227,7 +228,6 @@ _ENGLISH = 0x02
 _GT06_GPS_TAIL = struct.Struct(">BIIBH")
 _GT06_LBS = struct.Struct(">HBHBH")
 _GT06_STATUS = struct.Struct(">5B")
-_GT06_LOCATION_LENGTH = 1 + 6 + _GT06_GPS_TAIL.size + _GT06_LBS.size + 4  # 0x1F
 _GT06_DATETIME = struct.Struct(">6B")
 
 
@@ -271,14 +271,19 @@ def _gt06_lbs(state: VehicleState) -> bytes:
     )
 
 
-def gt06_location(ts: float, tail: bytes, serial: int) -> bytes:
-    """Location 0x12 from a pre-encoded tail (the per-frame hot path)."""
-    body = (
-        bytes((_GT06_LOCATION_LENGTH, Gt06Protocol.LOCATION))
-        + gt06_datetime(ts)
-        + tail
-        + _U16.pack(serial)
-    )
+def gt06_tail_2(state: VehicleState) -> bytes:
+    """A 0x22 location's content after its date-time: GPS, LBS, then ACC, data upload mode
+    (0: at a fixed interval), GPS re-upload (0: real time) and mileage in metres (JM-VL01)."""
+    upload = bytes((int(state.ignition), 0, 0))
+    return gt06_tail(state) + upload + _U32.pack(_clamp(state.odometer_km * 1000, 0, 0xFFFFFFFF))
+
+
+def gt06_location(
+    ts: float, tail: bytes, serial: int, protocol: int = Gt06Protocol.LOCATION
+) -> bytes:
+    """A location (0x12 with ``gt06_tail``, 0x22 with ``gt06_tail_2``) from a pre-encoded tail
+    (the per-frame hot path)."""
+    body = bytes((len(tail) + 11, protocol)) + gt06_datetime(ts) + tail + _U16.pack(serial)
     return GT06_START + body + _U16.pack(crc16_x25(body)) + GT06_STOP
 
 
@@ -309,3 +314,74 @@ def gt06_alarm(state: VehicleState, fault: Fault, serial: int) -> bytes:
         + gt06_status_block(state, GT06_ALARMS[fault.kind])
     )
     return gt06_frame(Gt06Protocol.ALARM, content, serial)
+
+
+# --- AIS-140 (ARAI AIS-140; parser/ais140.py describes the packets) ---------------------------
+
+AIS140_VENDOR = "EVSIM"
+AIS140_FIRMWARE = "1.0.0"
+AIS140_OPERATOR = "airtel"
+# Packet type and alert id of a normal location update, and of the EV faults: the standard has
+# no battery alerts, so a thermal emergency is sent as an emergency (EA, alert 10) and an
+# isolation fault as a main power disconnect (alert 03).
+AIS140_NORMAL = ("NR", 1)
+AIS140_FAULTS = {FaultKind.BATTERY_OVERTEMP: ("EA", 10), FaultKind.ISOLATION: ("NR", 3)}
+_AIS140_NMR = "0a83,e3c8,7,0a83,e3fb,7,0a83,c79d,10,0a83,e3f9,3"
+
+
+def ais140_packet(body: str) -> bytes:
+    """``$body*hh`` with the standard's XOR checksum (the CR LF goes on the wire, not here)."""
+    raw = body.encode("ascii")
+    checksum = 0
+    for byte in raw:
+        checksum ^= byte
+    return b"$" + raw + b"*" + f"{checksum:02X}".encode()
+
+
+def ais140_vehicle_reg(imei: str) -> str:
+    """A registration number for the simulated vehicle, stable per device."""
+    return f"KA01EV{imei[-4:]}"
+
+
+def ais140_login(imei: str, state: VehicleState | None) -> bytes:
+    """Login: header, vendor, registration, IMEI, firmware, protocol, last valid position."""
+    lat, lon = (state.lat, state.lon) if state is not None else (0.0, 0.0)
+    return ais140_packet(
+        f"LGN,{AIS140_VENDOR},{ais140_vehicle_reg(imei)},{imei},{AIS140_FIRMWARE},AIS140,"
+        f"{abs(lat):.6f},{'N' if lat >= 0 else 'S'},{abs(lon):.6f},{'E' if lon >= 0 else 'W'}"
+    )
+
+
+def ais140_tail(state: VehicleState, emergency: bool = False) -> str:
+    """A tracking packet's fields from latitude through the digital outputs."""
+    gsm = _clamp((state.rssi_dbm + 113) / 2, 0, 31)
+    cell = round(state.lat * 100) * 1000 + round(state.lon * 100) % 1000
+    return (
+        f"{abs(state.lat):.6f},{'N' if state.lat >= 0 else 'S'},"
+        f"{abs(state.lon):.6f},{'E' if state.lon >= 0 else 'W'},"
+        f"{state.speed_kmh:.1f},{state.heading_deg:.1f},{state.satellites},{state.alt_m:.1f},"
+        f"1.2,0.8,{AIS140_OPERATOR},{int(state.ignition)},1,{state.aux_voltage_v:.1f},4.1,"
+        f"{int(emergency)},C,{gsm},{_MCC_INDIA},{_MNC},{0x1000 + round(state.lat * 10) % 100:x},"
+        f"{cell & 0xFFFF:x},{_AIS140_NMR},{int(state.ignition)}000,00"
+    )
+
+
+def ais140_tracking(
+    imei: str, ts: float, tail: str, frame_number: int, kind: tuple[str, int] = AIS140_NORMAL
+) -> bytes:
+    """A tracking packet (Table 1A) from a pre-encoded tail; live, GPS fix from the tail."""
+    packet_type, alert_id = kind
+    when = time.gmtime(int(ts))
+    return ais140_packet(
+        f"NRM,{AIS140_VENDOR},{AIS140_FIRMWARE},{packet_type},{alert_id:02d},L,{imei},"
+        f"{ais140_vehicle_reg(imei)},1,{time.strftime('%d%m%Y,%H%M%S', when)},{tail},"
+        f"{frame_number % 1_000_000:06d}"
+    )
+
+
+def ais140_health(imei: str, state: VehicleState) -> bytes:
+    """Health packet: battery %, low-battery threshold %, memory %, update intervals, I/O."""
+    return ais140_packet(
+        f"HP,{AIS140_VENDOR},{AIS140_FIRMWARE},{imei},{_clamp(state.soc_pct, 0, 100)},20,5,"
+        f"1,60,{int(state.ignition)}000,00"
+    )

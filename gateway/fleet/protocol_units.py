@@ -1,4 +1,4 @@
-"""The units of the three protocols: what EVB1, Teltonika and GT06 devices write and expect. Pure.
+"""The units of the protocols: what EVB1, Teltonika, GT06 and AIS-140 devices write and expect.
 
 Each subclass of :class:`DeviceUnit` says how its protocol logs in, frames a sample, a fault and
 a heartbeat, reads the gateway's replies and bounds what it has in flight.
@@ -165,9 +165,11 @@ class TeltonikaUnit(DeviceUnit):
 
 
 class Gt06Unit(DeviceUnit):
-    """Concox GT06: login 0x01, locations 0x12 at the rate (never answered), status 0x13 as the
+    """Concox GT06: login 0x01, locations at the rate (never answered), status 0x13 as the
     heartbeat and alarms 0x16 (answered, matched by serial). Unanswered heartbeats and alarms are
-    resent; after ``missed_heartbeats`` unanswered heartbeats the unit reconnects (doc 5.4)."""
+    resent; after ``missed_heartbeats`` unanswered heartbeats the unit reconnects (doc 5.4).
+    Units whose IMEI ends in an odd digit are newer models that send 0x22 locations (with ACC
+    and mileage), the others the original 0x12: a fleet mixes both, as real ones do."""
 
     codec = "gt06"
 
@@ -177,6 +179,8 @@ class Gt06Unit(DeviceUnit):
         self._tail = b""
         self._replies = Gt06ReplyReader()
         self._missed = 0
+        newer = self.device_id[-1:].isdigit() and int(self.device_id[-1]) % 2 == 1
+        self.location = enc.Gt06Protocol.LOCATION_2 if newer else enc.Gt06Protocol.LOCATION
 
     def _next_serial(self) -> int:
         serial = self._serial
@@ -205,12 +209,13 @@ class Gt06Unit(DeviceUnit):
         return self.pump(now) if self.logged_in else []
 
     def _encode(self, state: VehicleState) -> None:
-        self._tail = enc.gt06_tail(state)
+        newer = self.location == enc.Gt06Protocol.LOCATION_2
+        self._tail = enc.gt06_tail_2(state) if newer else enc.gt06_tail(state)
 
     def _record(self, now: float) -> None:
         serial = self._next_serial()
-        frame = enc.gt06_location(now + self._epoch_offset_s, self._tail, serial)
-        self._store(Pending(frame, serial, enc.Gt06Protocol.LOCATION))
+        frame = enc.gt06_location(now + self._epoch_offset_s, self._tail, serial, self.location)
+        self._store(Pending(frame, serial, self.location))
 
     def _fault(self, state: VehicleState, fault: Fault) -> None:
         serial = self._next_serial()
@@ -236,7 +241,63 @@ class Gt06Unit(DeviceUnit):
         self._resend(expired, now, out)
 
     def _expects_ack(self, pending: Pending) -> bool:
-        return pending.kind != enc.Gt06Protocol.LOCATION
+        return pending.kind != self.location
 
 
-UNITS: dict[str, type[DeviceUnit]] = {u.codec: u for u in (Evb1Unit, TeltonikaUnit, Gt06Unit)}
+class Ais140Unit(DeviceUnit):
+    """AIS-140 (ARAI): a login, then tracking packets (NR) at the rate, health packets (HP) as
+    the heartbeat and EV faults as emergency (EA) or alert packets, each ``$...*hh`` and CR LF.
+    The standard defines no reply, so nothing is awaited or resent: a packet is sent once."""
+
+    codec = "ais140"
+
+    def _init_protocol(self) -> None:
+        self._tail = ""
+        self._frame_number = 0
+
+    def connected(self, now: float) -> list[bytes]:
+        out = super().connected(now)
+        self._logged_in(now)  # no answer comes: the unit carries on after its login
+        return out
+
+    def _login(self) -> bytes:
+        return enc.ais140_login(self.device_id, self.state) + b"\r\n"
+
+    def received(self, data: bytes, now: float) -> list[bytes]:
+        return self.pump(now)  # the gateway sends nothing; commands are not simulated
+
+    def _encode(self, state: VehicleState) -> None:
+        self._tail = enc.ais140_tail(state)
+
+    def _next_frame_number(self) -> int:
+        self._frame_number += 1
+        return self._frame_number
+
+    def _record(self, now: float) -> None:
+        number = self._next_frame_number()
+        frame = enc.ais140_tracking(self.device_id, now + self._epoch_offset_s, self._tail, number)
+        self._store(Pending(frame, number, 0))
+
+    def _fault(self, state: VehicleState, fault: Fault) -> None:
+        kind = enc.AIS140_FAULTS[fault.kind]
+        tail = enc.ais140_tail(state, emergency=kind[0] == "EA")
+        number = self._next_frame_number()
+        frame = enc.ais140_tracking(self.device_id, fault.ts, tail, number, kind)
+        self._store(Pending(frame, number, 0), urgent=True)
+
+    def _heartbeat(self, now: float) -> None:
+        if self.state is None:
+            return
+        number = self._next_frame_number()
+        self._store(Pending(enc.ais140_health(self.device_id, self.state), number, 0), urgent=True)
+
+    def _wire(self, pending: Pending, *, resend: bool) -> bytes:
+        return pending.payload + b"\r\n"
+
+    def _expects_ack(self, pending: Pending) -> bool:
+        return False
+
+
+UNITS: dict[str, type[DeviceUnit]] = {
+    u.codec: u for u in (Evb1Unit, TeltonikaUnit, Gt06Unit, Ais140Unit)
+}

@@ -11,7 +11,7 @@ from typing import Any
 
 from gateway.demo import NO_ACK_NOTE, table
 
-CODECS = ("teltonika", "gt06", "evb1")
+CODECS = ("teltonika", "gt06", "ais140", "evb1")
 
 
 def config(tmp_path: Path, ports: dict[str, int]) -> Path:
@@ -72,6 +72,7 @@ def test_piped_the_demo_prints_json_and_every_frame_is_acked_or_owes_no_reply(
     by_codec = sim["by_codec"]
     assert by_codec["gt06"]["no_ack"] > 0  # location packets: the protocol has no reply
     assert by_codec["teltonika"]["no_ack"] == by_codec["evb1"]["no_ack"] == 0
+    assert by_codec["ais140"]["no_ack"] == by_codec["ais140"]["sent"] > 0  # no reply at all
     assert report["gateway_exit_status"] == 0
     raw = report["records"]["raw"]
     assert raw["dir"] == str(data / "raw") and raw["records"] >= sim["sent"]

@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_example_config_is_valid_and_documented() -> None:
     settings = load_settings(ROOT / "config" / "local.toml")
-    assert [ls.codec for ls in settings.listeners] == ["teltonika", "gt06", "evb1"]
-    assert [ls.port for ls in settings.listeners] == [5027, 5023, 5100]
+    assert [ls.codec for ls in settings.listeners] == ["teltonika", "gt06", "ais140", "evb1"]
+    assert [ls.port for ls in settings.listeners] == [5027, 5023, 5024, 5100]
     assert all(ls.ack_policy == "delivered" for ls in settings.listeners)
 
 
@@ -75,7 +75,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_check_config_cli(tmp_path: Path) -> None:
     ok = run_cli("check-config", str(ROOT / "config" / "local.toml"))
-    assert ok.returncode == 0 and "ok (3 listeners)" in ok.stdout
+    assert ok.returncode == 0 and "ok (4 listeners)" in ok.stdout
     bad = tmp_path / "bad.toml"
     bad.write_text("[[listeners]]\ncodec = 'nope'\nport = 1\n")
     result = run_cli("check-config", str(bad))

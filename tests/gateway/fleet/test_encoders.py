@@ -227,6 +227,58 @@ def test_gt06_status_and_alarm_are_replied() -> None:
     check_position(alarm1.readings[0], state)
 
 
+@pytest.mark.parametrize("index", range(5, len(STATES), 131))
+def test_gt06_location_0x22_decodes_to_the_state(index: int) -> None:
+    state = STATES[index]
+    frame = enc.gt06_location(state.ts, enc.gt06_tail_2(state), index, 0x22)
+    (event,) = frames(feed("gt06", enc.gt06_login(IMEI, 1) + frame)[1:])
+    assert event.reply == b""  # no reply to a location (JM-VL01 sheet)
+    (reading,) = event.readings
+    assert reading.ts_ms == int(state.ts) * 1000
+    check_position(reading, state)
+    assert reading.metrics["ignition"] is state.ignition
+    assert reading.metrics["odometer_m"] == round(state.odometer_km * 1000)
+    assert (reading.attrs["mcc"], reading.attrs["upload_mode"]) == (404, 0)
+    assert "extra" not in reading.attrs
+
+
+# --- AIS-140 ---
+
+
+def test_ais140_login_then_tracking_decode_to_the_state() -> None:
+    state = next(s for s in STATES if s.speed_kmh > 40)
+    tail = enc.ais140_tail(state)
+    data = enc.ais140_login(IMEI, state) + b"\r\n" + enc.ais140_tracking(IMEI, state.ts, tail, 7)
+    login, frame = feed("ais140", data + b"\r\n")
+    assert isinstance(login, Login) and login.device_id == IMEI and login.reply == b""
+    (event,) = frames([frame])
+    assert event.reply == b""
+    (reading,) = event.readings
+    assert (reading.kind, reading.ts_ms) == ("telemetry", int(state.ts) * 1000)
+    check_position(reading, state)
+    assert reading.position is not None
+    assert reading.position.speed_kmh == pytest.approx(state.speed_kmh, abs=0.05)
+    assert reading.metrics["ignition"] is state.ignition
+    assert reading.metrics["external_voltage_v"] == pytest.approx(state.aux_voltage_v, abs=0.05)
+    assert (reading.attrs["mcc"], reading.attrs["frame_number"]) == (404, 7)
+
+
+def test_ais140_faults_are_an_emergency_and_a_power_alert_and_health_a_heartbeat() -> None:
+    state = STATES[40]
+    overtemp = enc.ais140_tracking(
+        IMEI, state.ts, enc.ais140_tail(state, emergency=True), 8, ("EA", 10)
+    )
+    isolation = enc.ais140_tracking(IMEI, state.ts, enc.ais140_tail(state), 9, ("NR", 3))
+    health = enc.ais140_health(IMEI, state)
+    data = enc.ais140_login(IMEI, None) + overtemp + isolation + health + b"\r\n"
+    emergency, power, heartbeat = frames(feed("ais140", data)[1:])
+    assert [a.code for a in emergency.readings[0].alarms] == ["emergency"]
+    assert emergency.readings[0].metrics["emergency"] is True
+    assert [a.severity for a in power.readings[0].alarms] == ["critical"]
+    assert heartbeat.readings[0].kind == "heartbeat"
+    assert heartbeat.readings[0].metrics["battery_level_pct"] == round(state.soc_pct)
+
+
 # --- reply readers against hostile bytes ---
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.fleet import encoders as enc
 from gateway.fleet.model import Vehicle
-from gateway.fleet.protocol_units import UNITS
+from gateway.fleet.protocol_units import UNITS, Gt06Unit
 from gateway.fleet.stats import CodecStats
 from gateway.fleet.unit import DeviceUnit, UnitSettings
 from gateway.registry import CodecRegistry
@@ -238,7 +238,8 @@ def test_gt06_reconnects_after_missed_heartbeat_replies() -> None:
 # --- every protocol under lost ACKs and dropped connections ---
 
 
-@pytest.mark.parametrize("codec", sorted(UNITS))
+# AIS-140 defines no reply: nothing is awaited or resent (see the AIS-140 tests below).
+@pytest.mark.parametrize("codec", sorted(set(UNITS) - {"ais140"}))
 def test_nothing_is_lost_under_lost_acks_and_reconnects(codec: str) -> None:
     acked: list[bytes] = []
     sent: list[bytes] = []
@@ -277,7 +278,8 @@ def test_nothing_is_lost_under_lost_acks_and_reconnects(codec: str) -> None:
     assert set(acked) <= delivered, "an ACKed frame was ACKed by the gateway"
     received = {p for g in gateways for p in g.frames}
     # A GT06 location lost with its connection is gone: the protocol does not acknowledge it.
-    must_arrive = {p for p in sent if not (codec == "gt06" and p[3] == enc.Gt06Protocol.LOCATION)}
+    locations = {enc.Gt06Protocol.LOCATION, enc.Gt06Protocol.LOCATION_2}
+    must_arrive = {p for p in sent if not (codec == "gt06" and p[3] in locations)}
     assert must_arrive <= received, "every frame that expects an ACK reached the gateway"
 
 
@@ -286,3 +288,40 @@ def test_a_login_event_is_what_every_unit_writes_first() -> None:
         (login,) = make_unit(codec).connected(0.0)
         (event,) = REGISTRY.create(codec).session().feed(login)
         assert isinstance(event, Login) and event.device_id == IMEI
+
+
+# --- AIS-140 ---
+
+
+def test_ais140_logs_in_without_an_answer_and_awaits_nothing() -> None:
+    unit, gw = make_unit("ais140", heartbeat_s=2.0, faults_per_min=30.0), Gateway("ais140")
+    out = unit.connected(0.0)
+    assert unit.logged_in
+    for step in range(40):
+        unit.sample(step * 0.5)
+        out += unit.pump(step * 0.5)
+    assert gw.take(out) == b""  # every packet goes out with its CR LF
+    assert all(o.endswith(b"\r\n") for o in out)
+    stats = unit.stats
+    assert stats.sent == stats.no_ack == len(gw.frames) > 40
+    assert (stats.acked, stats.resent) == (0, 0)
+    assert unit.idle
+    kinds = {gw_frame.split(b",")[3] for gw_frame in gw.frames if gw_frame.startswith(b"$NRM")}
+    assert b"NR" in kinds
+    assert any(f.startswith(b"$HP,") for f in gw.frames), "health packets as the heartbeat"
+
+
+def test_gt06_units_with_an_odd_imei_send_0x22_locations() -> None:
+    newer = make_unit("gt06")  # IMEI 356307042441013
+    assert isinstance(newer, Gt06Unit)
+    assert newer.location == enc.Gt06Protocol.LOCATION_2
+    older = UNITS["gt06"](
+        IMEI[:-1] + "2",
+        Vehicle(random.Random(1), T0),
+        CodecStats("gt06"),
+        settings=UnitSettings(),
+        rng=random.Random(2),
+        epoch_offset_s=T0,
+    )
+    assert isinstance(older, Gt06Unit)
+    assert older.location == enc.Gt06Protocol.LOCATION

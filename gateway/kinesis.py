@@ -51,6 +51,9 @@ RECOVERY_S = 10.0
 # The limiter's estimate assumes the rate of the moment, which recovers meanwhile: look again
 # at least this often rather than sleep out a long estimate made at a throttled rate.
 LIMITER_RECHECK_S = 1.0
+# A record class that delivered nothing on its last try, then had nothing to write for this
+# long, no longer counts as failing (KinesisSink.failing_for_s).
+STALL_FORGOTTEN_AFTER_S = 10.0
 # The per-shard throughput answer: the one that slows the shard's rate limiter.
 SHARD_THROTTLED = "ProvisionedThroughputExceededException"
 RETRIABLE = frozenset(
@@ -220,9 +223,11 @@ class KinesisSink:
         self._deadline: float | None = None  # set at shutdown: give up by then
         self._refresher: asyncio.Task[None] | None = None
         self.shard_map_refreshes = 0
-        # Per record class: writes in progress, and when the class last delivered an entry.
-        self._busy: Counter[str] = Counter()
-        self._progress_at: dict[str, float] = {}
+        # Per record class: its first attempt since it last delivered an entry (none: it did),
+        # its writes in progress and when the last one ended (see failing_for_s).
+        self._stalled_since: dict[str, float] = {}
+        self._writing: Counter[str] = Counter()
+        self._written_at: dict[str, float] = {}
         self._unexpected: set[str] = set()  # exception types already logged with a traceback
 
     async def open(self) -> None:
@@ -348,13 +353,14 @@ class KinesisSink:
 
     async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
         """Deliver a batch; returns the indexes of the records dead-lettered instead."""
-        if not self._busy[stream]:
-            self._progress_at[stream] = time.monotonic()  # a stall is counted from here
-        self._busy[stream] += 1
+        if self._idle_for_s(stream, time.monotonic()) > STALL_FORGOTTEN_AFTER_S:
+            self._stalled_since.pop(stream, None)  # an old stall says nothing about this write
+        self._writing[stream] += 1
         try:
             return await self._write(stream, records, keys)
         finally:
-            self._busy[stream] -= 1
+            self._writing[stream] -= 1
+            self._written_at[stream] = time.monotonic()
 
     async def _write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
         target = self.streams[stream]
@@ -373,6 +379,7 @@ class KinesisSink:
         delay = self.settings.retry_first_s
         while pending:
             now = time.monotonic()
+            self._stalled_since.setdefault(stream, now)
             deadline = expires if self._deadline is None else min(expires, self._deadline)
             if now >= deadline:
                 lost += await self._dead_letter(
@@ -504,20 +511,33 @@ class KinesisSink:
             else:
                 permanent.append((entry, code, result.get("ErrorMessage", "")))
         if len(failed) + len(permanent) < len(call):
-            self._progress_at[stream] = time.monotonic()
+            self._stalled_since.pop(stream, None)
         for shard in throttled:  # one cut per call: a call's entries report one overload
             limiter.throttled(shard, time.monotonic())
         return failed, permanent
 
     def failing_for_s(self) -> float:
-        """How long a stream with records to deliver has delivered none (0: all are moving).
+        """How long some record class has been trying to deliver and delivered nothing.
 
-        Counted from the stream's last delivered entry, or from when it last had work after
-        being idle; what fails (whole calls, every entry, a limiter wait) does not matter.
+        Counted from its first attempt after its last delivered entry, whatever kept it from
+        delivering (calls failing, every entry throttled, a limiter wait, records refused for
+        good); 0 when every class delivered since it last tried. A class with nothing to write
+        for ``STALL_FORGOTTEN_AFTER_S`` stops counting: /readyz turns new devices away while
+        this is high, and with no devices nothing would ever show that Kinesis is back.
         """
         now = time.monotonic()
-        stalled = [now - self._progress_at[s] for s, n in self._busy.items() if n]
-        return max(stalled, default=0.0)
+        stalls = [
+            now - since
+            for stream, since in self._stalled_since.items()
+            if self._idle_for_s(stream, now) <= STALL_FORGOTTEN_AFTER_S
+        ]
+        return max(stalls, default=0.0)
+
+    def _idle_for_s(self, stream: str, now: float) -> float:
+        """How long ``stream`` has had no write in progress (0: one is, or none ever was)."""
+        if self._writing[stream]:
+            return 0.0
+        return now - self._written_at.get(stream, now)
 
     async def _dead_letter(
         self,

@@ -299,6 +299,8 @@ class KinesisSink:
                     self._refresh_needed.discard(name)
                 except (BotoCoreError, ClientError, OSError) as exc:
                     log.warning("shard map refresh failed", stream=name, error=_describe(exc))
+                except Exception as exc:  # an odd answer must not end the refreshes for good
+                    log.warning("shard map refresh failed", stream=name, error=type(exc).__name__)
 
     # -- writing -----------------------------------------------------------------------------
 

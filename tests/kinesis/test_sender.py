@@ -42,6 +42,11 @@ class ScriptedClient:
         self.steps = steps
         self.then = then
         self.calls = 0
+        self.list_shards_calls = 0
+
+    async def list_shards(self, StreamName: str) -> dict[str, Any]:
+        self.list_shards_calls += 1
+        raise KeyError("HashKeyRange")  # an answer of a shape nobody expected
 
     async def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
         self.calls += 1
@@ -149,3 +154,24 @@ async def test_a_stall_is_forgotten_once_the_stream_has_had_nothing_to_write(
     assert out.failing_for_s() > 0.0
     out._written_at["raw"] -= STALL_FORGOTTEN_AFTER_S  # idle that long since
     assert out.failing_for_s() == 0.0
+
+
+async def test_an_unexpected_failure_of_a_shard_map_refresh_does_not_end_the_refreshes(
+    tmp_path: Path,
+) -> None:
+    client = ScriptedClient([])
+    out = sink(tmp_path, client)
+    refresher = asyncio.create_task(out._refresh_loop())
+
+    async def refreshed() -> None:
+        out._refresh_needed.add("raw-stream")  # a record landed on an unexpected shard
+        calls = client.list_shards_calls
+        while client.list_shards_calls == calls:
+            assert not refresher.done(), refresher
+            await asyncio.sleep(0.05)
+
+    try:
+        await asyncio.wait_for(refreshed(), timeout=10)
+        await asyncio.wait_for(refreshed(), timeout=10)  # the failure did not end the loop
+    finally:
+        refresher.cancel()

@@ -59,6 +59,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         help="how to read --file/stdin (auto: hex text if it is only hex digits)",
     )
     p.add_argument(
+        "--lines",
+        action="store_true",
+        help="each line of --file/stdin is one hex capture with a session of its own (a corpus "
+        "in one process); events carry their line number",
+    )
+    p.add_argument(
         "--layout-dir",
         action="append",
         type=Path,
@@ -228,6 +234,10 @@ def _decode(args: argparse.Namespace) -> int:
     from gateway import decode  # noqa: PLC0415
 
     codec = _registry(args.layout_dir).create(args.codec)
+    if args.lines:
+        if args.hex is not None:
+            raise decode.InputError("--lines reads --file or stdin, not --hex")
+        return decode.run_lines(codec, *decode.read_lines(args.file, sys.stdin.buffer))
     data = decode.read_input(args.hex, args.file, sys.stdin.buffer, args.format)
     decode.run(codec, data)
     return 0

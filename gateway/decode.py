@@ -1,4 +1,8 @@
-"""``gateway decode``: feed bytes to one fresh codec session and print its events as JSON lines."""
+"""``gateway decode``: feed bytes to one fresh codec session and print its events as JSON lines.
+
+With ``--lines`` every line of the input is one capture (hex), decoded by a session of its own,
+so a corpus of captures decodes in one process; each printed event names its ``line``.
+"""
 
 from __future__ import annotations
 
@@ -53,10 +57,12 @@ def parse_hex(text: str) -> bytes:
         raise InputError(f"invalid hex input: {why}") from None
 
 
-def event_lines(codec: Codec, data: bytes, transport: str = "tcp") -> Iterator[dict[str, Any]]:
+def event_lines(
+    codec: Codec, data: bytes, transport: str = "tcp", ids: RecordIds | None = None
+) -> Iterator[dict[str, Any]]:
     """The JSON objects ``gateway decode`` prints, one per event of one fresh session."""
     session = codec.session()
-    ids = RecordIds(int.from_bytes(os.urandom(4), "big"))
+    ids = ids or RecordIds(int.from_bytes(os.urandom(4), "big"))
     events: list[Event] = [*session.feed(data), *session.eof()]
     for event in events:
         if isinstance(event, Login):
@@ -97,3 +103,41 @@ def run(codec: Codec, data: bytes) -> None:
     for line in event_lines(codec, data):
         out.write(encoder.encode(line) + b"\n")
     out.flush()
+
+
+def read_lines(path: str | None, stdin: BinaryIO) -> tuple[str, bytes]:
+    """The name to report lines under and the text of ``--file`` or stdin."""
+    if path is None or path == "-":
+        return "<stdin>", stdin.read()
+    try:
+        with open(path, "rb") as f:
+            return path, f.read()
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def run_lines(codec: Codec, name: str, text: bytes) -> int:
+    """Decode each capture line (blank lines and ``#`` comments skipped) with its own session.
+
+    A line that is not hex is reported on stderr with its file and line number and the rest go
+    on; the exit status is 1 if any line was skipped so, else 0.
+    """
+    encoder = msgspec.json.Encoder()
+    out = sys.stdout.buffer
+    ids = RecordIds(int.from_bytes(os.urandom(4), "big"))
+    status = 0
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.decode("ascii", "replace").strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            data = parse_hex(line)
+        except InputError as exc:
+            print(f"gateway decode: {name}:{number}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        for event in event_lines(codec, data, ids=ids):
+            event["line"] = number
+            out.write(encoder.encode(event) + b"\n")
+    out.flush()
+    return status

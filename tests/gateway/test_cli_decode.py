@@ -252,3 +252,41 @@ def test_replay_of_inputs_that_do_not_exist_is_one_line_each_and_exit_2(tmp_path
         )
         assert result.stdout == ""
         assert not (tmp_path / "out").exists(), "nothing written for a command line that is wrong"
+
+
+def test_lines_decode_a_corpus_in_one_process_one_session_per_line(tmp_path: Path) -> None:
+    cases = load_vectors("gt06") + load_vectors("gt06_packets")
+    body = [case["hex"] for case in cases] * 10  # hundreds of captures, one process
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("# gt06 captures\n\n" + "\n".join(body) + "\nnot hex\n")
+    result = decode("--codec", "gt06", "--lines", "--file", str(corpus))
+    assert result.returncode == 1  # one line was not hex: reported, the rest decoded
+    assert result.stderr.decode() == (
+        f"gateway decode: {corpus}:{len(body) + 3}: invalid hex input: invalid character 'n'\n"
+    )
+    events = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    # Each capture had a session of its own: exactly one event per line, its first.
+    assert [e["line"] for e in events] == list(range(3, len(body) + 3))
+    by_line = {e["line"]: e for e in events}
+    for index, case in enumerate(cases):
+        event = by_line[index + 3]
+        if not case["expect"].get("accept", True):
+            assert event["event"] == "reject"
+        elif case["expect"]["kind"] == "login":
+            assert (event["event"], event["device_id"]) == ("login", case["expect"]["imei"])
+        else:
+            assert event["event"] == "frame" and "error" not in event, event
+
+
+def test_lines_from_stdin_and_not_with_hex() -> None:
+    tel = load_vectors("teltonika")
+    stdin = "\n".join([tel[0]["hex"], tel[2]["hex"]]).encode()
+    events = lines(decode("--codec", "teltonika", "--lines", "-", stdin=stdin))
+    # A fresh session per line: the AVL packet on line 2 has no login before it.
+    assert [(e["line"], e["event"], e["device_id"]) for e in events] == [
+        (1, "login", "356307042441013"),
+        (2, "frame", None),
+    ]
+    refused = decode("--codec", "evb1", "--lines", "--hex", "00")
+    assert refused.returncode == 2
+    assert refused.stderr.decode() == "gateway decode: --lines reads --file or stdin, not --hex\n"

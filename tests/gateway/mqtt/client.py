@@ -29,14 +29,17 @@ TOPIC = f"ev/{DEVICE}/telemetry"
 P = TypeVar("P", bound=Packet)
 
 
-def start_gateway(tmp: Path, listener: str = "", top: str = "", name: str = "gw") -> GatewayProcess:
+def start_gateway(
+    tmp: Path, listener: str = "", top: str = "", name: str = "gw",
+    env: dict[str, str] | None = None,
+) -> GatewayProcess:  # fmt: skip
     """``gateway run`` with one MQTT listener on a free loopback port (``listener``: extra keys
     of its ``[[mqtt_listeners]]`` table) and no TCP listeners."""
     config = tmp / f"{name}.toml"
     config.write_text(
         f"listeners = []\n{top}\n[[mqtt_listeners]]\nhost = '127.0.0.1'\nport = 0\n{listener}\n"
     )
-    return GatewayProcess(tmp / "data", codecs=(), config=config)
+    return GatewayProcess(tmp / "data", codecs=(), config=config, env=env)
 
 
 class MqttTestClient(DeviceSocket):

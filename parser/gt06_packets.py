@@ -312,6 +312,7 @@ class PacketDecoder:
         parts.metrics["gsm_signal"] = reader.int(1, "GSM signal")
         alarm = reader.int(1, "alarm")
         parts.attrs["alarm"] = alarm
+        parts.attrs["language"] = reader.int(1, "language")
         parts.alarms = (_alarm_of(alarm),) if alarm else ()
         return _reading(_ALM, parts, reader)
 

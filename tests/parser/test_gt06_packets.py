@@ -170,6 +170,48 @@ def test_location_4g_0xa0_field_by_field() -> None:
     assert event.reply == b""
 
 
+@pytest.mark.parametrize("protocol", [0x2D, 0x31])
+def test_locations_laid_out_as_0x22(protocol: int) -> None:
+    frame = build(protocol, GPS + LBS + bytes((1, 0, 1)))
+    event = only_frame(feed_whole(CODEC, frame))
+    [reading] = event.readings
+    assert (reading.kind, reading.attrs["cell_id"], reading.attrs["reupload"]) == (
+        "telemetry",
+        0x1F72,
+        True,
+    )
+    assert event.reply == b""
+
+
+def test_jimi_4g_heartbeat_0x36_keeps_language_and_modules() -> None:
+    modules = b"\x02" + b"\x00\x18\x02\x01\x7d"  # language, then module 0x0018 (battery)
+    frame = build(0x36, bytes((0x44, 4, 3, 0)) + modules, serial=11)
+    event = only_frame(feed_whole(CODEC, frame))
+    [reading] = event.readings
+    assert (reading.kind, reading.alarms, reading.metrics["voltage_level"]) == ("heartbeat", (), 4)
+    assert (reading.attrs["language"], reading.attrs["extra"]) == (2, "001802017d")
+    assert event.reply == short_reply(0x36, 11)
+
+
+def test_lw4g_status_0xa2_field_by_field() -> None:
+    # GPS, 4G LBS, network indicator, terminal info, power 0.01 V, battery %, GSM, alarm,
+    # language, odometer, hours, terminal id, inputs (59 bytes).
+    lbs = struct.pack(">HBIQ", 404, 45, 0x10, 0x20)
+    status = bytes((1, 0x06)) + struct.pack(">H", 1234) + bytes((88, 4, 0x01, 2))
+    tail = struct.pack(">II", 5000, 7) + bytes(8) + b"\x00\x01"
+    frame = build(0xA2, GPS + lbs + status + tail, serial=12)
+    event = only_frame(feed_whole(CODEC, frame))
+    [reading] = event.readings
+    assert reading.kind == "alarm"
+    assert reading.alarms == (Alarm("sos", "critical", "tcu", 1),)
+    assert (reading.metrics["external_voltage_v"], reading.metrics["battery_level"]) == (12.34, 88)
+    assert (reading.metrics["ignition"], reading.metrics["charging"]) == (True, True)
+    assert (reading.attrs["network"], reading.attrs["lac"], reading.attrs["cell_id"]) == (1, 16, 32)
+    assert reading.attrs["language"] == 2
+    assert reading.attrs["extra"] == tail.hex()  # odometer, hours, terminal id, inputs: kept
+    assert event.reply == short_reply(0xA2, 12)
+
+
 def test_lbs_alarm_without_gps_has_no_position() -> None:
     frame = build(0x19, LBS + STATUS, serial=4)
     event = only_frame(feed_whole(CODEC, frame))

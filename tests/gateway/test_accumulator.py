@@ -18,6 +18,22 @@ def test_linger_makes_a_batch_due() -> None:
     assert acc.take(now=9.0) is None and acc.next_deadline() is None
 
 
+def test_group_commit_writes_at_once_what_arrived_during_the_last_write() -> None:
+    """Linger 0, as the pipeline runs the local journal: a batch is due as soon as it opens, and
+    what arrives while the writer is busy is the next batch, still bounded by max_records."""
+    acc = Accumulator(linger_s=0.0, max_records=3, max_bytes=10_000)
+    assert acc.add(b"a", "k", None, now=1.0) is True
+    assert acc.next_deadline() == 1.0
+    first = acc.take(now=1.0)
+    assert first is not None and first.records == [b"a"]
+    for record in (b"b", b"c", b"d", b"e"):  # while ``first`` is being written
+        acc.add(record, "k", None, now=1.001)
+    second, third = acc.take(now=1.002), acc.take(now=1.002)
+    assert second is not None and second.records == [b"b", b"c", b"d"]
+    assert third is not None and third.records == [b"e"]
+    assert acc.take(now=1.002) is None and acc.next_deadline() is None
+
+
 def test_count_and_bytes_limits_close_batches() -> None:
     acc = Accumulator(linger_s=10, max_records=3, max_bytes=100)
     for i in range(3):

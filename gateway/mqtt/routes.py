@@ -10,8 +10,11 @@ from gateway.mqtt.settings import DEVICE_ID, MqttListenerSettings
 from parser.codec import Codec
 from parser.topics import TopicTemplate
 
-# Devices publish on a handful of topics each; a connection remembers this many resolutions.
+# Devices publish on a handful of topics each; a connection remembers this many resolutions,
+# of topics up to this long (a topic can be as long as a packet: eight of 64 KiB would be kept
+# for the connection's life, outside the memory budget; device topics are far shorter).
 TOPIC_CACHE_ENTRIES = 8
+TOPIC_CACHE_MAX_CHARS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,8 @@ class TopicCache:
         except KeyError:
             pass
         resolved = self.router.resolve(topic)
+        if len(topic) > TOPIC_CACHE_MAX_CHARS:
+            return resolved
         if len(self._entries) >= TOPIC_CACHE_ENTRIES:
             self._entries.pop(next(iter(self._entries)))
         self._entries[topic] = resolved

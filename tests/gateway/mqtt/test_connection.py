@@ -359,6 +359,35 @@ def test_a_connection_keeps_nothing_of_its_connect_but_what_it_needs() -> None:
     assert kept < 32 * 1024, f"{kept} bytes kept after the CONNECT"
 
 
+def test_long_topics_are_not_held_for_the_connections_life() -> None:
+    """A topic can be as long as a packet: the topic cache and the 5.0 topic aliases hold
+    only short ones (device topics are), not eight or sixteen of 64 KiB each."""
+    port, _ = listener(max_packet_bytes=128 * 1024)
+    device = Device(port, MQTT_5)
+    device.send(connect(level=MQTT_5))
+    device.received()
+    long_topics = [f"ev/{n}/" + "x" * 60_000 for n in range(8)]  # unrouted: refused, not closed
+    publishes = [encode_publish(t, b"", 1, n + 1, protocol_level=MQTT_5)
+                 for n, t in enumerate(long_topics)]  # fmt: skip
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for packet in publishes:
+            device.send(packet)
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    answers = device.received()
+    assert [p.reason_code for p in answers if isinstance(p, PubAck)] == [0x90] * 8
+    assert kept < 32 * 1024, f"{kept} bytes kept after the PUBLISHes"
+    aliased = Properties(topic_alias=1)
+    device.send(encode_publish(long_topics[0], b"", 1, 9, protocol_level=MQTT_5,
+                               properties=aliased))  # fmt: skip
+    assert device.received() == [Disconnect(ReasonCode.QUOTA_EXCEEDED)]
+
+
 async def answered(device: Device) -> list[Packet]:
     """What the gateway wrote once it answered (a password check runs in a thread)."""
     for _ in range(1000):

@@ -88,7 +88,9 @@ class Dispatcher:
         self._current_file = current_file
         self._last_file_at_start: str | None = None
         self._wake = {t.name: asyncio.Event() for t in self.targets}
-        self._idle = {t.name: asyncio.Event() for t in self.targets}
+        # Set while no delivery is under way and none may start now (nothing queued, or every
+        # device backing off): what a shutdown waits for.
+        self._quiet = {t.name: asyncio.Event() for t in self.targets}
         self._max_in_flight = retry.max_in_flight
         self._tasks: list[asyncio.Task[None]] = []
         self._flights: dict[str, set[asyncio.Task[None]]] = {t.name: set() for t in self.targets}
@@ -141,7 +143,7 @@ class Dispatcher:
             if entries:
                 self.stats.targets[name].recovered += len(entries)
                 log.info("unsettled notifications queued again", target=name, count=len(entries))
-                self._idle[name].clear()
+                self._quiet[name].clear()
                 self._wake[name].set()
         # A first start's cursors at once: the next start begins there, not at its own end.
         self._save_cursors(self._positions())
@@ -188,7 +190,7 @@ class Dispatcher:
                 item = Outgoing(note, body, arrived_at, file=file)
                 queue.push(item)
                 self._prefixes[name].track(item)
-                self._idle[name].clear()
+                self._quiet[name].clear()
                 self._wake[name].set()
         local = stats.targets["local"]
 
@@ -205,7 +207,7 @@ class Dispatcher:
         delivery lands, a notification arrives or a backoff ends."""
         name = target.name
         queue = self._queues[name]
-        wake, idle = self._wake[name], self._idle[name]
+        wake, quiet = self._wake[name], self._quiet[name]
         flights = self._flights[name]
         loop = asyncio.get_running_loop()
 
@@ -226,8 +228,10 @@ class Dispatcher:
             dead = queue.take_dead()
             if dead:
                 await self._dead_letter(name, dead)
-            if not (len(queue) or queue.overflow or flights):
-                idle.set()
+            if flights or queue.overflow or queue.wait_s(self._clock()) == 0.0:
+                quiet.clear()
+            else:
+                quiet.set()
             timer = None
             if queue.in_flight < self._max_in_flight:
                 wait = queue.wait_s(self._clock())
@@ -300,11 +304,12 @@ class Dispatcher:
         self._settle(target, [d.item for d in dead])
 
     async def close(self, deadline: float) -> None:
-        """Shutdown: deliver what is queued until ``deadline`` (monotonic), then stop and close
-        the targets. What is left stays unsettled, its cursor before it: the next start queues
-        it again, as after a crash."""
+        """Shutdown: deliver what is queued until ``deadline`` (monotonic) or until what is left
+        only waits for a retry, then stop and close the targets. What is left stays unsettled,
+        its cursor before it: the next start queues it again, as after a crash (waiting out the
+        backoffs of a target that is down would only hold the restart back)."""
         pending = [
-            self._idle[name].wait() for name, q in self._queues.items() if len(q) or q.overflow
+            self._quiet[name].wait() for name, q in self._queues.items() if len(q) or q.overflow
         ]
         if pending:
             with contextlib.suppress(TimeoutError):  # what is left waits for the next start

@@ -164,3 +164,18 @@ async def test_shutdown_leaves_what_the_deadline_leaves_for_the_next_start(tmp_p
     assert dead_letters(tmp_path) == [] and not d.stats.targets["scripted"].dead_letters
     assert cursors.read_bytes() == before
     assert target.closed
+
+
+@pytest.mark.asyncio
+async def test_shutdown_does_not_wait_out_the_backoff_of_a_failing_target(tmp_path: Path) -> None:
+    """What only waits for a retry is left for the next start at once: waiting out the backoff
+    of a target that is down, up to the deadline, only held the restart back."""
+    target = ScriptedTarget([Verdict(Outcome.RETRY, "HTTP 503")])
+    slow = RetrySettings(first_s=600.0, max_s=600.0)
+    d = Dispatcher([target], slow, LocalSinkSettings(data_dir=tmp_path))
+    d.start()
+    submit(d, "a")
+    await until(lambda: d.stats.targets["scripted"].retries == 1)
+    async with asyncio.timeout(10):  # far below the deadline and the backoff
+        await d.close(time.monotonic() + 3600)
+    assert target.batches == [["a"]] and dead_letters(tmp_path) == []

@@ -327,7 +327,9 @@ class Ais140Session:
         events: list[Event] = []
         pos = 0
         while pos < end:
-            while pos < end and buf[pos] in _SEPARATORS:
+            # CR/LF between packets are separators; inside a run of garbage they are garbage,
+            # so the count does not depend on where a read ended.
+            while pos < end and not self._skipped and buf[pos] in _SEPARATORS:
                 pos += 1
             if pos == end:
                 break

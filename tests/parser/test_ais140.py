@@ -249,6 +249,15 @@ def test_garbage_and_broken_packets_resync() -> None:
     assert feed_bytewise(CODEC, data) == events
 
 
+@pytest.mark.parametrize("data", [b"\x00\r", b"x\r\n" + LOGIN + b"\r\n", b"\r\nx\n"])
+def test_line_ends_inside_garbage_count_as_garbage_however_the_stream_is_cut(data: bytes) -> None:
+    session = CODEC.session()
+    whole = session.feed(data) + session.eof()
+    session = CODEC.session()
+    bytewise = [e for i in range(len(data)) for e in session.feed(data[i : i + 1])]
+    assert bytewise + session.eof() == whole
+
+
 def test_eof_inside_a_packet_is_truncated() -> None:
     session = CODEC.session()
     session.feed(TRACKING[:50])

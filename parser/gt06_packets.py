@@ -14,11 +14,28 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, tzinfo
+from dataclasses import dataclass
+from datetime import tzinfo
 
 from parser.errors import DecodeError
-from parser.records import Alarm, AttrValue, Kind, MetricValue, Position, Reading
+from parser.gt06_blocks import (
+    ContentReader,
+    Parts,
+    alarm_of,
+    gps_block,
+    gps_flags,
+    lbs_with_length,
+    local_ms,
+    position_of,
+    read_lbs,
+    reading_of,
+    status_block,
+    terminal_info_attrs,
+    terminal_info_metrics,
+    text_of,
+    upload_tail,
+)
+from parser.records import Alarm, Kind, Position, Reading
 
 
 class Gt06Protocol(enum.IntEnum):
@@ -120,24 +137,6 @@ SHORT_REPLY = frozenset(
 # The AZ735 sheet answers its 7979 packets in the 7979 form.
 LONG_REPLY = frozenset({Gt06Protocol.AZ735_GPS, Gt06Protocol.AZ735_ALARM})
 
-# Alarm byte of the status block (doc 5.3.1.21, extended by the JM sheets) -> (code, severity).
-# Others map to gt06_0xNN.
-ALARM_CODES: dict[int, tuple[str, str]] = {
-    0x01: ("sos", "critical"),
-    0x02: ("power_cut", "critical"),
-    0x03: ("vibration", "warning"),
-    0x04: ("fence_in", "info"),
-    0x05: ("fence_out", "info"),
-    0x06: ("overspeed", "warning"),
-    0x09: ("displacement", "warning"),
-    0x0E: ("low_battery", "warning"),
-    0x0F: ("low_battery", "warning"),
-    0x11: ("power_off", "warning"),
-    0x13: ("tamper", "warning"),
-    0x14: ("door", "info"),
-    0x29: ("harsh_acceleration", "warning"),
-    0x2C: ("collision", "critical"),
-}
 # JC100 alarm packet 0x95 event byte -> (code, severity).
 JC100_ALARMS: dict[int, tuple[str, str]] = {
     0x01: ("sos", "critical"),
@@ -151,77 +150,8 @@ JC100_ALARMS: dict[int, tuple[str, str]] = {
     0x93: ("collision", "critical"),
 }
 
-_U16 = struct.Struct(">H")
-_U32 = struct.Struct(">I")
-_GPS = struct.Struct(">6BBIIBH")
-_GPS_BYTES = _GPS.size  # 18
-_STATUS_MIN_BYTES = 4  # language is left out by some firmwares (31-byte alarms)
-# Raw latitude/longitude = minutes x 30000 (doc 5.2.1.6 - 5.2.1.7), so degrees = raw / 1,800,000.
-_RAW_PER_DEGREE = 1_800_000
-# Course/status word (doc 5.2.1.9): course in the low 10 bits, flags in byte 1.
-_COURSE_MASK = 0x03FF
-_NORTH = 0x0400  # bit 10: 1 = north latitude
-_WEST = 0x0800  # bit 11: 1 = west longitude
-_POSITIONED = 0x1000  # bit 12: the fix is current
-_DIFFERENTIAL = 0x2000  # bit 13: differential fix (0 = real-time)
-_ACC_PRESENT = 0x4000  # bit 14: bit 15 carries ACC (JM sheets; the GT06 doc leaves both 0)
-_ACC_ON = 0x8000
-_MNC_TWO_BYTES = 0x8000  # MCC bit 15: the MNC takes two bytes (JM-VL03 sheet)
-# Alarm packets whose LBS length byte is 0 may pad the absent block with 45 zero bytes (captures
-# in Traccar's Gt06ProtocolDecoderTest, 0x16 with 69 content bytes).
-_ZERO_LBS_PAD = 45
 # Multi-cell Wi-Fi 0xA2 (GK310) holds at least date-time 6 + MCC/MNC 3 + 7 cells of 13 + TA 1.
 _MULTI_CELL_4G_MIN_BYTES = 101
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ONE_MS = timedelta(milliseconds=1)
-
-Attrs = dict[str, AttrValue]
-Metrics = dict[str, MetricValue]
-
-
-class _Reader:
-    """Reads a packet's content front to back; running out is a ``bad_body`` DecodeError."""
-
-    __slots__ = ("at", "data", "protocol")
-
-    def __init__(self, data: bytes, protocol: int) -> None:
-        self.data = data
-        self.at = 0
-        self.protocol = protocol
-
-    @property
-    def left(self) -> int:
-        return len(self.data) - self.at
-
-    def take(self, n: int, what: str) -> bytes:
-        if self.left < n:
-            raise DecodeError(
-                "bad_body",
-                f"protocol 0x{self.protocol:02x}: {what} needs {n} bytes, {self.left} left",
-            )
-        chunk = self.data[self.at : self.at + n]
-        self.at += n
-        return chunk
-
-    def int(self, n: int, what: str) -> int:
-        return int.from_bytes(self.take(n, what), "big")
-
-    def rest(self) -> bytes:
-        chunk = self.data[self.at :]
-        self.at = len(self.data)
-        return chunk
-
-
-@dataclass(slots=True)
-class _Parts:
-    """What the blocks of one packet decoded to, assembled into a Reading at the end."""
-
-    ts_ms: int | None = None
-    position: Position | None = None
-    metrics: Metrics = field(default_factory=dict)
-    attrs: Attrs = field(default_factory=dict)
-    alarms: tuple[Alarm, ...] = ()
 
 
 class PacketDecoder:
@@ -239,18 +169,18 @@ class PacketDecoder:
     def decode(self, protocol: int, content: bytes) -> tuple[Reading, ...]:
         try:
             if protocol == Gt06Protocol.STATUS:
-                return (self._heartbeat(self, _Reader(content, protocol)),)
+                return (self._heartbeat(self, ContentReader(content, protocol)),)
             if protocol == Gt06Protocol.STATUS_2:
                 # Jimi 4G: the status block, then language and modules (kept as extra).
-                return (_standard_heartbeat(self, _Reader(content, protocol)),)
+                return (_standard_heartbeat(self, ContentReader(content, protocol)),)
             layout = LAYOUTS.get(protocol)
             if protocol == Gt06Protocol.GPS_LBS_STATUS_4G:
                 if len(content) >= _MULTI_CELL_4G_MIN_BYTES:
                     raise DecodeError("unknown_type_0xa2", "0xa2 multi-cell Wi-Fi packet")
                 layout = Layout(_ALM, (Block.GPS, Block.LBS_4G))
-                return (self._lw4g(_Reader(content, protocol), layout),)
+                return (self._lw4g(ContentReader(content, protocol), layout),)
             if layout is not None:
-                reader = _Reader(content, protocol)
+                reader = ContentReader(content, protocol)
                 imei = None
                 if self._imei_first and protocol == Gt06Protocol.LOCATION:
                     imei = reader.take(8, "IMEI").hex()[1:]
@@ -260,72 +190,65 @@ class PacketDecoder:
                 return (reading,)
             special = _SPECIAL.get(protocol)
             if special is not None:
-                return special(self, _Reader(content, protocol))
+                return special(self, ContentReader(content, protocol))
         except ValueError as exc:  # an impossible date-time
             raise DecodeError("bad_body", f"protocol 0x{protocol:02x}: {exc}") from exc
         raise DecodeError(f"unknown_type_0x{protocol:02x}", f"protocol 0x{protocol:02x}")
 
     # --- blocks -----------------------------------------------------------------------------
 
-    def _blocks(self, reader: _Reader, layout: Layout) -> Reading:
-        parts = _Parts()
+    def _blocks(self, reader: ContentReader, layout: Layout) -> Reading:
+        parts = Parts()
         for block in layout.blocks:
             _BLOCK_READERS[block](self, reader, parts)
-        return _reading(layout.kind, parts, reader)
+        return reading_of(layout.kind, parts, reader)
 
-    def _gps(self, reader: _Reader, parts: _Parts) -> None:
-        """GPS block (doc 5.2.1.4 - 5.2.1.9)."""
-        yy, mo, dd, hh, mi, ss, info, lat_raw, lon_raw, speed, cs = _GPS.unpack(
-            reader.take(_GPS_BYTES, "GPS block")
-        )
-        parts.ts_ms = self._time(yy, mo, dd, hh, mi, ss)
-        parts.position = _position(info & 0x0F, lat_raw, lon_raw, speed, cs)
-        _gps_flags(parts, cs, speed)
+    def _gps(self, reader: ContentReader, parts: Parts) -> None:
+        gps_block(reader, parts, self._zone)
 
-    def _gps_with_length(self, reader: _Reader, parts: _Parts) -> None:
+    def _gps_with_length(self, reader: ContentReader, parts: Parts) -> None:
         """AZ735: date-time, then a length byte; 0 means no GPS fields follow."""
         yy, mo, dd, hh, mi, ss = reader.take(6, "date-time")
         parts.ts_ms = self._time(yy, mo, dd, hh, mi, ss)
         if reader.int(1, "GPS length"):
             info, lat_raw, lon_raw, speed, cs = struct.unpack(">BIIBH", reader.take(12, "GPS"))
-            parts.position = _position(info & 0x0F, lat_raw, lon_raw, speed, cs)
-            _gps_flags(parts, cs, speed)
+            parts.position = position_of(info & 0x0F, lat_raw, lon_raw, speed, cs)
+            gps_flags(parts, cs, speed)
 
     def _time(self, yy: int, mo: int, dd: int, hh: int, mi: int, ss: int) -> int:
-        when = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=self._zone)
-        return (when - _EPOCH) // _ONE_MS
+        return local_ms(self._zone, yy, mo, dd, hh, mi, ss)
 
     # --- packets with their own shape --------------------------------------------------------
 
-    def _lw4g(self, reader: _Reader, layout: Layout) -> Reading:
+    def _lw4g(self, reader: ContentReader, layout: Layout) -> Reading:
         """0xA2 of the LW4G: GPS, 4G LBS, network indicator, status info, power in 0.01 V,
         battery level, GSM signal, alarm, language (then odometer, hours, terminal id)."""
-        parts = _Parts()
+        parts = Parts()
         for block in layout.blocks:
             _BLOCK_READERS[block](self, reader, parts)
         parts.attrs["network"] = reader.int(1, "network indicator")
         info = reader.int(1, "terminal info")
-        parts.metrics.update(_terminal_info_metrics(info))
-        parts.attrs.update(_terminal_info_attrs(info))
+        parts.metrics.update(terminal_info_metrics(info))
+        parts.attrs.update(terminal_info_attrs(info))
         parts.metrics["external_voltage_v"] = reader.int(2, "power") / 100
         parts.metrics["battery_level"] = reader.int(1, "battery level")
         parts.metrics["gsm_signal"] = reader.int(1, "GSM signal")
         alarm = reader.int(1, "alarm")
         parts.attrs["alarm"] = alarm
         parts.attrs["language"] = reader.int(1, "language")
-        parts.alarms = (_alarm_of(alarm),) if alarm else ()
-        return _reading(_ALM, parts, reader)
+        parts.alarms = (alarm_of(alarm),) if alarm else ()
+        return reading_of(_ALM, parts, reader)
 
-    def _alarm_jc100(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _alarm_jc100(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x95: date-time and an event (7 bytes), or a GPS block without satellites and speed
         before the event (extended, 17 bytes or more)."""
-        parts = _Parts()
+        parts = Parts()
         if reader.left >= 17:
             yy, mo, dd, hh, mi, ss, lat_raw, lon_raw, cs = struct.unpack(
                 ">6BIIH", reader.take(16, "GPS block")
             )
-            parts.position = _position(None, lat_raw, lon_raw, None, cs)
-            _gps_flags(parts, cs, None)
+            parts.position = position_of(None, lat_raw, lon_raw, None, cs)
+            gps_flags(parts, cs, None)
         else:
             yy, mo, dd, hh, mi, ss = reader.take(6, "date-time")
         parts.ts_ms = self._time(yy, mo, dd, hh, mi, ss)
@@ -336,17 +259,17 @@ class PacketDecoder:
             # The short form's 0x01 is a generic alarm, the extended form's an SOS (JC100 sheet).
             code, severity = "general", "warning"
         parts.alarms = (Alarm(code, severity, "tcu", event),)
-        return (_reading(_ALM, parts, reader),)
+        return (reading_of(_ALM, parts, reader),)
 
-    def _az735(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _az735(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x32/0x33 (7979): GPS with length, LBS with length and signal, extra cells, Wi-Fi,
         status byte, reserved extension."""
-        parts = _Parts()
+        parts = Parts()
         self._gps_with_length(reader, parts)
         lbs_length = reader.int(1, "LBS length")
         if lbs_length:
-            lbs = _Reader(reader.take(lbs_length - 1, "LBS block"), reader.protocol)
-            _lbs(lbs, parts, lac_bytes=2, cell_bytes=3)
+            lbs = ContentReader(reader.take(lbs_length - 1, "LBS block"), reader.protocol)
+            read_lbs(lbs, parts, lac_bytes=2, cell_bytes=3)
             parts.metrics["gsm_signal"] = reader.int(1, "GSM signal")
         reader.take(reader.int(1, "cell list length"), "cell list")
         reader.take(reader.int(1, "Wi-Fi list length"), "Wi-Fi list")
@@ -357,12 +280,12 @@ class PacketDecoder:
             kind = _ALM
             parts.alarms = (Alarm(f"az735_0x{status:02x}", "warning", "tcu", status),)
         reader.take(reader.int(1, "extension length"), "extension")
-        return (_reading(kind, parts, reader),)
+        return (reading_of(kind, parts, reader),)
 
-    def _x1(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _x1(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x34 (X1): data/alarm word, GPS block, terminal info, odometer, LBS with a 4-byte
         cell id, driver id, battery and power in 0.01 V."""
-        parts = _Parts()
+        parts = Parts()
         parts.attrs["data_alarm"] = reader.int(4, "data and alarm")
         self._gps(reader, parts)
         parts.attrs["terminal_info"] = reader.int(2, "terminal info")
@@ -373,22 +296,22 @@ class PacketDecoder:
             parts.attrs["driver_id"] = reader.int(4, "driver id")
             parts.metrics["battery_voltage_v"] = reader.int(2, "battery") / 100
             parts.metrics["external_voltage_v"] = reader.int(2, "power") / 100
-        return (_reading(_LOC, parts, reader),)
+        return (reading_of(_LOC, parts, reader),)
 
-    def _modular(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _modular(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x70 (7979): modules of type 2, length 2, value; module 0x33 is a fix (UTC seconds,
         satellites, altitude, latitude, longitude, speed, course/status)."""
-        parts = _Parts()
+        parts = Parts()
         while reader.left >= 4:
             if int.from_bytes(reader.data[reader.at + 2 : reader.at + 4], "big") > reader.left - 4:
                 break  # not a whole module: appended bytes, kept as extra
             module, length = reader.int(2, "module type"), reader.int(2, "module length")
-            value = _Reader(reader.take(length, f"module 0x{module:04x}"), reader.protocol)
+            value = ContentReader(reader.take(length, f"module 0x{module:04x}"), reader.protocol)
             if module == 0x33 and length >= 18:
                 seconds, sats, alt = struct.unpack(">IBh", value.take(7, "fix"))
                 lat_raw, lon_raw, speed, cs = struct.unpack(">IIBH", value.take(11, "fix"))
                 parts.ts_ms = seconds * 1000
-                position = _position(sats, lat_raw, lon_raw, speed, cs)
+                position = position_of(sats, lat_raw, lon_raw, speed, cs)
                 parts.position = Position(
                     position.lat,
                     position.lon,
@@ -398,26 +321,26 @@ class PacketDecoder:
                     position.satellites,
                     position.valid,
                 )
-                _gps_flags(parts, cs, speed)
+                gps_flags(parts, cs, speed)
             elif module == 0x18 and length == 2:
                 parts.metrics["battery_voltage_v"] = value.int(2, "battery") / 100
             else:
                 parts.attrs[f"module_0x{module:04x}"] = value.rest().hex()
-        return (_reading(_LOC, parts, reader),)
+        return (reading_of(_LOC, parts, reader),)
 
-    def _heartbeat_gk310(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _heartbeat_gk310(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x23 (GK310): terminal info, voltage in 0.01 V, GSM signal, language."""
-        parts = _Parts()
+        parts = Parts()
         info = reader.int(1, "terminal info")
-        parts.metrics.update(_terminal_info_metrics(info))
-        parts.attrs.update(_terminal_info_attrs(info))
+        parts.metrics.update(terminal_info_metrics(info))
+        parts.attrs.update(terminal_info_attrs(info))
         parts.metrics["battery_voltage_v"] = reader.int(2, "voltage") / 100
         parts.metrics["gsm_signal"] = reader.int(1, "GSM signal")
-        return (_reading("heartbeat", parts, reader),)
+        return (reading_of("heartbeat", parts, reader),)
 
-    def _information(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _information(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x94: a sub-type byte then its content (external voltage, status sync, door, ICCID)."""
-        parts = _Parts()
+        parts = Parts()
         sub = reader.int(1, "information type")
         parts.attrs["information_type"] = sub
         if sub == 0x00 and reader.left >= 2:
@@ -431,208 +354,79 @@ class PacketDecoder:
             parts.attrs["imei"] = reader.take(8, "IMEI").hex()[1:]
             parts.attrs["imsi"] = reader.take(8, "IMSI").hex()
             parts.attrs["iccid"] = reader.take(10, "ICCID").hex()
-        return (_reading(_LOC, parts, reader),)
+        return (reading_of(_LOC, parts, reader),)
 
-    def _string(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _string(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x15: command length, server flag 4, the reply text (command length - 4), language."""
-        parts = _Parts()
+        parts = Parts()
         length = reader.int(1, "command length")
         if length >= 4:
             parts.attrs["server_flag"] = reader.int(4, "server flag")
-            parts.attrs["text"] = _text(reader.take(length - 4, "command text"))
-        return (_reading("command_reply", parts, reader),)
+            parts.attrs["text"] = text_of(reader.take(length - 4, "command text"))
+        return (reading_of("command_reply", parts, reader),)
 
-    def _string_info(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _string_info(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x21 (7979): server flag 4, encoding (1 = ASCII, else UTF-16BE), the reply text."""
-        parts = _Parts()
+        parts = Parts()
         parts.attrs["server_flag"] = reader.int(4, "server flag")
         ascii_text = reader.int(1, "encoding") == 1
         body = reader.rest()
-        parts.attrs["text"] = _text(body) if ascii_text else body.decode("utf-16-be", "replace")
-        return (_reading("command_reply", parts, reader),)
+        parts.attrs["text"] = text_of(body) if ascii_text else body.decode("utf-16-be", "replace")
+        return (reading_of("command_reply", parts, reader),)
 
-    def _time_request(self, reader: _Reader) -> tuple[Reading, ...]:
+    def _time_request(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x8A carries nothing to record; the session answers it with the time."""
         return ()
 
 
-def _text(data: bytes) -> str:
-    return data.rstrip(b"\x00").decode("ascii", "replace")
-
-
-def _position(sats: int | None, lat_raw: int, lon_raw: int, speed: int | None, cs: int) -> Position:
-    # Raw values are unsigned; the hemisphere lives only in the course/status flags.
-    lat = round(lat_raw / _RAW_PER_DEGREE, 7)
-    lon = round(lon_raw / _RAW_PER_DEGREE, 7)
-    if not cs & _NORTH and lat_raw:
-        lat = -lat
-    if cs & _WEST and lon_raw:
-        lon = -lon
-    return Position(
-        lat=lat,
-        lon=lon,
-        alt_m=None,
-        speed_kmh=speed,
-        heading_deg=cs & _COURSE_MASK,
-        satellites=sats,
-        valid=bool(cs & _POSITIONED),
-    )
-
-
-def _gps_flags(parts: _Parts, cs: int, speed: int | None) -> None:
-    parts.attrs["gps_differential"] = bool(cs & _DIFFERENTIAL)
-    if speed is not None:
-        parts.metrics["speed_kmh"] = speed
-    if cs & _ACC_PRESENT:
-        parts.metrics["ignition"] = bool(cs & _ACC_ON)
-
-
-def _lbs(
-    reader: _Reader, parts: _Parts, *, lac_bytes: int, cell_bytes: int, mnc2: bool = False
-) -> None:
-    """LBS block (doc 5.2.1.10 - 5.2.1.13): MCC, MNC, LAC, cell id, sizes per packet type."""
-    mcc = reader.int(2, "MCC")
-    mnc = reader.int(2 if mnc2 or mcc & _MNC_TWO_BYTES else 1, "MNC")
-    lac = reader.int(lac_bytes, "LAC")
-    cell = reader.int(cell_bytes, "cell id")
-    parts.attrs.update({"mcc": mcc & ~_MNC_TWO_BYTES, "mnc": mnc, "lac": lac, "cell_id": cell})
-
-
-def _lbs_2g(decoder: PacketDecoder, reader: _Reader, parts: _Parts) -> None:
-    _lbs(reader, parts, lac_bytes=2, cell_bytes=3)
-
-
-def _lbs_6(decoder: PacketDecoder, reader: _Reader, parts: _Parts) -> None:
-    _lbs(reader, parts, lac_bytes=2, cell_bytes=4, mnc2=True)
-
-
-def _lbs_4g(decoder: PacketDecoder, reader: _Reader, parts: _Parts) -> None:
-    _lbs(reader, parts, lac_bytes=4, cell_bytes=8)
-
-
-def _lbs_with_length(decoder: PacketDecoder, reader: _Reader, parts: _Parts) -> None:
-    """An alarm's LBS block led by its length (doc 5.3.1.13, counting the length byte). The size
-    says which layout it holds: 2G (8 or 9 bytes with a 2-byte MNC) or 4G (15 or 16)."""
-    length = reader.int(1, "LBS length")
-    if not length:
-        pad = reader.data[reader.at : reader.at + _ZERO_LBS_PAD]
-        if len(pad) == _ZERO_LBS_PAD and not any(pad[9:]):
-            reader.take(_ZERO_LBS_PAD, "zero LBS padding")
-        return
-    block = _Reader(reader.take(length - 1, "LBS block"), reader.protocol)
-    if block.left >= 15:
-        _lbs(block, parts, lac_bytes=4, cell_bytes=8)
-    else:
-        _lbs(block, parts, lac_bytes=2, cell_bytes=3)
-
-
-def _upload(decoder: PacketDecoder, reader: _Reader, parts: _Parts) -> None:
-    """JM-VL01 / JM-VL03 tail of 0x22 and 0xA0: ACC, data upload mode, GPS real-time re-upload,
-    then mileage on some firmwares. Optional: the oldest firmwares end after the LBS block."""
-    if reader.left < 3:
-        return
-    parts.metrics["ignition"] = reader.int(1, "ACC") != 0
-    parts.attrs["upload_mode"] = reader.int(1, "upload mode")
-    parts.attrs["reupload"] = reader.int(1, "re-upload") != 0
-    if reader.left >= 4:
-        parts.metrics["odometer_m"] = reader.int(4, "mileage")
-
-
-def _status(decoder: PacketDecoder, reader: _Reader, parts: _Parts) -> None:
-    """Status block (doc 5.4.1; alarm packets repeat it, 5.3.1): terminal info, voltage level
-    0-6, GSM signal 0-4, alarm, language. Some firmwares leave the language out."""
-    info, voltage, gsm, alarm = reader.take(_STATUS_MIN_BYTES, "status block")
-    parts.metrics.update(_terminal_info_metrics(info))
-    parts.metrics["voltage_level"] = voltage
-    parts.metrics["gsm_signal"] = gsm  # 0-4 per the doc; some firmwares send a percentage
-    parts.attrs.update(_terminal_info_attrs(info))
-    parts.attrs["alarm"] = alarm
-    if reader.left:
-        parts.attrs["language"] = reader.int(1, "language")
-    if alarm:
-        parts.alarms = (_alarm_of(alarm),)
-
-
-def _terminal_info_metrics(info: int) -> Metrics:
-    return {
-        "charging": bool(info & 0x04),
-        "ignition": bool(info & 0x02),  # ACC high
-        "gps_tracking": bool(info & 0x40),
-        "power_cut": bool(info & 0x80),  # oil and electricity disconnected
-    }
-
-
-def _terminal_info_attrs(info: int) -> Attrs:
-    return {"armed": bool(info & 0x01), "terminal_alarm_bits": info >> 3 & 0x07}
-
-
-def _alarm_of(value: int) -> Alarm:
-    code, severity = ALARM_CODES.get(value, (f"gt06_0x{value:02x}", "warning"))
-    return Alarm(code=code, severity=severity, subsystem="tcu", value=value)
-
-
-def _reading(kind: Kind, parts: _Parts, reader: _Reader) -> Reading:
-    extra = reader.rest()
-    if extra:
-        # Firmwares append fields (temperature, mileage, ...) with no common layout: kept.
-        key = "lbs_extra" if reader.protocol == Gt06Protocol.LOCATION else "extra"
-        parts.attrs[key] = extra.hex()
-    return Reading(
-        kind=kind,
-        ts_ms=parts.ts_ms,
-        position=parts.position,
-        metrics=parts.metrics,
-        alarms=parts.alarms,
-        attrs=parts.attrs,
-    )
-
-
-def _standard_heartbeat(decoder: PacketDecoder, reader: _Reader) -> Reading:
+def _standard_heartbeat(decoder: PacketDecoder, reader: ContentReader) -> Reading:
     """0x13 (doc 5.4.1): the status block; what a firmware appends is kept."""
-    parts = _Parts()
-    _status(decoder, reader, parts)
+    parts = Parts()
+    status_block(reader, parts)
     # A heartbeat reports the alarm byte as state, not as a new alarm.
     parts.alarms = ()
-    return _reading("heartbeat", parts, reader)
+    return reading_of("heartbeat", parts, reader)
 
 
-def _voltage_heartbeat(decoder: PacketDecoder, reader: _Reader) -> Reading:
+def _voltage_heartbeat(decoder: PacketDecoder, reader: ContentReader) -> Reading:
     """0x13 of models that send the supply in 0.01 V where the voltage level is (GT06 "R11"
     family): terminal info, voltage 2, GSM signal, alarm, language."""
-    parts = _Parts()
+    parts = Parts()
     info = reader.int(1, "terminal info")
-    parts.metrics.update(_terminal_info_metrics(info))
-    parts.attrs.update(_terminal_info_attrs(info))
+    parts.metrics.update(terminal_info_metrics(info))
+    parts.attrs.update(terminal_info_attrs(info))
     parts.metrics["external_voltage_v"] = reader.int(2, "voltage") / 100
     parts.metrics["gsm_signal"] = reader.int(1, "GSM signal")
     if reader.left:
         parts.attrs["alarm"] = reader.int(1, "alarm")
     if reader.left:
         parts.attrs["language"] = reader.int(1, "language")
-    return _reading("heartbeat", parts, reader)
+    return reading_of("heartbeat", parts, reader)
 
 
-# Model families whose packets differ from the doc, chosen per listener (``gt06_variant``):
+# Model families whose packets differ from the doc, chosen per listener (``variant``):
 # how 0x13's fields are read, and whether 0x12 carries the IMEI (BCD, 8 bytes) before its GPS
 # block (some GT06 clones, seen in the field).
-VARIANTS: dict[str, tuple[Callable[[PacketDecoder, _Reader], Reading], bool]] = {
+VARIANTS: dict[str, tuple[Callable[[PacketDecoder, ContentReader], Reading], bool]] = {
     "standard": (_standard_heartbeat, False),
     "voltage_heartbeat": (_voltage_heartbeat, False),
     "imei_location": (_standard_heartbeat, True),
 }
 
-_BLOCK_READERS: dict[Block, Callable[[PacketDecoder, _Reader, _Parts], None]] = {
+_BLOCK_READERS: dict[Block, Callable[[PacketDecoder, ContentReader, Parts], None]] = {
     Block.GPS: PacketDecoder._gps,
     Block.GPS_WITH_LENGTH: PacketDecoder._gps_with_length,
-    Block.LBS: _lbs_2g,
-    Block.LBS_6: _lbs_6,
-    Block.LBS_4G: _lbs_4g,
-    Block.LBS_WITH_LENGTH: _lbs_with_length,
-    Block.STATUS: _status,
-    Block.UPLOAD: _upload,
+    Block.LBS: lambda _, reader, parts: read_lbs(reader, parts, lac_bytes=2, cell_bytes=3),
+    Block.LBS_6: lambda _, reader, parts: read_lbs(
+        reader, parts, lac_bytes=2, cell_bytes=4, mnc2=True
+    ),
+    Block.LBS_4G: lambda _, reader, parts: read_lbs(reader, parts, lac_bytes=4, cell_bytes=8),
+    Block.LBS_WITH_LENGTH: lambda _, reader, parts: lbs_with_length(reader, parts),
+    Block.STATUS: lambda _, reader, parts: status_block(reader, parts),
+    Block.UPLOAD: lambda _, reader, parts: upload_tail(reader, parts),
 }
 
-_SPECIAL: dict[int, Callable[[PacketDecoder, _Reader], tuple[Reading, ...]]] = {
+_SPECIAL: dict[int, Callable[[PacketDecoder, ContentReader], tuple[Reading, ...]]] = {
     Gt06Protocol.STRING: PacketDecoder._string,
     Gt06Protocol.STRING_INFO: PacketDecoder._string_info,
     Gt06Protocol.HEARTBEAT: PacketDecoder._heartbeat_gk310,

@@ -377,10 +377,12 @@ class MqttConnection(DeviceConnection):
         else:
             session.qos2_started(packet_id)
             self._pubrec_owed[packet_id] = now
-            qos2 = session.written(packet_id)
-            stats.records += accept(source, event, qos2 if listener.delivered else None)
-            if not listener.delivered:
-                qos2()
+            if listener.delivered:  # PUBRECs in the order of their PUBLISHes ([MQTT-4.6.0-3])
+                qos2 = session.written(packet_id, self.reply_order.reserve())
+                stats.records += accept(source, event, qos2)
+            else:
+                stats.records += accept(source, event, None)
+                session.written(packet_id)()
 
     def _frame(
         self, resolved: Resolved, device_id: str, payload: bytes
@@ -538,12 +540,18 @@ class MqttConnection(DeviceConnection):
         self._queue_owed_pubacks()
         super()._flush()
 
-    def qos2_written(self, packet_id: int) -> None:
+    def qos2_written(self, packet_id: int, number: int | None = None) -> None:
         """The session's QoS 2 message is accepted under the policy: PUBREC if this connection
-        owes one (the device sent, or resent, the PUBLISH here)."""
+        owes one (the device sent, or resent, the PUBLISH here); in its place ``number`` among
+        the replies when it was received on this connection (it then owes it: a PUBREL before
+        the PUBREC closes the connection)."""
         accepted_at = self._pubrec_owed.pop(packet_id, None)
-        if accepted_at is not None:
+        if accepted_at is None:
+            return
+        if number is None:
             self._send_reply(self.mqtt.pubrec(packet_id), accepted_at)
+        else:
+            self.reply_order(number, self.mqtt.pubrec(packet_id), accepted_at)
 
     def qos2_lost(self, packet_id: int) -> None:
         """The session's QoS 2 message was lost to the sink: no PUBREC for it (its resend is
@@ -554,6 +562,11 @@ class MqttConnection(DeviceConnection):
 
     def _pubrel(self, pubrel: PubRel) -> None:
         assert self.session is not None
+        if self.session.qos2.get(pubrel.packet_id) is False:
+            # Released before its PUBREC was sent: the client cannot have had it (5.0 §4.3.3);
+            # taken, the message's place among the replies would never be filled.
+            self.close("mqtt_protocol_error", code=ReasonCode.PROTOCOL_ERROR)
+            return
         known = self.session.qos2.pop(pubrel.packet_id, None) is not None
         self._pubrec_owed.pop(pubrel.packet_id, None)
         code = ReasonCode.SUCCESS if known else ReasonCode.PACKET_IDENTIFIER_NOT_FOUND

@@ -22,7 +22,7 @@ MAX_QOS2_IDS = 1024
 
 
 class SessionOwner(Protocol):
-    def qos2_written(self, packet_id: int) -> None: ...
+    def qos2_written(self, packet_id: int, number: int | None) -> None: ...
     def qos2_lost(self, packet_id: int) -> None: ...
 
 
@@ -50,28 +50,35 @@ class Session:
                 del self.qos2[oldest]
         self.qos2[packet_id] = False
 
-    def written(self, packet_id: int) -> Qos2Write:
+    def written(self, packet_id: int, number: int | None = None) -> Qos2Write:
         """The callback for when the message with ``packet_id`` is accepted under the policy
-        (and, through its ``on_fail``, for when it is lost: see ``Ticket.fail``)."""
-        return Qos2Write(self, packet_id)
+        (and, through its ``on_fail``, for when it is lost: see ``Ticket.fail``). ``number``:
+        its place among the replies of the owner now (see ``qos2_written``)."""
+        return Qos2Write(self, packet_id, number)
 
 
 class Qos2Write:
     """The end of one QoS 2 message's write: the PUBREC goes to whichever connection owns the
-    session by then; a message lost to the sink forgets its packet id."""
+    session by then (in its place among the replies of the connection that received the
+    message, if that one still owns it); a message lost to the sink forgets its packet id."""
 
-    __slots__ = ("packet_id", "session")
+    __slots__ = ("number", "packet_id", "received_by", "session")
 
-    def __init__(self, session: Session, packet_id: int) -> None:
+    def __init__(self, session: Session, packet_id: int, number: int | None) -> None:
         self.session = session
         self.packet_id = packet_id
+        self.number = number
+        self.received_by = session.owner
 
     def __call__(self) -> None:
         session = self.session
         if self.packet_id in session.qos2:
             session.qos2[self.packet_id] = True
-            if session.owner is not None:
-                session.owner.qos2_written(self.packet_id)
+            owner = session.owner
+            if owner is not None:
+                owner.qos2_written(
+                    self.packet_id, self.number if owner is self.received_by else None
+                )
 
     def on_fail(self) -> None:
         # Kept, the id would make every resend a "duplicate" of a message never stored: no

@@ -38,6 +38,7 @@ from parser.mqtt.packets import (
     Properties,
     PubAck,
     PubRec,
+    PubRel,
     ReasonCode,
     Will,
 )
@@ -216,6 +217,21 @@ def test_pubacks_leave_in_the_order_of_their_publishes() -> None:
     assert device.received()[1:] == []  # 1 is not written yet
     pipeline.written(0)
     assert device.received() == [PubAck(1), PubAck(2), PubAck(3)]
+
+
+def test_pubrecs_leave_in_the_order_of_their_publishes() -> None:
+    """[MQTT-4.6.0-3], as for PUBACKs; a PUBREL before its PUBREC is a protocol error."""
+    port, pipeline = listener(ack_policy="delivered")
+    device = Device(port)
+    device.send(connect(), publish(2, 1), publish(1, 2), publish(2, 3))
+    pipeline.written(2)
+    pipeline.written(1)
+    assert device.received()[1:] == []  # 1 is not written yet
+    pipeline.written(0)
+    assert device.received() == [PubRec(1), PubAck(2), PubRec(3)]
+    early = Device(port)
+    early.send(connect(OTHER), publish(2, 5, OTHER_TOPIC), encode(PubRel(5), MQTT_311))
+    assert early.transport.closing and early.conn.close_reason == "mqtt_protocol_error"
 
 
 @pytest.mark.parametrize("policy", ["accepted", "delivered"])

@@ -15,7 +15,7 @@ class Owner:
         self.pubrecs: list[int] = []
         self.lost: list[int] = []
 
-    def qos2_written(self, packet_id: int) -> None:
+    def qos2_written(self, packet_id: int, number: int | None = None) -> None:
         self.pubrecs.append(packet_id)
 
     def qos2_lost(self, packet_id: int) -> None:

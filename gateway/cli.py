@@ -79,7 +79,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         action="append",
         metavar="CODEC=HOST:PORT",
         help="a listener (repeatable; replaces the configured listeners); mqtt=HOST:PORT is an "
-        "MQTT listener (plain, no auth, ev/{device_id}/telemetry -> evb1)",
+        "MQTT listener (plain, no auth, so loopback only; ev/{device_id}/telemetry -> evb1)",
     )
     p.add_argument(
         "--workers",

@@ -458,7 +458,14 @@ class MqttConnection(DeviceConnection):
         if resolved is None or device_id is None:  # the routes were reloaded since the CONNECT
             listener.stats.rejects["will_unrouted_topic"] += 1
             return
-        event, _ = self._frame(resolved, device_id, payload)
+        try:
+            event, _ = self._frame(resolved, device_id, payload)
+        except Exception as exc:
+            # A codec bug: nobody is left to resend the will, so it is kept as a frame that
+            # did not decode (as the bridge keeps such a message), not lost.
+            log.exception("mqtt will failed to decode", peer=self.peer, device_id=device_id)
+            detail = f"{type(exc).__name__}: {exc}"
+            event = Frame(device_id, payload, b"", (), "codec_error", detail)
 
         def store() -> None:
             source, stats = self._counted(resolved, event)

@@ -281,6 +281,17 @@ def test_a_will_is_stored_when_the_connection_ends_without_a_disconnect(level: i
         assert [e.device_id for e in pipeline.events] == [DEVICE, OTHER]
 
 
+def test_a_will_the_codec_fails_on_is_kept_as_a_frame_that_did_not_decode() -> None:
+    """Nobody is left to resend a will: a codec bug must not lose it (nor escape the close)."""
+    port, pipeline = listener()
+    device = Device(port)
+    device.send(connect(will=will(BROKEN_TOPIC, b'{"ts": 1}')))
+    device.conn.connection_lost(None)
+    (kept,) = pipeline.events
+    assert isinstance(kept, Frame) and kept.error_code == "codec_error"
+    assert kept.payload == b'{"ts": 1}' and kept.device_id == DEVICE
+
+
 def test_a_delayed_will_waits_and_a_reconnect_within_the_delay_cancels_it() -> None:
     port, pipeline = listener()
     delayed = will(will_delay_interval=30)

@@ -53,8 +53,8 @@ class MqttListenerSettings(Section):
     # or the CN of its client certificate. Unless it is the topic, a topic's {device_id} must
     # equal that identity: a device may only publish under its own.
     identity: Literal["topic", "client_id", "username", "certificate"] = "topic"
-    # "none" proves nothing: any client may connect, claim any identity and take over the
-    # client id of any device of that identity. Beyond loopback it must be set explicitly.
+    # "none" proves nothing: any client may connect, claim any identity and take over any
+    # client id. Beyond loopback it must be set explicitly.
     auth: Literal["none", "password", "certificate"] = "none"
     # A password or certificate proves an identity only if the identity is taken from it
     # (username, certificate): else any device that logs in may publish as any other, so such
@@ -87,7 +87,8 @@ class MqttListenerSettings(Section):
     # stops reading the socket when full, not by this window.
     receive_maximum: int = Field(default=65535, ge=1, le=65535)
     # Persistent sessions (clean_session=0, v5 session expiry > 0) kept for reconnects: at most
-    # this many, each at most this long after its connection ended.
+    # this many, each at most this long after its connection ended. Also bounds the 5.0 wills
+    # waiting out their delay (past it the oldest is stored at once).
     max_sessions: int = Field(default=100_000, ge=0)
     max_session_expiry_s: int = Field(default=3600, ge=0)
     # A device that does not read its PUBACKs is cut off once this much is queued for it.

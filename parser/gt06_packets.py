@@ -48,6 +48,7 @@ class Gt06Protocol(enum.IntEnum):
     STATUS = 0x13  # heartbeat (doc 5.4)
     STRING = 0x15  # reply to a server command, short form
     ALARM = 0x16  # GPS + LBS + status (doc 5.3)
+    LBS_EXTEND = 0x18  # date-time, 7 cells, Wi-Fi access points
     LBS_STATUS = 0x19  # LBS + status, no GPS
     GPS_LBS_EXTEND = 0x1E  # GPS + model-specific extension
     STRING_INFO = 0x21  # reply to a server command, 7979 form (JM-VL01 sheet)
@@ -55,7 +56,10 @@ class Gt06Protocol(enum.IntEnum):
     HEARTBEAT = 0x23  # GK310 heartbeat: info, voltage in 0.01 V, GSM, language
     ALARM_2 = 0x26  # as 0x16 (JM-VL01 sheet "alarm data")
     ALARM_3 = 0x27  # as 0x16 plus language and geofence number
+    LBS_MULTIPLE = 0x28  # date-time, serving cell and 6 neighbours, language (JM-VL01 sheet)
+    LBS_WIFI = 0x2C  # date-time, 7 cells, Wi-Fi access points (JM-VL01 sheet)
     GPS_LBS_4 = 0x2D  # as 0x22
+    LBS_MULTIPLE_2 = 0x2E  # as 0x28
     GPS_LBS_5 = 0x31  # as 0x22
     AZ735_GPS = 0x32  # 7979: GPS with a length byte, LBS with a length byte, status
     AZ735_ALARM = 0x33
@@ -67,6 +71,7 @@ class Gt06Protocol(enum.IntEnum):
     INFORMATION = 0x94  # 7979 "information transmission": sub-type, then content
     ALARM_JC100 = 0x95  # date-time (+ GPS on the extended form) and an alarm code
     LOCATION_4G = 0xA0  # GPS + 4G LBS (4-byte LAC, 8-byte cell) + ACC ... (JM-VL03 sheet)
+    LBS_MULTIPLE_4G = 0xA1  # as 0x28 with 4G cells (JM-VL03 sheet)
     GPS_LBS_STATUS_4G = 0xA2  # GPS + 4G LBS + status (LW4G); GK310 multi-cell Wi-Fi otherwise
     ALARM_4G = 0xA4  # GPS + LBS led by its length + status (JM-VL03 sheet "alarm")
     LBS_ALARM_4G = 0xA5  # 4G LBS + status, no GPS
@@ -154,6 +159,28 @@ JC100_ALARMS: dict[int, tuple[str, str]] = {
 _MULTI_CELL_4G_MIN_BYTES = 101
 
 
+@dataclass(frozen=True, slots=True)
+class MultiCell:
+    """A cell-list packet: date-time, MCC, MNC, ``cells`` x (LAC, cell id, signal), timing
+    advance, then Wi-Fi access points (count, then MAC 6 + signal 1 each) and/or language 2."""
+
+    lac_bytes: int
+    cell_bytes: int
+    wifi: bool
+    language: bool
+    cells: int = 7
+
+
+MULTI_CELL: dict[int, MultiCell] = {
+    Gt06Protocol.LBS_EXTEND: MultiCell(2, 3, wifi=True, language=False),
+    Gt06Protocol.LBS_MULTIPLE: MultiCell(2, 3, wifi=False, language=True),
+    Gt06Protocol.LBS_MULTIPLE_2: MultiCell(2, 3, wifi=False, language=True),
+    Gt06Protocol.LBS_WIFI: MultiCell(2, 3, wifi=True, language=False),
+    Gt06Protocol.LBS_MULTIPLE_4G: MultiCell(4, 8, wifi=False, language=True),
+    Gt06Protocol.GPS_LBS_STATUS_4G: MultiCell(4, 8, wifi=True, language=False),
+}
+
+
 class PacketDecoder:
     """Decodes the content of one GT06 packet (the bytes after the protocol number, up to the
     serial). ``zone`` is the device clock's zone; ``variant`` names a model family whose
@@ -174,11 +201,15 @@ class PacketDecoder:
                 # Jimi 4G: the status block, then language and modules (kept as extra).
                 return (_standard_heartbeat(self, ContentReader(content, protocol)),)
             layout = LAYOUTS.get(protocol)
-            if protocol == Gt06Protocol.GPS_LBS_STATUS_4G:
-                if len(content) >= _MULTI_CELL_4G_MIN_BYTES:
-                    raise DecodeError("unknown_type_0xa2", "0xa2 multi-cell Wi-Fi packet")
+            multi = MULTI_CELL.get(protocol)
+            if (
+                protocol == Gt06Protocol.GPS_LBS_STATUS_4G
+                and len(content) < _MULTI_CELL_4G_MIN_BYTES
+            ):
                 layout = Layout(_ALM, (Block.GPS, Block.LBS_4G))
                 return (self._lw4g(ContentReader(content, protocol), layout),)
+            if multi is not None:
+                return (self._multi_cell(ContentReader(content, protocol), multi),)
             if layout is not None:
                 reader = ContentReader(content, protocol)
                 imei = None
@@ -238,6 +269,33 @@ class PacketDecoder:
         parts.attrs["language"] = reader.int(1, "language")
         parts.alarms = (alarm_of(alarm),) if alarm else ()
         return reading_of(_ALM, parts, reader)
+
+    def _multi_cell(self, reader: ContentReader, spec: MultiCell) -> Reading:
+        """Cell lists (and Wi-Fi) for the server to locate the terminal: no fix of its own.
+        The first cell is the serving one; empty slots (LAC 0) are left out."""
+        parts = Parts()
+        yy, mo, dd, hh, mi, ss = reader.take(6, "date-time")
+        parts.ts_ms = local_ms(self._zone, yy, mo, dd, hh, mi, ss)
+        mcc = reader.int(2, "MCC")
+        mnc = reader.int(2 if mcc & 0x8000 else 1, "MNC")
+        cells = []
+        for _ in range(spec.cells):
+            lac = reader.int(spec.lac_bytes, "LAC")
+            cell = reader.int(spec.cell_bytes, "cell id")
+            signal = reader.int(1, "cell signal")
+            if lac:
+                cells.append((lac, cell, signal))
+        parts.attrs.update({"mcc": mcc & 0x7FFF, "mnc": mnc})
+        if cells:
+            parts.attrs.update({"lac": cells[0][0], "cell_id": cells[0][1]})
+            parts.attrs["cells"] = ";".join(f"{lac}:{cell}:{sig}" for lac, cell, sig in cells)
+        parts.attrs["timing_advance"] = reader.int(1, "timing advance")
+        if spec.wifi:
+            points = [reader.take(7, "Wi-Fi access point") for _ in range(reader.int(1, "Wi-Fi"))]
+            parts.attrs["wifi"] = ";".join(f"{p[:6].hex(':')}:{p[6]}" for p in points)
+        if spec.language and reader.left >= 2:
+            parts.attrs["language"] = reader.int(2, "language")
+        return reading_of(_LOC, parts, reader)
 
     def _alarm_jc100(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x95: date-time and an event (7 bytes), or a GPS block without satellites and speed

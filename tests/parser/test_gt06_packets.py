@@ -51,7 +51,7 @@ def expected_reply(expect: dict[str, Any], frame: bytes) -> bytes:
 POSITION_KEYS = ("lat", "lon", "speed_kmh", "heading_deg", "satellites", "valid", "alt_m")
 ATTR_KEYS = (
     *("mcc", "mnc", "lac", "cell_id", "upload_mode", "reupload", "alarm", "text"),
-    *("server_flag", "event", "extra"),
+    *("server_flag", "event", "extra", "cells", "wifi", "timing_advance", "language"),
 )
 METRIC_KEYS = (
     *("ignition", "voltage_level", "gsm_signal", "odometer_m", "battery_voltage_v"),
@@ -259,7 +259,7 @@ def test_login_with_a_type_id_only_logs_in_and_keeps_it() -> None:
 # --- unknown types: kept raw, counted by type ---------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol", [0x17, 0x2C, 0x80, 0xF3])
+@pytest.mark.parametrize("protocol", [0x17, 0x2A, 0x80, 0xF3])
 def test_unknown_type_is_kept_raw_with_its_type_in_the_error_code(protocol: int) -> None:
     frame = build(protocol, b"\x01\x02\x03", serial=5)
     event = only_frame(feed_whole(CODEC, frame))
@@ -271,9 +271,17 @@ def test_unknown_type_is_kept_raw_with_its_type_in_the_error_code(protocol: int)
     assert info.value.code == event.error_code
 
 
-def test_multi_cell_0xa2_is_kept_raw() -> None:
-    frame = build(0xA2, bytes(120))
-    assert only_frame(feed_whole(CODEC, frame)).error_code == "unknown_type_0xa2"
+def test_multi_cell_0xa2_lists_4g_cells_and_wifi() -> None:
+    # GK310: date-time, MCC, MNC, 7 x (LAC 4, cell 8, signal 1), timing advance, Wi-Fi.
+    cells = struct.pack(">IQB", 0x10, 0x20, 50) + bytes(13 * 6)
+    wifi = b"\x01" + bytes.fromhex("a0b1c2d3e4f5") + b"\x40"
+    frame = build(0xA2, GPS[:6] + struct.pack(">HB", 404, 45) + cells + b"\x03" + wifi, serial=2)
+    event = only_frame(feed_whole(CODEC, frame))
+    [reading] = event.readings
+    assert (reading.kind, reading.position) == ("telemetry", None)
+    assert reading.attrs["cells"] == "16:32:50"
+    assert reading.attrs["wifi"] == "a0:b1:c2:d3:e4:f5:64"
+    assert event.reply == short_reply(0xA2, 2)
 
 
 # --- model variants ----------------------------------------------------------------------------

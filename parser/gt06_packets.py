@@ -12,10 +12,11 @@ frame whose framing and CRC are right is never refused for being longer than the
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import tzinfo
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 
 from parser.errors import DecodeError
 from parser.gt06_blocks import (
@@ -52,6 +53,7 @@ class Gt06Protocol(enum.IntEnum):
     LBS_STATUS = 0x19  # LBS + status, no GPS
     GPS_LBS_EXTEND = 0x1E  # GPS + model-specific extension
     STRING_INFO = 0x21  # reply to a server command, 7979 form (JM-VL01 sheet)
+    LBS_MULTIPLE_3 = 0x24  # cell list (Wanway S20); GPS + LBS on the SR411 mini (a variant)
     LOCATION_2 = 0x22  # GPS + LBS + ACC, upload mode, re-upload, mileage (JM-VL01 sheet)
     HEARTBEAT = 0x23  # GK310 heartbeat: info, voltage in 0.01 V, GSM, language
     ALARM_2 = 0x26  # as 0x16 (JM-VL01 sheet "alarm data")
@@ -66,6 +68,7 @@ class Gt06Protocol(enum.IntEnum):
     X1_GPS = 0x34  # X1: data/alarm word, GPS, terminal info, odometer, LBS with 4-byte cell
     STATUS_2 = 0x36  # Jimi 4G heartbeat: status block then modules
     GPS_LBS_3 = 0x37  # as 0x22
+    GPS_LBS_8 = 0x38  # 7979: GPS, upload mode, re-upload, LBS led by its cell type
     MODULAR = 0x70  # 7979: type-length-value modules, GPS in module 0x33
     TIME_REQUEST = 0x8A  # the terminal asks for UTC; answered with the date-time
     INFORMATION = 0x94  # 7979 "information transmission": sub-type, then content
@@ -85,6 +88,8 @@ class Block(enum.Enum):
     LBS = "lbs"  # MCC, MNC (2 bytes if MCC bit 15), LAC 2, cell 3
     LBS_6 = "lbs_6"  # MCC, MNC 2, LAC 2, cell 4
     LBS_4G = "lbs_4g"  # MCC, MNC, LAC 4, cell 8
+    LBS_CELL4 = "lbs_cell4"  # MCC, MNC (2 bytes if MCC bit 15), LAC 2, cell 4
+    IMEI = "imei"  # the terminal id, BCD in 8 bytes as in the login (some clones' 0x12)
     LBS_WITH_LENGTH = "lbs_with_length"  # a length byte (counting itself) leads the block
     STATUS = "status"  # doc 5.4.1: info, voltage level, GSM, alarm, [language]
     UPLOAD = "upload"  # ACC, data upload mode, GPS re-upload, [mileage 4]
@@ -115,7 +120,6 @@ LAYOUTS: dict[int, Layout] = {
     Gt06Protocol.ALARM_4G: Layout(_ALM, (Block.GPS, Block.LBS_WITH_LENGTH, Block.STATUS)),
     Gt06Protocol.LBS_STATUS: Layout(_ALM, (Block.LBS, Block.STATUS)),
     Gt06Protocol.LBS_ALARM_4G: Layout(_ALM, (Block.LBS_4G, Block.STATUS)),
-    Gt06Protocol.STATUS: Layout("heartbeat", (Block.STATUS,)),
 }
 
 # Answered with the short echo ``7878 05 <protocol> <serial> <crc> 0d0a``: login and heartbeats
@@ -155,6 +159,12 @@ JC100_ALARMS: dict[int, tuple[str, str]] = {
     0x93: ("collision", "critical"),
 }
 
+# "Current position!Lat:N54.739332,Lon:E25.273270,Course:126.53,Speed:0.0000,DateTime:2017-05-26
+#  10:27:47": the text reply to a position query (GT06 POSITION# command).
+_POSITION_TEXT = re.compile(
+    r"Lat:([NS])([\d.]+),Lon:([EW])([\d.]+),Course:([\d.]+),Speed:([\d.]+),"
+    r"DateTime:(\d{4}-\d\d-\d\d\s+\d\d:\d\d:\d\d)"
+)
 # Multi-cell Wi-Fi 0xA2 (GK310) holds at least date-time 6 + MCC/MNC 3 + 7 cells of 13 + TA 1.
 _MULTI_CELL_4G_MIN_BYTES = 101
 
@@ -187,46 +197,39 @@ class PacketDecoder:
     packets differ from the doc (see :data:`VARIANTS`)."""
 
     def __init__(self, zone: tzinfo, variant: str = "standard") -> None:
-        if variant not in VARIANTS:
+        model = VARIANTS.get(variant)
+        if model is None:
             known = ", ".join(sorted(VARIANTS))
             raise ValueError(f"unknown gt06 variant {variant!r}; known: {known}")
         self._zone = zone
-        self._heartbeat, self._imei_first = VARIANTS[variant]
+        self._heartbeat = model.heartbeat
+        self._layouts = {**LAYOUTS, **model.layouts}
 
     def decode(self, protocol: int, content: bytes) -> tuple[Reading, ...]:
+        reader = ContentReader(content, protocol)
         try:
+            layout = self._layouts.get(protocol)
+            if layout is not None:
+                return (self._blocks(reader, layout),)
             if protocol == Gt06Protocol.STATUS:
-                return (self._heartbeat(self, ContentReader(content, protocol)),)
+                return (self._heartbeat(self, reader),)
             if protocol == Gt06Protocol.STATUS_2:
                 # Jimi 4G: the status block, then language and modules (kept as extra).
-                return (_standard_heartbeat(self, ContentReader(content, protocol)),)
-            layout = LAYOUTS.get(protocol)
-            multi = MULTI_CELL.get(protocol)
+                return (_standard_heartbeat(self, reader),)
             if (
                 protocol == Gt06Protocol.GPS_LBS_STATUS_4G
                 and len(content) < _MULTI_CELL_4G_MIN_BYTES
             ):
-                layout = Layout(_ALM, (Block.GPS, Block.LBS_4G))
-                return (self._lw4g(ContentReader(content, protocol), layout),)
+                return (self._lw4g(reader, Layout(_ALM, (Block.GPS, Block.LBS_4G))),)
+            multi = MULTI_CELL.get(protocol)
             if multi is not None:
-                return (self._multi_cell(ContentReader(content, protocol), multi),)
-            if layout is not None:
-                reader = ContentReader(content, protocol)
-                imei = None
-                if self._imei_first and protocol == Gt06Protocol.LOCATION:
-                    imei = reader.take(8, "IMEI").hex()[1:]
-                reading = self._blocks(reader, layout)
-                if imei is not None:
-                    reading.attrs["imei"] = imei
-                return (reading,)
+                return (self._multi_cell(reader, multi),)
             special = _SPECIAL.get(protocol)
             if special is not None:
-                return special(self, ContentReader(content, protocol))
+                return special(self, reader)
         except ValueError as exc:  # an impossible date-time
             raise DecodeError("bad_body", f"protocol 0x{protocol:02x}: {exc}") from exc
         raise DecodeError(f"unknown_type_0x{protocol:02x}", f"protocol 0x{protocol:02x}")
-
-    # --- blocks -----------------------------------------------------------------------------
 
     def _blocks(self, reader: ContentReader, layout: Layout) -> Reading:
         parts = Parts()
@@ -296,6 +299,45 @@ class PacketDecoder:
         if spec.language and reader.left >= 2:
             parts.attrs["language"] = reader.int(2, "language")
         return reading_of(_LOC, parts, reader)
+
+    def _gps_lbs_8(self, reader: ContentReader) -> tuple[Reading, ...]:
+        """0x38: GPS block, data upload mode, re-upload, then an LBS block led by its cell type
+        (3 and up: 4G, with a 4-byte LAC, 8-byte cell id and 2-byte signal; else 2G sizes and
+        a 1-byte signal)."""
+        parts = Parts()
+        self._gps(reader, parts)
+        parts.attrs["upload_mode"] = reader.int(1, "upload mode")
+        parts.attrs["reupload"] = reader.int(1, "re-upload") != 0
+        cell_type = reader.int(1, "cell type")
+        four_g = cell_type >= 3
+        read_lbs(reader, parts, lac_bytes=4 if four_g else 2, cell_bytes=8 if four_g else 3)
+        parts.attrs["cell_type"] = cell_type
+        parts.metrics["gsm_signal"] = reader.int(2 if four_g else 1, "cell signal")
+        return (reading_of(_LOC, parts, reader),)
+
+    def _command_text(self, parts: Parts, text: str) -> None:
+        """A command reply's text; "Current position!" replies carry a fix (GT06 POSITION#)."""
+        parts.attrs["text"] = text
+        match = _POSITION_TEXT.search(text)
+        if match is None:
+            return
+        ns, lat, ew, lon, course, speed, when = match.groups()
+        stamp = datetime.strptime(" ".join(when.split()), "%Y-%m-%d %H:%M:%S")
+        parts.ts_ms = local_ms(
+            self._zone,
+            stamp.year - 2000,
+            stamp.month,
+            stamp.day,
+            stamp.hour,
+            stamp.minute,
+            stamp.second,
+        )
+        parts.position = Position(
+            lat=-float(lat) if ns == "S" else float(lat),
+            lon=-float(lon) if ew == "W" else float(lon),
+            speed_kmh=float(speed),
+            heading_deg=float(course),
+        )
 
     def _alarm_jc100(self, reader: ContentReader) -> tuple[Reading, ...]:
         """0x95: date-time and an event (7 bytes), or a GPS block without satellites and speed
@@ -420,7 +462,7 @@ class PacketDecoder:
         length = reader.int(1, "command length")
         if length >= 4:
             parts.attrs["server_flag"] = reader.int(4, "server flag")
-            parts.attrs["text"] = text_of(reader.take(length - 4, "command text"))
+            self._command_text(parts, text_of(reader.take(length - 4, "command text")))
         return (reading_of("command_reply", parts, reader),)
 
     def _string_info(self, reader: ContentReader) -> tuple[Reading, ...]:
@@ -429,7 +471,9 @@ class PacketDecoder:
         parts.attrs["server_flag"] = reader.int(4, "server flag")
         ascii_text = reader.int(1, "encoding") == 1
         body = reader.rest()
-        parts.attrs["text"] = text_of(body) if ascii_text else body.decode("utf-16-be", "replace")
+        self._command_text(
+            parts, text_of(body) if ascii_text else body.decode("utf-16-be", "replace")
+        )
         return (reading_of("command_reply", parts, reader),)
 
     def _time_request(self, reader: ContentReader) -> tuple[Reading, ...]:
@@ -462,13 +506,30 @@ def _voltage_heartbeat(decoder: PacketDecoder, reader: ContentReader) -> Reading
     return reading_of("heartbeat", parts, reader)
 
 
-# Model families whose packets differ from the doc, chosen per listener (``variant``):
-# how 0x13's fields are read, and whether 0x12 carries the IMEI (BCD, 8 bytes) before its GPS
-# block (some GT06 clones, seen in the field).
-VARIANTS: dict[str, tuple[Callable[[PacketDecoder, ContentReader], Reading], bool]] = {
-    "standard": (_standard_heartbeat, False),
-    "voltage_heartbeat": (_voltage_heartbeat, False),
-    "imei_location": (_standard_heartbeat, True),
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A model family whose packets differ from the doc: how 0x13 is read, and layouts that
+    replace the standard ones for some protocol numbers."""
+
+    heartbeat: Callable[[PacketDecoder, ContentReader], Reading] = _standard_heartbeat
+    layouts: dict[int, Layout] = field(default_factory=dict)
+
+
+# Chosen per listener (``variant``), as the time zone is.
+VARIANTS: dict[str, Variant] = {
+    "standard": Variant(),
+    # The supply voltage in 0.01 V where the doc has the voltage level (GT06 "R11" family).
+    "voltage_heartbeat": Variant(_voltage_heartbeat),
+    # Clones whose 0x12 carries the terminal id before the GPS block.
+    "imei_location": Variant(
+        layouts={Gt06Protocol.LOCATION: Layout(_LOC, (Block.IMEI, Block.GPS, Block.LBS))}
+    ),
+    # TRX16i: 0x36 is a location (GPS, LBS with a 4-byte cell id, then RFID data kept).
+    "trx16i": Variant(layouts={Gt06Protocol.STATUS_2: Layout(_LOC, (Block.GPS, Block.LBS_CELL4))}),
+    # SR411 mini: 0x24 is GPS and LBS (then ignition, power, battery, kept).
+    "sr411_mini": Variant(
+        layouts={Gt06Protocol.LBS_MULTIPLE_3: Layout(_LOC, (Block.GPS, Block.LBS))}
+    ),
 }
 
 _BLOCK_READERS: dict[Block, Callable[[PacketDecoder, ContentReader, Parts], None]] = {
@@ -479,6 +540,8 @@ _BLOCK_READERS: dict[Block, Callable[[PacketDecoder, ContentReader, Parts], None
         reader, parts, lac_bytes=2, cell_bytes=4, mnc2=True
     ),
     Block.LBS_4G: lambda _, reader, parts: read_lbs(reader, parts, lac_bytes=4, cell_bytes=8),
+    Block.LBS_CELL4: lambda _, reader, parts: read_lbs(reader, parts, lac_bytes=2, cell_bytes=4),
+    Block.IMEI: lambda _, reader, parts: parts.attrs.update(imei=reader.take(8, "IMEI").hex()[1:]),
     Block.LBS_WITH_LENGTH: lambda _, reader, parts: lbs_with_length(reader, parts),
     Block.STATUS: lambda _, reader, parts: status_block(reader, parts),
     Block.UPLOAD: lambda _, reader, parts: upload_tail(reader, parts),
@@ -495,4 +558,5 @@ _SPECIAL: dict[int, Callable[[PacketDecoder, ContentReader], tuple[Reading, ...]
     Gt06Protocol.TIME_REQUEST: PacketDecoder._time_request,
     Gt06Protocol.INFORMATION: PacketDecoder._information,
     Gt06Protocol.ALARM_JC100: PacketDecoder._alarm_jc100,
+    Gt06Protocol.GPS_LBS_8: PacketDecoder._gps_lbs_8,
 }

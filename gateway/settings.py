@@ -30,11 +30,13 @@ from gateway.settings_base import AckPolicy, ConfigError, Section, TlsSettings
 from parser.ais140 import Ais140Variant
 from parser.gt06_packets import VARIANTS as GT06_VARIANTS
 from parser.proxy_protocol import AllowList, trusted_proxies
+from parser.teltonika import VARIANTS as TELTONIKA_VARIANTS
 
 # Model variants each codec accepts (a codec not listed has only "standard").
 CODEC_VARIANTS = {
     "gt06": frozenset(GT06_VARIANTS),
     "ais140": frozenset(v.value for v in Ais140Variant),
+    "teltonika": frozenset(TELTONIKA_VARIANTS),
 }
 
 __all__ = ["AckPolicy", "ConfigError", "Section", "TlsSettings"]
@@ -59,8 +61,8 @@ class ListenerSettings(Section):
     write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
     timezone: str = "UTC"
     # The device model family, for codecs whose models differ from the protocol document
-    # (gt06: standard | voltage_heartbeat | imei_location; ais140: standard | sum16); like the
-    # time zone, per listener.
+    # (gt06: standard | voltage_heartbeat | imei_location | trx16i | sr411_mini; teltonika:
+    # standard | io16; ais140: standard | sum16); like the time zone, per listener.
     variant: str = "standard"
     allowed_devices: list[str] | None = None
     # With client_ca_file (mutual TLS), a login must name the device in the certificate's CN.

@@ -53,6 +53,8 @@ class CodecId(enum.IntEnum):
     CODEC16 = 0x10
 
 
+# Listener variants: "io16" for firmwares whose records carry a group of 16-byte IO values.
+VARIANTS = ("standard", "io16")
 # Codecs whose byte after the codec id is a record count the device expects echoed back.
 _COUNTED_CODECS = frozenset(
     {CodecId.CODEC7, CodecId.CODEC8, CodecId.CODEC8_EXTENDED, CodecId.CODEC16}
@@ -140,6 +142,10 @@ class TeltonikaCodec:
         if limit < _MIN_FRAME_BYTES:
             raise ValueError(f"teltonika max_frame_bytes must be at least {_MIN_FRAME_BYTES}")
         self.options = options
+        if options.variant not in VARIANTS:
+            known = ", ".join(VARIANTS)
+            raise ValueError(f"unknown teltonika variant {options.variant!r}; known: {known}")
+        self._io16 = options.variant == "io16"
         self.max_frame_bytes: int = limit
 
     def session(self) -> TeltonikaSession:
@@ -148,7 +154,7 @@ class TeltonikaCodec:
     def decode(self, payload: bytes) -> tuple[Reading, ...]:
         """One reading per AVL record; raises ``DecodeError`` (unsupported_codec, bad_body)."""
         try:
-            return _decode_avl(payload)
+            return _decode_avl(payload, self._io16)
         except (struct.error, IndexError) as exc:
             raise DecodeError("bad_body", f"AVL data ends inside a record: {exc}") from None
 
@@ -301,7 +307,7 @@ class TeltonikaSession:
         return Frame(self._device_id, payload, reply, readings)
 
 
-def _decode_avl(payload: bytes) -> tuple[Reading, ...]:
+def _decode_avl(payload: bytes, io16: bool = False) -> tuple[Reading, ...]:
     size = len(payload)
     if size < _HEADER_BYTES + _MIN_DATA_BYTES + _CRC_BYTES:
         raise DecodeError("bad_body", f"{size} bytes cannot hold an AVL packet")
@@ -361,6 +367,20 @@ def _decode_avl(payload: bytes) -> tuple[Reading, ...]:
             for io_id in pairs:
                 io[names[io_id]] = next(pairs)
             pos = end
+            seen += count
+        if io16:
+            # A group of 16-byte values after the 8-byte one (FM firmwares with 16-byte IO
+            # elements; Traccar's "extended" setting): its count and ids sized as the codec's.
+            count = payload[pos] << 8 | payload[pos + 1] if extended else payload[pos]
+            pos += 2 if extended else 1
+            id_bytes = 2 if extended or generation else 1
+            for _ in range(count):
+                io_id = int.from_bytes(payload[pos : pos + id_bytes], "big")
+                end = pos + id_bytes + 16
+                if end > nod2_at:
+                    raise DecodeError("bad_body", f"16-byte element {io_id} overruns the data")
+                io[names[io_id]] = payload[pos + id_bytes : end].hex()
+                pos = end
             seen += count
         if extended:
             count = payload[pos] << 8 | payload[pos + 1]

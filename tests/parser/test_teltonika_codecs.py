@@ -54,6 +54,18 @@ CODEC12_RESPONSE = bytes.fromhex(
 CODEC13_MILLIS = bytes.fromhex(
     "00000000000000170D01050000000F0000016C0A81C320676574696E666F0100006855"
 )
+# Codec 8 from a firmware with a 16-byte IO group (Traccar's test runs it with "extended").
+IO16_ELEVEN = bytes.fromhex(
+    "0000000000000158080b0000015d4b4dc07a00d5dbd13eec04324e020e000012000000000000000000000001"
+    "5d4b4cd5e800d5dbd13eec04324e020e0000120000000000000000000000015d4b4beb8800d5dbd13eec0432"
+    "4e020e0000130000000000000000000000015d4b4b012800d5dbd13eec04324e020e00001200000000000000"
+    "00000000015d4b4a16c800d5dbd13eec04324e020f0000110000000000000000000000015d4b492c6800d5db"
+    "d13eec04324e020f0000110000000000000000000000015d4b48420800d5dbd13eec04324e020f0000120000"
+    "000000000000000000015d4b4757a800d5dbd13eec04324e020f00000f0000000000000000000000015d4b46"
+    "6d4800d5dbd13eec04324e020f0000100000000000000000000000015d4b4582e800d5dbd13eec04324e020f"
+    "0000110000000000000000000000015d4b44988800d5dbd13eec04324e020f0000110000000000000000000b"
+    "0000ec10"
+)
 CAPTURES = [CODEC16_WIKI, CODEC16_CHILE, CODEC7_FOUR, CODEC7_CELL, CODEC12_RESPONSE]
 CAPTURES += [CODEC13_MILLIS]
 
@@ -138,6 +150,32 @@ def test_codec7_panic_priority_is_an_alarm() -> None:
     assert reading.kind == "alarm"
     assert reading.alarms == (Alarm("teltonika_panic", "critical", "tcu", None),)
     assert reading.ts_ms == (1_167_609_600 + 100) * 1000
+
+
+# --- the io16 variant ---------------------------------------------------------------------------
+
+
+def test_io16_variant_reads_the_group_of_16_byte_values() -> None:
+    codec = TeltonikaCodec(CodecOptions(variant="io16"))
+    [event] = feed_whole(codec, IO16_ELEVEN)
+    assert isinstance(event, Frame) and event.error_code is None
+    assert event.reply == b"\x00\x00\x00\x0b"
+    first = event.readings[0]
+    assert len(event.readings) == 11
+    assert iso_ms(first.ts_ms or 0) == "2017-07-16T12:09:33.050Z"
+    assert first.position is not None
+    assert (first.position.lat, first.position.lon) == (-33.5269298, -70.7014338)
+    assert (first.position.alt_m, first.position.satellites) == (526, 18)
+    # The standard reading misplaces every record after the first's empty 16-byte group.
+    [standard] = feed_whole(CODEC, IO16_ELEVEN)
+    assert isinstance(standard, Frame) and standard.error_code == "bad_body"
+    value = bytes(range(16))
+    head = IO16_ELEVEN[10 : 10 + 26]  # timestamp .. total IO count of the first record (0)
+    data = b"\x08\x01" + head[:-1] + b"\x01" + bytes(4) + b"\x01\x07" + value + b"\x01"
+    [reading] = codec.decode(packet(data))
+    assert reading.io == {"7": value.hex()}
+    with pytest.raises(ValueError, match="unknown teltonika variant 'x'"):
+        TeltonikaCodec(CodecOptions(variant="x"))
 
 
 # --- Codec 12 / 13: command replies -------------------------------------------------------------

@@ -1,10 +1,10 @@
 # syntax=docker/dockerfile:1
-# ev-gateway as a container: `gateway run` on its built-in defaults (Teltonika 5027, GT06 5023 and
-# EVB1 5100 on all interfaces, metrics 9108, health checks 8080), the local sink in the volume
+# ev-gateway as a container: `gateway run` on its built-in defaults (Teltonika 5027, GT06 5023,
+# AIS-140 5024 and EVB1 5100 on all interfaces, metrics 9108, health checks 8080), the local sink in the volume
 # /var/lib/ev-gateway.
 #
 #   docker build -t ev-gateway .
-#   docker run --rm --stop-timeout 35 -p 5027:5027 -p 5023:5023 -p 5100:5100 -p 9108:9108 \
+#   docker run --rm --stop-timeout 35 -p 5027:5027 -p 5023:5023 -p 5024:5024 -p 5100:5100 -p 9108:9108 \
 #       -p 8080:8080 ev-gateway
 #   docker run ... -v /etc/ev-gateway:/etc/ev-gateway:ro --env-file /etc/ev-gateway/gateway.env \
 #       ev-gateway run --config /etc/ev-gateway/gateway.toml
@@ -54,6 +54,8 @@ USER 10001:10001
 EXPOSE 5027
 # GT06 devices (TCP)
 EXPOSE 5023
+# AIS-140 devices (TCP, ASCII)
+EXPOSE 5024
 # EVB1 devices (TCP)
 EXPOSE 5100
 # Prometheus metrics: GET /metrics

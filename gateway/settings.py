@@ -220,6 +220,7 @@ def _default_listeners() -> list[ListenerSettings]:
     return [
         ListenerSettings(codec="teltonika", port=5027),
         ListenerSettings(codec="gt06", port=5023),
+        ListenerSettings(codec="ais140", port=5024),
         ListenerSettings(codec="evb1", port=5100),
     ]
 

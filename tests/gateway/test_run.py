@@ -207,6 +207,7 @@ def test_sigterm_mid_load_loses_nothing_acked(gateway: GatewayProcess) -> None:
     assert wait_for(lambda: sum(len(s.acked) for s in senders) > 400, timeout=20)
     assert gateway.stop() == 0
     for s in senders:
+        s.stop.set()  # a writer waiting for window space would wait for ACKs that cannot come
         s.join(15)
     acked = [frame for s in senders for frame in s.acked]
     assert acked

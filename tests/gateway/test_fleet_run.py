@@ -56,7 +56,8 @@ def test_fleet_run_every_acked_frame_is_raw_and_parsed(tmp_path: Path) -> None:
 def test_fleet_sigterm_mid_load_loses_nothing_acked(tmp_path: Path) -> None:
     gw = GatewayProcess(tmp_path / "data", codecs=CODECS)
     # Runs until stopped: the SIGTERM comes once 300 frames were ACKed, however slow the machine.
-    sim = simulate(gw, tmp_path, 300, 0.0)
+    # No drain: once the gateway is gone no ACK can come.
+    sim = simulate(gw, tmp_path, 300, 0.0, "--drain", "0")
     acked_log = tmp_path / "acked.jsonl"
     try:
         # The simulator writes its log in 64 KiB blocks: lines appear a few hundred at a time.

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -22,6 +22,7 @@ from gateway.mqtt.routes import Resolved, TopicCache
 from gateway.mqtt.sessions import MAX_QOS2_IDS, SESSION_EXPIRY_NEVER, Session
 from gateway.pipeline import FrameSource
 from gateway.stats import ListenerStats
+from gateway.tls import common_name
 from parser.events import Frame
 from parser.messages import message_frame
 from parser.mqtt.errors import MqttError
@@ -306,7 +307,7 @@ class MqttConnection(DeviceConnection):
         if source == "username":
             return connect.username or ""
         if source == "certificate":
-            return _common_name(self.peer_certificate()) or ""
+            return common_name(self.peer_certificate()) or ""
         return None
 
     def _principal(self, connect: Connect, identity: str | None) -> str | None:
@@ -317,7 +318,7 @@ class MqttConnection(DeviceConnection):
         if auth == "password":
             return connect.username
         if auth == "certificate":
-            return _common_name(self.peer_certificate())
+            return common_name(self.peer_certificate())
         return identity
 
     def _refuse_connect(self, code: ReasonCode, reason: str) -> None:
@@ -608,12 +609,3 @@ class MqttConnection(DeviceConnection):
             for f in unsubscribe.topic_filters
         ]
         self._queue_control(self.mqtt.unsuback(unsubscribe.packet_id, codes))
-
-
-def _common_name(cert: dict[str, Any] | None) -> str | None:
-    """The subject CN of a certificate as ``getpeercert()`` gives it."""
-    for rdn in (cert or {}).get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -61,8 +62,14 @@ def test_fleet_over_mqtt_survives_a_gateway_kill(tmp_path: Path) -> None:
     gw = GatewayProcess(tmp_path / "data", codecs=(), config=config)
     sim = None
     try:
-        sim = simulate(port, tmp_path, 80, 8.0)
-        time.sleep(3.0)
+        sim = simulate(port, tmp_path, 80, 12.0)
+        deadline = time.monotonic() + 30
+        while gw.metric("gateway_acks_total") < 160 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        # ACKs leave within a fsync, so a kill at a random instant may find nothing in flight:
+        # stopped for a second, every unit (2 messages/s) has a PUBLISH waiting for its PUBACK.
+        gw.proc.send_signal(signal.SIGSTOP)
+        time.sleep(1.0)
         gw.proc.kill()  # kill -9 with PUBLISHes in flight
         gw.proc.wait(10)
         gw = GatewayProcess(tmp_path / "data", codecs=(), config=config)

@@ -16,6 +16,7 @@ import enum
 import itertools
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 # Bengaluru, roughly inside the outer ring: (south, north, west, east) in degrees.
@@ -198,6 +199,9 @@ class Vehicle:
         self._episode_peak_c = 0.0
         self._new_faults: list[Fault] = []
         self.cell_v_mean = ocv(self.soc_pct)
+        # Called after every physics sub-step with its end time and length: ground truth for
+        # analytics (``gateway.fleet.truth``) integrates what the frames only sample.
+        self.meter: Callable[[Vehicle, float, float], None] | None = None
 
     @property
     def pack_voltage_v(self) -> float:
@@ -287,6 +291,8 @@ class Vehicle:
         if self._fault_rate_per_s:
             self._faults(dt)
         self._radio(dt)
+        if self.meter is not None:
+            self.meter(self, self._t, dt)
 
     def _drive(self, dt: float) -> None:
         rng = self._rng

@@ -69,8 +69,9 @@ RUNNABLE = [
 
 @pytest.mark.parametrize("command", RUNNABLE)
 def test_self_contained_commands_run_as_written(command: str, tmp_path: Path) -> None:
-    # As written, from the repository's root; only /tmp becomes this test's own directory.
-    line = command.replace(".venv/bin/gateway", GATEWAY, 1).replace("/tmp/", f"{tmp_path}/")
+    # As written, from the repository's root; only /tmp becomes this test's own directory (before
+    # the gateway's path goes in: the checkout itself may live under /tmp).
+    line = command.replace("/tmp/", f"{tmp_path}/").replace(".venv/bin/gateway", GATEWAY, 1)
     result = subprocess.run(
         line, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 from gateway.fleet.history import TRUTH_FILE, FleetHistory, HistoryConfig
 from gateway.fleet.model import Vehicle
 from gateway.fleet.truth import TruthMeter
-from gateway.registry import CodecRegistry, default_layout_dirs
+from gateway.pipeline.registry import CodecRegistry, default_layout_dirs
 
 MIDNIGHT = 1_780_012_800  # 2026-05-29T00:00:00Z
 

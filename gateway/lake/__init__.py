@@ -1,0 +1,8 @@
+"""``gateway lake``: the records as a data lake — one Parquet file per stream per day, and
+daily per-vehicle aggregates — laid out and typed exactly as the Glue tables over S3 read them.
+
+``tables`` holds the layout (columns, partitions) that compaction writes and the DDL declares;
+``inputs`` and ``store`` move files between a data directory or S3 and the local disk the
+engine (DuckDB) reads and writes; ``compact``, ``daily`` and ``ddl`` are the three jobs and
+``command`` their command line.
+"""

@@ -1,0 +1,138 @@
+"""Compaction: a day of one stream's JSON lines into one sorted, deduplicated Parquet file. Pure
+of I/O beyond the local files it is given (``inputs`` stages S3 objects, ``store`` publishes).
+
+DuckDB reads the lines with the stream's explicit schema (``tables``) into a temporary table
+(parsed once: the counts and the file come from it), keeps the records of the day, keeps one
+record per id, and writes them sorted by device and time, zstd, with the record schema version
+in the file's key-value metadata. The output depends only on the input records: which copy of a
+duplicate id survives is fixed (latest received, then the file whose path relative to the
+stream's folder sorts last: a replay written after live ingest wins), and the total sort order
+fixes the rows' order, so the same records give the same bytes from any place and on any rerun.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from gateway.lake.tables import SCHEMA_VERSIONS, Table
+
+# Rows per Parquet row group: DuckDB's default (122,880) cuts a day of a big fleet into
+# hundreds of groups; a million keeps a device's rows together for Athena's min/max pruning.
+ROW_GROUP_ROWS = 1_000_000
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInput:
+    """One stream's input files (local paths) and the folder their relative names start at."""
+
+    root: Path
+    files: tuple[Path, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    stream: str
+    files: int
+    records_of_day: int  # records of the day in the input, duplicates included
+    records: int  # written: one per id
+
+    @property
+    def duplicates(self) -> int:
+        return self.records_of_day - self.records
+
+
+def sql_text(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def connect(threads: int | None = None, temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that never downloads anything and computes in UTC."""
+    config: dict[str, str | bool | int | float | list[str]] = {
+        # Nothing is fetched at run time: the json and parquet extensions are built in.
+        "autoinstall_known_extensions": False,
+        "autoload_known_extensions": False,
+    }
+    if threads is not None:
+        config["threads"] = threads
+    con = duckdb.connect(config=config)
+    run(con, "SET TimeZone = 'UTC'")
+    if temp_dir is not None:
+        run(con, f"SET temp_directory = {sql_text(str(temp_dir))}")
+    return con
+
+
+def _reader(table: Table, files: list[Path], compression: str) -> str:
+    columns = (
+        "{"
+        + ", ".join(f"{sql_text(k)}: {sql_text(v)}" for k, v in table.json_columns.items())
+        + "}"
+    )
+    paths = "[" + ", ".join(sql_text(str(f)) for f in files) + "]"
+    # ignore_errors: a torn last line (a crash mid-write) must not hold a whole day back.
+    return (
+        f"SELECT * FROM read_json({paths}, format = 'newline_delimited', columns = {columns}, "
+        f"compression = '{compression}', filename = true, ignore_errors = true)"
+    )
+
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def compact_stream(
+    con: duckdb.DuckDBPyConnection, table: Table, source: StreamInput, day: str, target: Path
+) -> StreamResult:
+    """Write ``table``'s records of ``day`` (YYYY-MM-DD) from ``source`` to ``target``."""
+    files = sorted(source.files)
+    gzipped = [f for f in files if _is_gzip(f)]
+    plain = [f for f in files if f not in set(gzipped)]
+    readers = [
+        _reader(table, group, kind) for group, kind in ((plain, "none"), (gzipped, "gzip")) if group
+    ]
+    root = str(source.root).rstrip("/") + "/"
+    if readers:
+        union = " UNION ALL ".join(f"({r})" for r in readers)
+        day_rows = (
+            f"SELECT * EXCLUDE (filename), substr(filename, {len(root) + 1}) AS _file "
+            f"FROM ({union}) WHERE {table.day_sql} = DATE {sql_text(day)}"
+        )
+    else:  # no input: an empty file of the right columns, so the day reads as empty
+        nulls = ", ".join(
+            f"CAST(NULL AS {t}) AS {sql_text(c)}" for c, t in table.json_columns.items()
+        )
+        day_rows = f"SELECT {nulls}, '' AS _file WHERE false"
+    run(con, f"CREATE OR REPLACE TEMP TABLE day_rows AS {day_rows}")
+    of_day = _count(con, "SELECT count(*) FROM day_rows")
+    arrival = "received_at" if "received_at" in table.json_columns else "detected_at"
+    columns = ", ".join(f"{c.sql} AS {c.name}" for c in table.columns)
+    query = (
+        f"SELECT {columns} FROM (SELECT *{table.derived} FROM day_rows "
+        f"QUALIFY row_number() OVER (PARTITION BY id ORDER BY {arrival} DESC, _file DESC) = 1) "
+        f"ORDER BY {', '.join(table.sort)}"
+    )
+    metadata = f"{{schema_version: {sql_text(SCHEMA_VERSIONS[table.name])}, day: {sql_text(day)}}}"
+    run(
+        con,
+        f"COPY ({query}) TO {sql_text(str(target))} (FORMAT parquet, COMPRESSION zstd, "
+        f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, KV_METADATA {metadata})",
+    )
+    written = _count(con, f"SELECT count(*) FROM read_parquet({sql_text(str(target))})")
+    run(con, "DROP TABLE day_rows")
+    return StreamResult(table.name, len(files), of_day, written)
+
+
+def run(con: duckdb.DuckDBPyConnection, statement: str) -> list[tuple[object, ...]]:
+    """Execute and fetch to the end (DuckDB 2 refuses the next statement before that)."""
+    return con.execute(statement).fetchall()
+
+
+def _count(con: duckdb.DuckDBPyConnection, query: str) -> int:
+    value = run(con, query)[0][0]
+    assert isinstance(value, int)
+    return value

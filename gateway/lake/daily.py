@@ -29,7 +29,10 @@ from gateway.lake.compact import run, sql_text
 GAP_S = 300
 DAY_S = 86_400
 EARTH_RADIUS_KM = 6371.0088  # mean radius (IUGG)
-J_PER_KWH = 3_600_000.0
+# Sums are of integers (milliseconds, millijoules, millimetres): a sum of doubles depends on the
+# order the engine's threads add them in, and the same day must give the same bytes every time.
+MJ_PER_KWH = 3_600_000_000.0
+MM_PER_KM = 1_000_000.0
 
 # Glue type of each output column, in order (the DDL reads it; the query below makes them).
 COLUMNS: tuple[tuple[str, str], ...] = (
@@ -66,12 +69,14 @@ def daily_query(parsed: Path, notifications: Path | None, day: str) -> str:
     notifications file: none were compacted)."""
     start = f"TIMESTAMP {sql_text(day + ' 00:00:00')}"
     notes = (
-        f"read_parquet({sql_text(str(notifications))})"
+        f"read_parquet({sql_text(str(notifications))}, hive_partitioning = false)"
         if notifications is not None
         else "(SELECT '' AS device_id, '' AS code, '' AS severity, '' AS state WHERE false)"
     )
     return f"""
-WITH parsed AS (SELECT * FROM read_parquet({sql_text(str(parsed))})),
+WITH parsed AS (
+    SELECT * FROM read_parquet({sql_text(str(parsed))}, hive_partitioning = false)
+),
 samples AS (
     SELECT device_id, ts, lat, lon, position_valid, odometer_km, soc_pct, pack_voltage_v,
            pack_current_a, ignition, charging, fast_charge, cell_temp_max_c
@@ -82,7 +87,7 @@ samples AS (
 ),
 steps AS (
     SELECT *,
-        epoch(ts - lag(ts) OVER w) AS step_s,
+        epoch_ms(ts) - epoch_ms(lag(ts) OVER w) AS step_ms,
         lag(lat) OVER w AS prev_lat,
         lag(lon) OVER w AS prev_lon,
         lag(position_valid) OVER w AS prev_valid,
@@ -93,8 +98,8 @@ steps AS (
 ),
 held AS (
     SELECT *,
-        step_s IS NOT NULL AND step_s <= {GAP_S} AS counts,
-        pack_voltage_v * pack_current_a * step_s / {J_PER_KWH} AS energy_kwh,
+        step_ms IS NOT NULL AND step_ms <= {GAP_S * 1000} AS counts,
+        CAST(round(pack_voltage_v * pack_current_a * step_ms) AS BIGINT) AS energy_mj,
         sum(session_starts::INTEGER) OVER (PARTITION BY device_id ORDER BY ts) AS session
     FROM steps
 ),
@@ -110,27 +115,29 @@ sessions AS (
 vehicle AS (
     SELECT device_id,
         count(*) AS samples,
-        median(step_s) AS interval_s,
+        median(step_ms) / 1000 AS interval_s,
         min(ts) AS first_ts,
         max(ts) AS last_ts,
-        count(*) FILTER (WHERE step_s > {GAP_S})
+        count(*) FILTER (WHERE step_ms > {GAP_S * 1000})
             + (epoch(min(ts) - {start}) > {GAP_S})::INTEGER
             + (epoch({start} + INTERVAL {DAY_S} SECOND - max(ts)) > {GAP_S})::INTEGER
             AS gaps_over_5min,
         max(odometer_km) - min(odometer_km) AS odometer_km,
         count(odometer_km) AS odometer_samples,
-        sum(2 * {EARTH_RADIUS_KM} * asin(sqrt(
+        sum(CAST(round({MM_PER_KM} * 2 * {EARTH_RADIUS_KM} * asin(sqrt(
             pow(sin(radians(lat - prev_lat) / 2), 2)
             + cos(radians(prev_lat)) * cos(radians(lat)) * pow(sin(radians(lon - prev_lon) / 2), 2)
-        ))) FILTER (WHERE counts AND position_valid AND prev_valid) AS path_km,
-        coalesce(sum(step_s) FILTER (WHERE counts AND ignition), 0) AS driving_s,
-        coalesce(sum(step_s) FILTER (WHERE counts AND charging), 0) AS charging_s,
-        sum(-energy_kwh) FILTER (WHERE counts AND energy_kwh < 0) AS energy_used_kwh,
-        sum(energy_kwh) FILTER (WHERE counts AND energy_kwh > 0 AND charging)
+        ))) AS BIGINT)) FILTER (WHERE counts AND position_valid AND prev_valid)
+            / {MM_PER_KM} AS path_km,
+        coalesce(sum(step_ms) FILTER (WHERE counts AND ignition), 0) / 1000 AS driving_s,
+        coalesce(sum(step_ms) FILTER (WHERE counts AND charging), 0) / 1000 AS charging_s,
+        sum(-energy_mj) FILTER (WHERE counts AND energy_mj < 0) / {MJ_PER_KWH}
+            AS energy_used_kwh,
+        sum(energy_mj) FILTER (WHERE counts AND energy_mj > 0 AND charging) / {MJ_PER_KWH}
             AS energy_charged_kwh,
-        sum(energy_kwh) FILTER (WHERE counts AND energy_kwh > 0 AND NOT coalesce(charging, false))
-            AS energy_regen_kwh,
-        count(energy_kwh) AS energy_samples,
+        sum(energy_mj) FILTER (WHERE counts AND energy_mj > 0 AND NOT coalesce(charging, false))
+            / {MJ_PER_KWH} AS energy_regen_kwh,
+        count(energy_mj) AS energy_samples,
         arg_min(soc_pct, ts) FILTER (WHERE soc_pct IS NOT NULL) AS soc_start_pct,
         arg_max(soc_pct, ts) FILTER (WHERE soc_pct IS NOT NULL) AS soc_end_pct,
         min(soc_pct) AS soc_min_pct,

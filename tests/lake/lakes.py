@@ -37,7 +37,9 @@ def lake(*argv: str) -> int:
 def rows(path: Path) -> list[dict[str, Any]]:
     """A Parquet file's rows as dicts, in file order."""
     with duckdb.connect() as con:
-        result = con.execute("SELECT * FROM read_parquet(?)", [str(path)])
+        result = con.execute(
+            "SELECT * FROM read_parquet(?, hive_partitioning = false)", [str(path)]
+        )
         columns = [d[0] for d in result.description or []]
         return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
 

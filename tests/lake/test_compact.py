@@ -1,0 +1,148 @@
+"""``gateway lake compact``: one sorted, deduplicated Parquet file per stream and day, the same
+bytes on every run; late records merged by re-running their day."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from gateway.lake.tables import STREAMS
+from tests.lake.lakes import FIRST_DAY, history, lake, partition_file, rows
+
+NEXT_DAY = "2026-05-30"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Two days of two cars, a frame every 30 s, with faults (so notifications too)."""
+    base = tmp_path_factory.mktemp("data")
+    history(base, devices=2, days=2, frame_s=30.0, faults_per_min=0.02)
+    yield base
+
+
+def compact(data: Path, out: Path, day: str = FIRST_DAY, *more: str) -> None:
+    assert lake("compact", "--input", str(data), "--output", str(out), "--date", day, *more) == 0
+
+
+def outputs(lake_dir: Path, day: str = FIRST_DAY) -> dict[str, bytes]:
+    return {s: partition_file(lake_dir, s, day).read_bytes() for s in STREAMS}
+
+
+def test_a_day_is_one_sorted_typed_file_per_stream(data: Path, tmp_path: Path) -> None:
+    compact(data, tmp_path)
+    files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    assert files == [
+        f"stream={s}/dt={FIRST_DAY}/{s}.parquet" for s in ("notifications", "parsed", "raw")
+    ]
+    parsed = rows(partition_file(tmp_path, "parsed", FIRST_DAY))
+    keys = [(r["device_id"], r["ts"], r["id"]) for r in parsed if r["ts"] is not None]
+    assert keys == sorted(keys)
+    assert {r["ts"].date().isoformat() for r in parsed if r["ts"] is not None} == {FIRST_DAY}
+    telemetry = next(r for r in parsed if r["kind"] == "telemetry" and r["lat"] is not None)
+    assert isinstance(telemetry["soc_pct"], float) and isinstance(telemetry["ignition"], bool)
+    assert telemetry["metrics_other"] == {}
+    heartbeat = next(r for r in parsed if r["kind"] == "heartbeat")
+    assert set(heartbeat["metrics_other"]) == {"uptime_s"}  # not a known metric: kept as text
+    login = next(r for r in parsed if r["kind"] == "login")
+    assert login["attrs"] == {"firmware": '"1.4"'}
+    raw = rows(partition_file(tmp_path, "raw", FIRST_DAY))
+    assert all(isinstance(r["payload"], bytes) and r["payload"][:2] == b"EV" for r in raw)
+    with duckdb.connect() as con:
+        meta = con.execute(
+            "SELECT key::VARCHAR, value::VARCHAR FROM parquet_kv_metadata(?)",
+            [str(partition_file(tmp_path, "parsed", FIRST_DAY))],
+        ).fetchall()
+        codec = con.execute(
+            "SELECT DISTINCT compression FROM parquet_metadata(?)",
+            [str(partition_file(tmp_path, "parsed", FIRST_DAY))],
+        ).fetchall()
+    assert dict(meta) == {"schema_version": "ev.parsed/1", "day": FIRST_DAY}
+    assert codec == [("ZSTD",)]
+
+
+def test_rerunning_a_day_changes_nothing(data: Path, tmp_path: Path) -> None:
+    compact(data, tmp_path)
+    first = outputs(tmp_path)
+    compact(data, tmp_path)
+    assert outputs(tmp_path) == first
+    assert not [p for p in tmp_path.rglob(".*") if p.is_file()]  # no staged file left behind
+
+
+def test_duplicates_injected_into_the_input_vanish(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    compact(data, tmp_path / "clean")
+    capsys.readouterr()
+    dirty = tmp_path / "dirty"
+    shutil.copytree(data, dirty)
+    injected = {}
+    for stream in STREAMS:
+        (source,) = (dirty / stream).glob(f"*{FIRST_DAY.replace('-', '')}*")
+        lines = source.read_bytes().splitlines(keepends=True)
+        again = lines[::3]
+        injected[stream] = len(again)
+        # Resent and redelivered: some again in the same file, the rest in a later one.
+        with source.open("ab") as f:
+            f.writelines(again[:10])
+        later = dirty / stream / f"{stream}-{FIRST_DAY.replace('-', '')}T120000Z-7-0001.jsonl"
+        later.write_bytes(b"".join(again[10:]))
+    compact(dirty, tmp_path / "deduplicated")
+    summary = json.loads(capsys.readouterr().out)
+    assert outputs(tmp_path / "deduplicated") == outputs(tmp_path / "clean")
+    assert {s: summary["streams"][s]["duplicates"] for s in STREAMS} == injected
+
+
+def test_late_records_are_merged_by_rerunning_their_day(data: Path, tmp_path: Path) -> None:
+    compact(data, tmp_path / "complete")
+    complete = outputs(tmp_path / "complete")
+    late = tmp_path / "late"
+    shutil.copytree(data, late)
+    (source,) = (late / "parsed").glob("*20260529T*")
+    lines = source.read_bytes().splitlines(keepends=True)
+    source.write_bytes(b"".join(lines[:-500]))  # the day as first compacted: a backlog missing
+    compact(late, tmp_path / "late-lake")
+    assert (
+        len(rows(partition_file(tmp_path / "late-lake", "parsed", FIRST_DAY))) == len(lines) - 500
+    )
+    # The device's backlog arrives two days later, in a file of that day.
+    (late / "parsed" / "parsed-20260531T080000Z-9-0001.jsonl").write_bytes(b"".join(lines[-500:]))
+    compact(late, tmp_path / "late-lake")
+    assert outputs(tmp_path / "late-lake")["parsed"] == complete["parsed"]
+
+
+def test_a_torn_last_line_and_other_days_records_are_left_out(data: Path, tmp_path: Path) -> None:
+    compact(data, tmp_path / "clean")
+    torn = tmp_path / "torn"
+    shutil.copytree(data, torn)
+    (source,) = (torn / "parsed").glob("*20260529T*")
+    with source.open("ab") as f:
+        f.write(b'{"schema":"ev.parsed/1","id":"01')  # a crash mid-write
+    # The next day's file holds that day's records only: none of them is the first day's.
+    compact(torn, tmp_path / "torn-lake")
+    assert outputs(tmp_path / "torn-lake") == outputs(tmp_path / "clean")
+    compact(torn, tmp_path / "torn-lake", NEXT_DAY)
+    next_day = rows(partition_file(tmp_path / "torn-lake", "parsed", NEXT_DAY))
+    assert next_day and {r["ts"].date().isoformat() for r in next_day if r["ts"]} == {NEXT_DAY}
+
+
+def test_a_day_without_records_is_an_empty_file_of_the_same_columns(
+    data: Path, tmp_path: Path
+) -> None:
+    compact(data, tmp_path, "2026-06-10")
+    compact(data, tmp_path)
+    with duckdb.connect() as con:
+        for stream in STREAMS:
+            empty, full = (
+                con.execute(
+                    "SELECT name, type FROM parquet_schema(?)",
+                    [str(partition_file(tmp_path, stream, day))],
+                ).fetchall()
+                for day in ("2026-06-10", FIRST_DAY)
+            )
+            assert empty == full
+            assert rows(partition_file(tmp_path, stream, "2026-06-10")) == []

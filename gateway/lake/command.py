@@ -27,7 +27,6 @@ from gateway.lake.tables import DAILY, NOTIFICATIONS, PARSED, STREAMS, TABLES, f
 
 EXIT_USAGE = 2
 EXIT_IO = 74  # sysexits' EX_IOERR
-DEFAULT_LATE_DAYS = 2
 
 
 def _day(text: str) -> date:
@@ -81,10 +80,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--late-days",
         type=int,
-        default=DEFAULT_LATE_DAYS,
         metavar="N",
-        help="read files dated up to N days after the day, for late records "
-        f"(default {DEFAULT_LATE_DAYS})",
+        help="read only files dated up to N days after the day (default: every later file: "
+        "late backlogs and replays of old raw records are written in files named when written)",
     )
     c.add_argument("--threads", type=int, metavar="N", help="engine threads (default: cores)")
     _s3_flags(c)

@@ -47,10 +47,11 @@ class S3Options:
     region: str | None = None
 
 
-def relevant(name: str, day: date, late_days: int) -> bool:
+def relevant(name: str, day: date, late_days: int | None) -> bool:
     """Whether a file may hold records of ``day``: one whose name dates it from the day before
-    (a file opened before midnight) to ``late_days`` after (late arrivals); one whose name has
-    no date may hold anything."""
+    (a file opened before midnight) on — a late backlog, or a replay of old raw records, lands
+    in files named when it was written — or up to ``late_days`` after the day when given; one
+    whose name has no date may hold anything."""
     match = _NAME_DATE.search(name)
     if match is None:
         return True
@@ -58,7 +59,9 @@ def relevant(name: str, day: date, late_days: int) -> bool:
         named = date(int(match[1]), int(match[2]), int(match[3]))
     except ValueError:
         return True
-    return day - timedelta(days=1) <= named <= day + timedelta(days=late_days)
+    if named < day - timedelta(days=1):
+        return False
+    return late_days is None or named <= day + timedelta(days=late_days)
 
 
 class Location:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import duckdb
 import pytest
 
+from gateway.lake.store import relevant
 from gateway.lake.tables import STREAMS
 from tests.lake.lakes import FIRST_DAY, history, lake, partition_file, rows
 
@@ -146,3 +148,22 @@ def test_a_day_without_records_is_an_empty_file_of_the_same_columns(
             )
             assert empty == full
             assert rows(partition_file(tmp_path, stream, "2026-06-10")) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "late_days", "read"),
+    [
+        ("parsed-20260528T230000Z-1-0001.jsonl", None, True),  # opened before midnight
+        ("parsed-20260527T230000Z-1-0001.jsonl", None, False),  # rotated before the day began
+        ("parsed-20261207T042850Z-9-0001.jsonl", None, True),  # a replay written months later
+        ("parsed-20261207T042850Z-9-0001.jsonl", 2, False),
+        ("parsed-20260531T080000Z-9-0001.jsonl", 2, True),
+        ("2026/05/29/00/ev-parsed-1-2026-05-29-00-00-00-abc", None, True),  # Firehose
+        ("2026/05/20/00/ev-parsed-1-2026-05-20-00-00-00-abc", None, False),
+        ("backfill.jsonl.gz", 0, True),  # no date in the name: may hold anything
+    ],
+)
+def test_files_are_chosen_by_the_date_in_their_name(
+    name: str, late_days: int | None, read: bool
+) -> None:
+    assert relevant(name, date(2026, 5, 29), late_days) is read

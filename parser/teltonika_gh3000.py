@@ -9,6 +9,7 @@ cell id, 6 signal quality, 7 operator code). IO groups are a count, then (1-byte
 
 from __future__ import annotations
 
+import math
 import struct
 
 from parser.errors import DecodeError
@@ -70,11 +71,15 @@ def _record(data: bytes, pos: int) -> tuple[Reading, int]:
                 pos += 1 + size
     position = None
     if "lat" in fields:
+        lat, lon = fields["lat"], fields["lon"]
+        # IEEE floats can hold NaN and infinities, which no fix is (and JSON cannot carry).
+        if not (math.isfinite(lat) and math.isfinite(lon) and abs(lat) <= 90 and abs(lon) <= 180):
+            raise DecodeError("bad_position", f"codec 7 coordinates out of range: {lat}, {lon}")
         angle = fields.get("angle")
         sats = fields.get("satellites")
         position = Position(
-            lat=round(fields["lat"], 7),
-            lon=round(fields["lon"], 7),
+            lat=round(lat, 7),
+            lon=round(lon, 7),
             alt_m=fields.get("alt_m"),
             speed_kmh=fields.get("speed_kmh"),
             heading_deg=None if angle is None else angle * 360 / 256,

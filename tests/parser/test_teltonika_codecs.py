@@ -9,6 +9,7 @@ Codec 12, Codec 13) and the "GH3000 Data Protocol" v1.08 (Codec 7), not from any
 
 from __future__ import annotations
 
+import math
 import struct
 
 import pytest
@@ -243,6 +244,28 @@ def test_captures_three_ways_after_login(trailing: bytes) -> None:
 def test_mutated_bodies_with_a_valid_crc_decode_or_report(
     capture: bytes, at: int, value: int
 ) -> None:
+    check_mutated(capture, at, value)
+
+
+def test_codec_7_coordinates_that_are_not_numbers_are_a_decode_error() -> None:
+    """Found by the property above: a mutated longitude float became NaN (which never equals
+    itself, nor a fix); such a record is a decode error, not a position."""
+
+    def record(lat: float, lon: float) -> bytes:
+        # Time word, global mask (GPS element only), GPS mask (bit 0: latitude and longitude).
+        return bytes.fromhex("1450aa140101") + struct.pack(">ff", lat, lon)
+
+    def body(lat: float, lon: float) -> bytes:
+        return b"\x07\x01" + record(lat, lon) + b"\x01"
+
+    [good] = feed_whole(CODEC, packet(body(18.52, 73.85)))
+    assert isinstance(good, Frame) and good.error_code is None
+    for lat, lon in [(18.52, math.nan), (math.inf, 73.85), (91.0, 73.85), (18.52, -180.5)]:
+        [event] = feed_whole(CODEC, packet(body(lat, lon)))
+        assert isinstance(event, Frame) and event.error_code == "bad_position"
+
+
+def check_mutated(capture: bytes, at: int, value: int) -> None:
     data = bytearray(capture[8:-4])
     data[at % len(data)] = value
     frame = packet(bytes(data))

@@ -56,11 +56,11 @@ $(NODE_STAMP): package.json package-lock.json
 # The gateway on its local default (config/local.toml) with a 1,000-device simulated fleet.
 # Only what the demo runs: the runtime packages, no test tools, npm or Debian packages.
 demo: $(RUN_STAMP)
-	$(BIN)/python -m gateway.demo
+	$(BIN)/python -m gateway.cli.demo
 
 # The same fleet into Kinesis streams on a local kinesalite (config/kinesis-local.toml), tailed.
 demo-kinesis: $(RUN_STAMP) $(NODE_STAMP)
-	$(BIN)/python -m gateway.demo --kinesis
+	$(BIN)/python -m gateway.cli.demo --kinesis
 
 # The container image (needs a Docker engine; these build machines have none).
 image:

@@ -23,7 +23,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.registry import CodecRegistry
+from gateway.pipeline.registry import CodecRegistry
 from parser.codec import Codec
 from parser.events import Frame
 from parser.records import (

@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/kinesis.py [--seconds 3] [--runs 3]``.
 
-The sink (``gateway.kinesis.KinesisSink``, aiobotocore, signing, JSON, base64 — everything but
+The sink (``gateway.sinks.kinesis.KinesisSink``, aiobotocore, signing, JSON, base64 — everything but
 the network) runs on CPU 0; a stub Kinesis endpoint on CPU 1 answers every PutRecords with
 success at once, so the gateway, not an emulator, is measured. Rows: user records/s per core
 and CPU µs per user record with aggregation on and off, PUT payload units per 1,000 user records.
@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 from decode import measure  # noqa: E402
 from kinesis_agg import aggregate_with_library, user_records  # noqa: E402
 
-from gateway.kinesis import KinesisSink  # noqa: E402
 from gateway.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings  # noqa: E402
+from gateway.sinks.kinesis import KinesisSink  # noqa: E402
 
 STUB = """
 import asyncio, json, sys

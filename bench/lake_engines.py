@@ -39,7 +39,7 @@ BOOLS = ("ignition", "charging", "fast_charge")
 def fleet_day(directory: Path, devices: int) -> Path:
     """One simulated day of ``devices`` EVB1 cars; the parsed file's path."""
     from gateway.fleet.history import FleetHistory, HistoryConfig  # noqa: PLC0415
-    from gateway.registry import CodecRegistry, default_layout_dirs  # noqa: PLC0415
+    from gateway.pipeline.registry import CodecRegistry, default_layout_dirs  # noqa: PLC0415
 
     registry = CodecRegistry.load(default_layout_dirs())
     FleetHistory(HistoryConfig(devices, DAY_START, 1), registry.create, None).run(directory)

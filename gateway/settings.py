@@ -24,9 +24,9 @@ from pydantic_settings import (
 )
 
 from gateway.bridge.settings import BridgeSettings
-from gateway.mqtt.settings import JsonCodecSettings, MqttListenerSettings
+from gateway.common.settings_base import AckPolicy, ConfigError, Section, TlsSettings
 from gateway.notify.settings import NotificationSettings
-from gateway.settings_base import AckPolicy, ConfigError, Section, TlsSettings
+from gateway.transport.mqtt.settings import JsonCodecSettings, MqttListenerSettings
 from parser.ais140 import Ais140Variant
 from parser.gt06_packets import VARIANTS as GT06_VARIANTS
 from parser.proxy_protocol import AllowList, trusted_proxies
@@ -231,7 +231,7 @@ class Settings(BaseSettings):
     )
 
     listeners: list[ListenerSettings] = Field(default_factory=_default_listeners)
-    # MQTT device listeners (gateway/mqtt/settings.py); none by default.
+    # MQTT device listeners (gateway/transport/mqtt/settings.py); none by default.
     mqtt_listeners: list[MqttListenerSettings] = []
     # Named JSON field mappings: each is a codec of that name that MQTT routes can use.
     json_codecs: dict[str, JsonCodecSettings] = {}

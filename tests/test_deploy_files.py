@@ -35,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SYSTEMD = ROOT / "systemd"
 INSTALLED_GATEWAY = "/opt/ev-gateway/.venv/bin/gateway"
 GATEWAY_TOML = "/etc/ev-gateway/gateway.toml"
-# Read by gateway/workers.py, not a setting: the instance number of `run --workers` or ev-gateway@.
+# Read by gateway/ops/workers.py, not a setting: the instance number of `run --workers` or
+# ev-gateway@.
 NON_SETTINGS_VARIABLES = {"GATEWAY_WORKER"}
 
 # --- systemd units --------------------------------------------------------------------------------
@@ -366,7 +367,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         "gateway/__pycache__",
     ):
         assert dockerignore_excludes(path), path
-    assert not dockerignore_excludes("gateway/server.py")
+    assert not dockerignore_excludes("gateway/ops/server.py")
 
 
 def test_codec_layouts_are_installed_with_the_wheel() -> None:

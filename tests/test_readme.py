@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import demo
+from gateway.cli import demo
 
 ROOT = Path(__file__).resolve().parents[1]
 GATEWAY = str(Path(sys.executable).with_name("gateway"))

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gateway.bridge.service import Bridge
-from gateway.metrics import _histogram
+from gateway.ops.metrics import _histogram
 
 
 class BridgeCollector(Collector):

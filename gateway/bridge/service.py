@@ -24,10 +24,10 @@ from gateway.bridge.routes import MqttRoute, PipelineRoute, Route
 from gateway.bridge.settings import PIPELINE, BridgeSettings, ClientTlsSettings
 from gateway.bridge.source import SourceSession
 from gateway.bridge.stats import RouteStats
-from gateway.flow_control import FlowControl
-from gateway.pipeline import Pipeline
-from gateway.registry import CodecRegistry, UnknownCodecError
-from gateway.settings_base import ConfigError
+from gateway.common.settings_base import ConfigError
+from gateway.pipeline.accept import Pipeline
+from gateway.pipeline.registry import CodecRegistry, UnknownCodecError
+from gateway.transport.flow_control import FlowControl
 
 log = structlog.get_logger("gateway.bridge")
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from gateway.settings_base import AckPolicy, Section, missing_file_allowed
+from gateway.common.settings_base import AckPolicy, Section, missing_file_allowed
 from parser.topics import TopicError, TopicTemplate, validate_filter
 
 PIPELINE = "pipeline"

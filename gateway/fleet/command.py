@@ -38,7 +38,7 @@ class UsageError(ValueError):
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``simulate`` arguments (the command itself is registered by ``gateway.cli``).
+    """The ``simulate`` arguments (the command itself is registered by ``gateway.cli.main``).
     Values are checked by :func:`run` (one-line errors)."""
     p.description = __doc__.splitlines()[0] if __doc__ else None
     p.add_argument(

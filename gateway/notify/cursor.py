@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from gateway.disk import fsync_dir
+from gateway.common.disk import fsync_dir
 from gateway.notify.journal import Position
 from gateway.notify.queue import Outgoing
 

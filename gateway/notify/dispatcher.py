@@ -36,15 +36,15 @@ from pathlib import Path
 import msgspec
 import structlog
 
-from gateway.local_sink import RotatingFile
 from gateway.notify.cursor import CursorFile, SettledPrefix
 from gateway.notify.journal import Journal, Position, age_s
 from gateway.notify.metrics import NotifyStats
 from gateway.notify.queue import Dead, Outcome, Outgoing, Target, TargetQueue, Verdict
 from gateway.notify.settings import RetrySettings
+from gateway.pipeline.tickets import Ticket
 from gateway.settings import LocalSinkSettings
-from gateway.sink import SinkError
-from gateway.tickets import Ticket
+from gateway.sinks.base import SinkError
+from gateway.sinks.local import RotatingFile
 from parser.records import iso_ms
 from parser.rules import Notification
 

@@ -1,7 +1,7 @@
 """``notifications/`` read back at start: its files in the order they were written, where it ends,
 and the notifications after a target's position (what a crash left unsettled).
 
-The local sink (gateway/local_sink.py) names a file ``notifications-<UTC start>-<pid>-<n>.jsonl``.
+The local sink (gateway/sinks/local.py) names a file ``notifications-<UTC start>-<pid>-<n>.jsonl``.
 Files are ordered by start second, then pid and serial as numbers: compared as text, pid 999
 would follow pid 1000 and serial 10000 would come before 9999. A restart that gets the same pid
 in the same second takes the next free serial, so its files still sort after the old ones.

@@ -14,8 +14,8 @@ from typing import Any
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.metrics import _histogram
-from gateway.stats import Histogram
+from gateway.common.stats import Histogram
+from gateway.ops.metrics import _histogram
 from parser.rules import Notification
 
 MAX_CODE_LABELS = 200

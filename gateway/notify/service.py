@@ -9,14 +9,14 @@ from collections.abc import Callable
 
 import structlog
 
-from gateway.kinesis import KinesisSink
-from gateway.local_sink import LocalSink
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.metrics import NotificationCollector
 from gateway.notify.queue import Target
 from gateway.notify.settings import NotificationSettings
 from gateway.notify.targets import KinesisTarget, SnsTarget, TargetSetupError, WebhookTarget
 from gateway.settings import ConfigError
+from gateway.sinks.kinesis import KinesisSink
+from gateway.sinks.local import LocalSink
 from parser.rules import NotificationEngine
 
 log = structlog.get_logger("gateway.notify")

@@ -14,7 +14,7 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 
-from gateway.settings_base import Section
+from gateway.common.settings_base import Section
 from parser.rules import NotificationEngine, Severity, parse_rules
 
 # The customer's conditions (shared/protocols/evb1.md, "Notifications"): cells at 60 °C for

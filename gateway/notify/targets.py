@@ -19,9 +19,9 @@ import aiohttp
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
-from gateway.kinesis import KinesisSink
 from gateway.notify.queue import ACCEPTED, Outcome, Outgoing, Verdict
 from gateway.notify.settings import SnsTargetSettings, WebhookTargetSettings
+from gateway.sinks.kinesis import KinesisSink
 from parser.kpl import MAX_PARTITION_KEY_CHARS
 
 # Worth sending again: the receiver is overloaded or restarting (RFC 9110 15.5.9, 15.6;

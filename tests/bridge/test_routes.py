@@ -9,7 +9,7 @@ from gateway.bridge.routes import PipelineRoute
 from gateway.bridge.settings import RouteSettings
 from gateway.bridge.stats import RouteStats
 from gateway.bridge.window import InFlightWindow
-from gateway.pipeline import FrameSource, Pipeline
+from gateway.pipeline.accept import FrameSource, Pipeline
 from parser.events import Frame
 from parser.records import Reading
 from tests.parser.streams import layout_codec

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.accumulator import Accumulator
-from gateway.tickets import Ticket
+from gateway.pipeline.accumulator import Accumulator
+from gateway.pipeline.tickets import Ticket
 
 
 def test_linger_makes_a_batch_due() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from gateway.schema import documents
+from gateway.cli.schema import documents
 from tests.parser.streams import load_vectors
 
 GATEWAY = Path(sys.executable).with_name("gateway")
@@ -198,7 +198,7 @@ def test_quick_commands_do_not_import_the_aws_stack(argv: list[str]) -> None:
     # aiobotocore, botocore, aiohttp and pydantic took ~0.6 s to import; these commands use none.
     probe = (
         "import sys\n"
-        "from gateway import cli\n"
+        "from gateway.cli import main as cli\n"
         "try:\n"
         "    status = cli.main(sys.argv[1:])\n"
         "except SystemExit as exc:\n"

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.demo import NO_ACK_NOTE, table
+from gateway.cli.demo import NO_ACK_NOTE, table
 
 CODECS = ("teltonika", "gt06", "ais140", "evb1")
 
@@ -27,7 +27,7 @@ def config(tmp_path: Path, ports: dict[str, int]) -> Path:
 
 def demo(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.demo", *args],
+        [sys.executable, "-m", "gateway.cli.demo", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -17,13 +17,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.flow_control import FlowControl
-from gateway.pipeline import Pipeline
-from gateway.registry import CodecRegistry
-from gateway.reply_order import ReplyOrder
+from gateway.common.stats import SinkStats
+from gateway.pipeline.accept import Pipeline
+from gateway.pipeline.registry import CodecRegistry
 from gateway.settings import ListenerSettings, PipelineSettings
-from gateway.stats import SinkStats
-from gateway.tcp import Listener
+from gateway.transport.flow_control import FlowControl
+from gateway.transport.reply_order import ReplyOrder
+from gateway.transport.tcp import Listener
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess, read_records
 from tests.parser.streams import evb1_ack, evb1_frame, evb1_heartbeat, evb1_login

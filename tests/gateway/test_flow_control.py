@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.flow_control import FlowControl
+from gateway.transport.flow_control import FlowControl
 
 
 class FakeReader:

@@ -15,7 +15,7 @@ from pathlib import Path
 from parser.mqtt.packets import PubAck
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess
-from tests.gateway.mqtt.client import MqttTestClient, start_gateway
+from tests.gateway.transport.mqtt.client import MqttTestClient, start_gateway
 from tests.parser.streams import evb1_ack, evb1_heartbeat, evb1_login
 
 IMEI = "356307042441013"

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.local_sink import LocalSink, RotatingFile
 from gateway.notify.journal import Journal
 from gateway.notify.queue import Outcome, Verdict
 from gateway.settings import LocalSinkSettings
-from gateway.sink import SinkError
+from gateway.sinks.base import SinkError
+from gateway.sinks.local import LocalSink, RotatingFile
 from tests.gateway.disks import fill, mounted_tmpfs, torn_lines
 from tests.notify.test_dispatcher import ScriptedTarget, dead_letters, dispatcher, submit, until
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.mqtt.settings import JsonCodecSettings, json_codec_factories
-from gateway.registry import CodecRegistry, UnknownCodecError
+from gateway.pipeline.registry import CodecRegistry, UnknownCodecError
+from gateway.transport.mqtt.settings import JsonCodecSettings, json_codec_factories
 from parser.layout_codec import LayoutCodec
 from tests.parser.test_layout import ACME2, check_acme
 

@@ -12,8 +12,8 @@ import zlib
 
 import pytest
 
-from gateway import replay_inputs
-from gateway.replay_inputs import DamagedGzip, ReplayInputs, line_blocks
+from gateway.history import replay_inputs
+from gateway.history.replay_inputs import DamagedGzip, ReplayInputs, line_blocks
 from parser.records import RawRecord
 from tests.parser.streams import layout_codec
 

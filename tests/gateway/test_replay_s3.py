@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cli, replay_inputs
+from gateway.cli import main as cli
+from gateway.history import replay_inputs
 from tests import s3server
 from tests.gateway import test_replay
 from tests.gateway.gatewayproc import read_records

@@ -248,7 +248,7 @@ def test_backpressure_pauses_readers_and_recovers(tmp_path: Path) -> None:
         time.sleep(1.0)  # readers stay paused while the sink is stalled
         assert gw.metric("gateway_paused") == 1
         buffered = gw.metric("gateway_buffered_bytes")
-        # Over the high watermark by at most one read slice's records (gateway/tcp.py).
+        # Over the high watermark by at most one read slice's records (gateway/transport/tcp.py).
         assert 524288 <= buffered < 524288 + 256 * 1024
         rss_kb = int(Path(f"/proc/{gw.proc.pid}/status").read_text().split("VmRSS:")[1].split()[0])
         assert rss_kb < 200 * 1024

@@ -14,8 +14,8 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from gateway import systemd_notify
-from gateway.systemd_notify import Notifier
+from gateway.ops import systemd_notify
+from gateway.ops.systemd_notify import Notifier
 
 LogEntries = list[MutableMapping[str, Any]]
 

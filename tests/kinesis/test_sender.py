@@ -12,8 +12,8 @@ import pytest
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
-from gateway.kinesis import STALL_FORGOTTEN_AFTER_S, KinesisSink
 from gateway.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings
+from gateway.sinks.kinesis import STALL_FORGOTTEN_AFTER_S, KinesisSink
 
 pytestmark = pytest.mark.asyncio
 

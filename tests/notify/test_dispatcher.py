@@ -16,8 +16,8 @@ import pytest
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.queue import ACCEPTED, Outcome, Outgoing, Verdict
 from gateway.notify.settings import RetrySettings
+from gateway.pipeline.tickets import Ticket
 from gateway.settings import LocalSinkSettings
-from gateway.tickets import Ticket
 from tests.notify.notes import notification
 
 FAST = RetrySettings(first_s=0.001, max_s=0.002, max_attempts=3)

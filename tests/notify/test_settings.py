@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import cli
+from gateway.cli import main as cli
 from gateway.settings import ConfigError, load_settings
 
 SECRET = "s3cret-s3cret-s3cret"

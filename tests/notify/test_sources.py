@@ -6,7 +6,7 @@ from __future__ import annotations
 from gateway.fleet import encoders as enc
 from gateway.fleet.model import Fault, FaultKind, Severity, Subsystem
 from gateway.notify.settings import NotificationSettings, TeltonikaEventSettings
-from gateway.registry import CodecRegistry, default_layout_dirs
+from gateway.pipeline.registry import CodecRegistry, default_layout_dirs
 from parser.records import RAW_SCHEMA, RawRecord
 from parser.rules import Notification, evaluate_frame
 from tests.gateway.fleet.states import IMEI, STATES

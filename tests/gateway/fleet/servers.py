@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import cast
 
-from gateway.registry import CodecRegistry
+from gateway.pipeline.registry import CodecRegistry
 from parser.events import Frame, Login, Reject
 
 REGISTRY = CodecRegistry.load()

@@ -10,7 +10,7 @@ import pytest
 from gateway.fleet import encoders as enc
 from gateway.fleet.model import CELLS, Fault, FaultKind, Severity, Subsystem, Vehicle, VehicleState
 from gateway.fleet.replies import Evb1AckReader, Gt06ReplyReader, TeltonikaAckReader
-from gateway.registry import CodecRegistry
+from gateway.pipeline.registry import CodecRegistry
 from parser.codec import Codec
 from parser.events import Event, Frame, Login
 from parser.records import Reading

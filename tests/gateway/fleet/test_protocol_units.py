@@ -12,7 +12,7 @@ from gateway.fleet.model import Vehicle
 from gateway.fleet.protocol_units import UNITS, Gt06Unit
 from gateway.fleet.stats import CodecStats
 from gateway.fleet.unit import DeviceUnit, UnitSettings
-from gateway.registry import CodecRegistry
+from gateway.pipeline.registry import CodecRegistry
 from parser.events import Frame, Login, Reject
 from tests.gateway.fleet.states import IMEI, T0
 

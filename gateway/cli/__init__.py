@@ -1,0 +1,1 @@
+"""Command-line interface: argument parsing and one module per subcommand's glue."""

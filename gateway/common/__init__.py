@@ -1,0 +1,1 @@
+"""Infrastructure shared by every layer: settings base, disk helpers, counters."""

@@ -1,0 +1,1 @@
+"""Reading records back: replay, its inputs, the raw-stream consumer, Kinesis tail."""

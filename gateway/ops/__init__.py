@@ -1,0 +1,1 @@
+"""Running the gateway: lifecycle, workers, systemd, health, logs and metrics."""

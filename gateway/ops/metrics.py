@@ -1,0 +1,207 @@
+"""Prometheus exposition of the plain counters in ``gateway.common.stats``.
+
+One registry per process (passed in, no module global), names ``gateway_<thing>_<unit>`` with
+``_total`` counters, labels of bounded cardinality only (codec, transport, stream, reason —
+never a device id). The HTTP endpoint runs on prometheus-client's own thread; it only reads ints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
+
+from gateway.common.stats import Histogram, ListenerStats, SinkStats
+from gateway.sinks.kinesis import KinesisSink
+from gateway.transport.flow_control import FlowControl
+
+
+def _histogram(family: HistogramMetricFamily, labels: list[str], h: Histogram) -> None:
+    cumulative, buckets = 0, []
+    for bound, count in zip((*h.buckets, float("inf")), h.counts, strict=True):
+        cumulative += count
+        buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
+    family.add_metric(labels, buckets, h.sum)
+
+
+class GatewayCollector(Collector):
+    def __init__(
+        self,
+        listeners: Callable[[], Iterable[ListenerStats]],
+        sinks: Iterable[SinkStats],
+        flow: FlowControl,
+    ) -> None:
+        self._listeners = listeners
+        self._sinks = list(sinks)
+        self._flow = flow
+
+    def collect(self) -> Iterator[Any]:
+        lab = ["codec", "transport"]
+        conns_open = GaugeMetricFamily(
+            "gateway_connections_open", "Open device connections", labels=lab
+        )
+        conns = CounterMetricFamily(
+            "gateway_connections", "Device connections accepted", labels=lab
+        )
+        refused = CounterMetricFamily(
+            "gateway_connections_closed_by_gateway",
+            "Connections the gateway refused or closed, by reason",
+            labels=[*lab, "reason"],
+        )
+        frames = CounterMetricFamily("gateway_frames", "Frames received", labels=lab)
+        records = CounterMetricFamily("gateway_records", "Parsed records produced", labels=lab)
+        bytes_in = CounterMetricFamily(
+            "gateway_received_bytes", "Bytes received from devices", labels=lab
+        )
+        decode = CounterMetricFamily(
+            "gateway_decode_errors",
+            "Frames kept raw that did not decode, by reason",
+            labels=[*lab, "reason"],
+        )
+        rejects = CounterMetricFamily(
+            "gateway_rejects",
+            "Bytes or frames rejected by the codec, by reason",
+            labels=[*lab, "reason"],
+        )
+        acks = CounterMetricFamily("gateway_acks", "Replies sent to devices", labels=lab)
+        ack_latency = HistogramMetricFamily(
+            "gateway_ack_latency_seconds", "Frame arrival to its ACK being written", labels=lab
+        )
+        for s in self._listeners():
+            labels = [s.codec, s.transport]
+            conns_open.add_metric(labels, s.connections_open)
+            conns.add_metric(labels, s.connections_total)
+            frames.add_metric(labels, s.frames)
+            records.add_metric(labels, s.records)
+            bytes_in.add_metric(labels, s.bytes_in)
+            acks.add_metric(labels, s.acks)
+            _histogram(ack_latency, labels, s.ack_latency)
+            for family, counter in (
+                (refused, s.refused),
+                (decode, s.decode_errors),
+                (rejects, s.rejects),
+            ):
+                for reason, n in counter.items():
+                    family.add_metric([*labels, reason], n)
+        yield from (
+            conns_open,
+            conns,
+            refused,
+            frames,
+            records,
+            bytes_in,
+            decode,
+            rejects,
+            acks,
+            ack_latency,
+        )
+
+        yield GaugeMetricFamily(
+            "gateway_buffered_bytes",
+            "Bytes accepted and not yet written",
+            value=self._flow.buffered_bytes,
+        )
+        yield GaugeMetricFamily(
+            "gateway_paused",
+            "1 while every reader is paused (memory budget full)",
+            value=int(self._flow.paused),
+        )
+        yield CounterMetricFamily(
+            "gateway_paused_seconds",
+            "Time spent with readers paused",
+            value=self._flow.paused_seconds,
+        )
+        lab = ["stream"]
+        batches = CounterMetricFamily("gateway_sink_batches", "Batches written", labels=lab)
+        sink_records = CounterMetricFamily("gateway_sink_records", "Records written", labels=lab)
+        sink_bytes = CounterMetricFamily("gateway_sink_bytes", "Bytes written", labels=lab)
+        errors = CounterMetricFamily(
+            "gateway_sink_errors", "Failed batch writes (retried)", labels=lab
+        )
+        dead = CounterMetricFamily(
+            "gateway_sink_dead_letters",
+            "Records given up on and dead-lettered (their frames were not ACKed)",
+            labels=lab,
+        )
+        latency = HistogramMetricFamily(
+            "gateway_sink_write_seconds", "Batch write latency", labels=lab
+        )
+        for sink in self._sinks:
+            batches.add_metric([sink.stream], sink.batches)
+            sink_records.add_metric([sink.stream], sink.records)
+            sink_bytes.add_metric([sink.stream], sink.bytes)
+            errors.add_metric([sink.stream], sink.errors)
+            dead.add_metric([sink.stream], sink.dead_letters)
+            _histogram(latency, [sink.stream], sink.write_latency)
+        yield from (batches, sink_records, sink_bytes, errors, dead, latency)
+
+
+def serve_metrics(
+    registry: CollectorRegistry, host: str, port: int
+) -> tuple[str, int, Callable[[], None]]:
+    """Start the HTTP endpoint; returns the bound address and a function that stops it."""
+    server, thread = start_http_server(port, host, registry=registry)
+    bound_host, bound_port = server.server_address[:2]
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return str(bound_host), int(bound_port), stop
+
+
+class KinesisCollector(Collector):
+    """The Kinesis sink's counters, by record class (``stream`` label: raw, parsed …)."""
+
+    def __init__(self, sink: KinesisSink) -> None:
+        self._sink = sink
+
+    def collect(self) -> Iterator[Any]:
+        lab = ["stream"]
+
+        def counter(name: str, doc: str, extra: list[str] | None = None) -> CounterMetricFamily:
+            return CounterMetricFamily(
+                f"gateway_kinesis_{name}", doc, labels=[*lab, *(extra or [])]
+            )
+
+        calls = counter("put_records_calls", "PutRecords calls")
+        users = counter("user_records", "User records delivered (a sequence number returned)")
+        records = counter("records", "Kinesis records delivered (aggregates or plain records)")
+        sent_bytes = counter("bytes", "Bytes delivered (data and partition keys)")
+        units = counter("put_payload_units", "PUT payload units (25 KB chunks) delivered")
+        failed = counter(
+            "failed_entries", "PutRecords entries that failed, by error code", ["code"]
+        )
+        retries = counter("retries", "Entries resubmitted after a retriable failure")
+        dead = counter("dead_letters", "User records dead-lettered (their frames were not ACKed)")
+        throttles = counter("throttles", "Throttling responses by shard", ["shard"])
+        errors = counter("request_errors", "Whole PutRecords calls that failed, by code", ["code"])
+        latency = HistogramMetricFamily(
+            "gateway_kinesis_put_records_seconds", "PutRecords latency", labels=lab
+        )
+        for cls, st in self._sink.stats.items():
+            calls.add_metric([cls], st.put_calls)
+            users.add_metric([cls], st.user_records)
+            records.add_metric([cls], st.kinesis_records)
+            sent_bytes.add_metric([cls], st.bytes)
+            units.add_metric([cls], st.payload_units)
+            retries.add_metric([cls], st.retries)
+            dead.add_metric([cls], st.dead_letters)
+            for code, n in st.failed_entries.items():
+                failed.add_metric([cls, code], n)
+            for shard, n in st.throttles.items():
+                throttles.add_metric([cls, shard], n)
+            for code, n in st.request_errors.items():
+                errors.add_metric([cls, code], n)
+            _histogram(latency, [cls], st.put_latency)
+        yield from (calls, users, records, sent_bytes, units, failed, retries, dead, throttles)
+        yield from (errors, latency)
+        yield CounterMetricFamily(
+            "gateway_kinesis_shard_map_refreshes",
+            "ListShards refreshes of the shard maps",
+            value=self._sink.shard_map_refreshes,
+        )

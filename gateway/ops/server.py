@@ -1,0 +1,375 @@
+"""``gateway run``: the server's lifecycle (uvicorn's shape: startup → main loop → shutdown).
+
+Startup opens the sink before the listeners; shutdown goes in reverse: stop accepting, stop
+reading, flush everything accepted and send the ACKs owed, close connections, close the sink —
+within ``shutdown_timeout_s``. Signal handlers only set flags; a second signal forces the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+
+import structlog
+import uvloop
+from prometheus_client import CollectorRegistry
+
+from gateway.bridge.metrics import BridgeCollector
+from gateway.bridge.service import Bridge
+from gateway.common.stats import SinkStats
+from gateway.notify.service import Notifications
+from gateway.ops.health import HealthServer
+from gateway.ops.metrics import GatewayCollector, KinesisCollector, serve_metrics
+from gateway.ops.systemd_notify import Notifier
+from gateway.ops.workers import WorkerCollector, worker_index
+from gateway.pipeline.accept import Pipeline
+from gateway.pipeline.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
+from gateway.settings import ConfigError, ListenerSettings, Settings
+from gateway.sinks.base import Sink
+from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
+from gateway.sinks.local import STREAMS, LocalSink
+from gateway.transport.connection import DevicePort
+from gateway.transport.flow_control import FlowControl
+from gateway.transport.mqtt.listener import MqttListener
+from gateway.transport.mqtt.metrics import MqttCollector
+from gateway.transport.mqtt.settings import MqttListenerSettings, json_codec_factories
+from gateway.transport.tcp import Listener
+from parser.codec import Codec, CodecOptions
+
+log = structlog.get_logger("gateway")
+
+SWEEP_INTERVAL_S = 1.0
+EXIT_FORCED = 130
+
+
+def _wall_clock_ms() -> int:
+    """The clock codecs read for replies that carry the time (GT06 0x8A)."""
+    return time.time_ns() // 1_000_000
+
+
+class Gateway:
+    def __init__(
+        self,
+        settings: Settings,
+        reload: Callable[[], Settings] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self._notifier = notifier or Notifier(None)
+        self._status = "starting"
+        self._load_again = reload
+        self.registry = CodecRegistry({})
+        self._stop = asyncio.Event()
+        self._signals = 0
+        self.listeners: list[Listener] = []
+        self.mqtt_listeners: list[MqttListener] = []
+        self.bridge: Bridge | None = None
+        self.notifications: Notifications | None = None
+
+    async def serve(self) -> int:
+        settings = self.settings
+        self.registry = CodecRegistry.load(
+            [*default_layout_dirs(), *settings.layout_dirs],
+            configured=json_codec_factories(settings.json_codecs),
+        )
+        sink = LocalSink(settings.sink.local)
+        sink.open()
+        loop = asyncio.get_running_loop()
+        flow = FlowControl(
+            settings.pipeline.high_water_bytes, settings.pipeline.low_water_bytes, loop.time
+        )
+        sink_stats = {stream: SinkStats(stream) for stream in STREAMS}
+        sinks: dict[str, Sink] = {stream: sink for stream in STREAMS}
+        kinesis = None
+        if settings.sink.kinesis is not None:
+            kinesis = KinesisSink(settings.sink.kinesis, settings.sink.local)
+            try:
+                await kinesis.open()
+            except KinesisSetupError as exc:
+                raise ConfigError([f"sink.kinesis: {exc}"]) from None
+            # notifications/ stays local: it is where a fault is durably queued (its frame's
+            # ACK waits for it); the Kinesis stream is one of the notification targets.
+            sinks.update({s: kinesis for s in kinesis.streams if s != "notifications"})
+        if settings.notifications.enabled:
+            self.notifications = Notifications(
+                settings.notifications, sink, kinesis, worker=worker_index()
+            )
+            await self.notifications.open()
+        pipeline = Pipeline(settings.pipeline, sinks, flow, sink_stats, self.notifications)
+        pipeline.start()
+        for ls in settings.listeners:
+            self.listeners.append(Listener(ls, self._codec(ls), pipeline, flow))
+        for ms in settings.mqtt_listeners:
+            self.mqtt_listeners.append(MqttListener(ms, self._route_codecs(ms), pipeline, flow))
+        if settings.bridge is not None:
+            self.bridge = Bridge(settings.bridge, self.registry, pipeline, flow, self._show_status)
+        bridge = self.bridge
+        # A worker of `run --workers N` (or of ev-gateway@.service) shares its ports.
+        worker = worker_index()
+        bound = []
+        for device_port in self.ports:
+            try:
+                host, port = await device_port.start(reuse_port=worker is not None)
+            except OSError as exc:
+                ps = device_port.port_settings
+                raise _bind_error(f"listener {device_port.name}", ps.host, ps.port, exc) from None
+            bound.append({"codec": device_port.name, "host": host, "port": port})
+        if bridge is not None:
+            bridge.start()
+        metrics_address = None
+        stop_metrics: Callable[[], None] = lambda: None  # noqa: E731
+        if settings.metrics.enabled:
+            registry_ = CollectorRegistry()
+            registry_.register(
+                GatewayCollector(
+                    lambda: [s for x in self.ports for s in x.all_stats()],
+                    sink_stats.values(),
+                    flow,
+                )
+            )
+            if self.mqtt_listeners:
+                registry_.register(
+                    MqttCollector(
+                        lambda: [(str(x.bound_port), x.mqtt_stats) for x in self.mqtt_listeners]
+                    )
+                )
+            if kinesis is not None:
+                registry_.register(KinesisCollector(kinesis))
+            if self.notifications is not None:
+                registry_.register(self.notifications.collector())
+            if bridge is not None:
+                registry_.register(BridgeCollector(bridge))
+            if worker is not None:
+                registry_.register(WorkerCollector(worker))
+            metrics_port = settings.metrics.port
+            if worker is not None and metrics_port:
+                metrics_port += worker  # each worker is scraped on its own port
+            try:
+                mhost, mport, stop_metrics = serve_metrics(
+                    registry_, settings.metrics.host, metrics_port
+                )
+            except OSError as exc:  # another gateway on this host took the port, say
+                raise _bind_error("metrics", settings.metrics.host, metrics_port, exc) from None
+            metrics_address = f"http://{mhost}:{mport}/metrics"
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        health = None
+        health_address = None
+        if settings.health.enabled:
+
+            def readiness() -> tuple[bool, str]:
+                if self._stop.is_set():
+                    return False, "draining"
+                down = max(pipeline.failing_for_s(), kinesis.failing_for_s() if kinesis else 0.0)
+                if down > settings.health.sink_down_after_s:
+                    return False, f"sink failing for {down:.0f} s"
+                if bridge is not None:
+                    gone = bridge.down_for_s()
+                    if gone > bridge.settings.source_down_after_s:
+                        return False, f"no bridge source connected for {gone:.0f} s"
+                return True, "ready"
+
+            health = HealthServer(readiness)
+            try:
+                hhost, hport = await health.start(
+                    settings.health.host, settings.health.port, reuse_port=worker is not None
+                )
+            except OSError as exc:
+                raise _bind_error(
+                    "health", settings.health.host, settings.health.port, exc
+                ) from None
+            health_address = f"http://{hhost}:{hport}"
+        sweeper = asyncio.create_task(self._sweep(), name="connection-sweeper")
+        # The start-up heap (imports, settings, codecs, sinks) lives as long as the process:
+        # frozen, the collector's full passes stop walking it under load (~5 % of ingest CPU).
+        gc.freeze()
+        log.info(
+            "ready",
+            worker=worker,
+            listeners=bound,
+            metrics=metrics_address,
+            health=health_address,
+            data_dir=str(sink.data_dir),
+        )
+        # systemd (Type=notify): started once every port is bound; then the watchdog, fed from
+        # this loop so that a stuck loop stops the pings.
+        ports = " ".join(f"{b['codec']}:{b['port']}" for b in bound) or "no device ports"
+        self._status = f"serving {ports}; sink {'kinesis' if kinesis else 'local'}"
+        self._notifier.ready(self._status_text())
+        watchdog_s = self._notifier.watchdog_interval_s()
+        watchdog = None
+        if watchdog_s is not None:
+            watchdog = asyncio.create_task(self._feed_watchdog(watchdog_s), name="watchdog")
+
+        await self._stop.wait()
+
+        started = time.monotonic()
+        deadline = started + settings.shutdown_timeout_s
+        log.info("stopping", deadline_s=settings.shutdown_timeout_s)
+        self._notifier.stopping(f"draining, deadline {settings.shutdown_timeout_s:g} s")
+        sweeper.cancel()
+        for listener in self.ports:
+            listener.stop_accepting()
+        for listener in self.ports:
+            for conn in list(listener.connections):
+                conn.stop_reading()
+        if bridge is not None:
+            bridge.stop_taking()
+        if kinesis is not None:
+            # Leave time to dead-letter what Kinesis did not take and to send the ACKs owed.
+            kinesis.give_up_at(deadline - min(2.0, settings.shutdown_timeout_s / 4))
+        flushed = True
+        try:
+            await asyncio.wait_for(pipeline.flush(), max(0.0, deadline - time.monotonic()))
+        except TimeoutError:
+            flushed = False
+        # The ACKs owed were written as their batches completed; close() sends what is queued.
+        for listener in self.ports:
+            for conn in list(listener.connections):
+                conn.close("shutdown")
+        while any(x.connections for x in self.ports) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if bridge is not None:  # after the flush: pipeline routes' acknowledgements have left
+            await bridge.close(max(0.0, deadline - time.monotonic()))
+        await pipeline.close()
+        if self.notifications is not None:  # before Kinesis: it may be one of the targets
+            await self.notifications.close(deadline - min(2.0, settings.shutdown_timeout_s / 4))
+        if kinesis is not None:
+            await kinesis.close()
+        if watchdog is not None:
+            watchdog.cancel()
+        stop_metrics()
+        if health is not None:  # answered "draining" until here
+            health.close()
+        if not flushed:
+            log.error(
+                "shutdown deadline passed with records unwritten",
+                unwritten_bytes=pipeline.unwritten_bytes,
+            )
+            # A write stuck in the kernel cannot be cancelled and would block the interpreter's
+            # exit (it joins executor threads): leave now. Nothing unwritten was ACKed.
+            sink.close(wait=False)
+            sys.stdout.flush()
+            os._exit(1)
+        try:
+            sink.close()
+        except OSError as exc:
+            log.error("closing the sink failed", error=str(exc))
+            return 1
+        log.info("stopped", seconds=round(time.monotonic() - started, 2))
+        return 0
+
+    def _codec(self, ls: ListenerSettings) -> Codec:
+        options = CodecOptions(
+            max_frame_bytes=ls.max_frame_bytes,
+            timezone=ls.timezone,
+            allowed_devices=None if ls.allowed_devices is None else frozenset(ls.allowed_devices),
+            variant=ls.variant,
+            clock_ms=_wall_clock_ms,
+        )
+        try:
+            return self.registry.create(ls.codec, options)
+        except UnknownCodecError as exc:
+            raise ConfigError([f"listeners: {exc}"]) from None
+
+    def _route_codecs(self, ms: MqttListenerSettings) -> dict[str, Codec]:
+        try:
+            return {r.codec: self.registry.create(r.codec) for r in ms.routes}
+        except UnknownCodecError as exc:
+            raise ConfigError([f"mqtt_listeners: {exc}"]) from None
+
+    @property
+    def ports(self) -> list[DevicePort]:
+        """Every device listener: TCP and MQTT."""
+        return [*self.listeners, *self.mqtt_listeners]
+
+    def _reload(self) -> None:
+        """SIGHUP: read the settings again; apply TLS certificates, source and device
+        allow-lists to new connections of the same listeners (ports cannot change live)."""
+        try:
+            fresh = self._load_again() if self._load_again else self.settings
+            by_address = {(ls.codec, ls.host, ls.port): ls for ls in fresh.listeners}
+            changes = []
+            for listener in self.listeners:
+                old = listener.settings
+                ls = by_address.get((old.codec, old.host, old.port)) or by_address.get(
+                    (old.codec, old.host, listener.bound_port), old
+                )
+                changes.append((listener, ls, self._codec(ls)))
+            by_port = {(ms.host, ms.port): ms for ms in fresh.mqtt_listeners}
+            mqtt_changes = []
+            for mqtt in self.mqtt_listeners:
+                old_ms = mqtt.settings
+                ms = by_port.get((old_ms.host, old_ms.port)) or by_port.get(
+                    (old_ms.host, mqtt.bound_port), old_ms
+                )
+                mqtt_changes.append(mqtt.prepare_reload(ms, self._route_codecs(ms)))
+            for listener, ls, codec in changes:  # all loaded: apply together
+                listener.reload(ls, codec)
+            for apply in mqtt_changes:
+                apply()
+            if self.notifications is not None:
+                self.notifications.reload(fresh.notifications)
+        except ConfigError as exc:
+            log.error("reload failed; keeping the previous settings", error=str(exc))
+            return
+        log.info("reloaded", listeners=len(self.listeners))
+
+    def _on_sighup(self) -> None:
+        self._notifier.reloading()
+        try:
+            self._reload()
+        finally:
+            self._notifier.ready(self._status_text())
+
+    def _status_text(self) -> str:
+        """The STATUS line: ports and sink, and each bridge source's connection state."""
+        if self.bridge is None:
+            return self._status
+        return f"{self._status}; {self.bridge.status()}"
+
+    def _show_status(self) -> None:
+        self._notifier.status(self._status_text())
+
+    async def _feed_watchdog(self, interval_s: float) -> None:
+        while True:
+            self._notifier.watchdog()
+            await asyncio.sleep(interval_s)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second signal: exiting now", signal=sig.name)
+            sys.stdout.flush()
+            os._exit(EXIT_FORCED)
+        self._stop.set()
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = time.monotonic()
+            for listener in self.ports:
+                listener.sweep(now)
+
+
+def _bind_error(what: str, host: str, port: int, exc: OSError) -> ConfigError:
+    """A port that cannot be bound, in one line: ``metrics on 127.0.0.1:9108: Address already
+    in use`` (asyncio's own message repeats the address around a lower-cased reason)."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    return ConfigError([f"{what} on {host}:{port}: {reason}"])
+
+
+def run(settings: Settings, reload: Callable[[], Settings] | None = None) -> int:
+    """Run the gateway until SIGTERM/SIGINT (SIGHUP reloads); returns the exit status."""
+    notifier = Notifier.from_environment()
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(Gateway(settings, reload, notifier).serve())
+    finally:
+        notifier.close()

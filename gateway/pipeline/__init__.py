@@ -1,0 +1,1 @@
+"""Frames in, records out: accept, accumulators, tickets, the codec registry."""

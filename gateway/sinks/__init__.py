@@ -1,0 +1,1 @@
+"""Where records go: the local files, Kinesis, and the sink contract."""

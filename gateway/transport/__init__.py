@@ -1,0 +1,1 @@
+"""Device-facing transports: TCP, TLS, MQTT listeners, flow control and reply order."""

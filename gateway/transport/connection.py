@@ -1,0 +1,425 @@
+"""What every device socket shares, whatever its protocol (raw TCP codecs, MQTT).
+
+A :class:`DevicePort` is one bound port: its TLS context, source allow-list, PROXY protocol mode
+and trusted proxies, counters and open connections. A :class:`DeviceConnection` is one
+``asyncio.Protocol`` with synchronous callbacks (uvicorn's shape): connection limit from TCP
+accept, socket options, the PROXY header, TLS over memory BIOs (after the header, if any), the
+memory budget checked between slices of a read (bytes left over wait until resumed), replies
+released in frame order (:class:`ReplyOrder`) and batched per read or sink batch, a bounded
+write buffer, and idempotent pause/resume flags driven by the process-wide
+:class:`FlowControl`. Subclasses say what the bytes mean (:meth:`DeviceConnection._feed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from typing import Any, Literal, Protocol, cast
+
+import structlog
+
+from gateway.common.settings_base import TlsSettings
+from gateway.common.stats import ListenerStats
+from gateway.pipeline.accept import Pipeline
+from gateway.transport.flow_control import FlowControl
+from gateway.transport.reply_order import ReplyOrder
+from gateway.transport.tls import TlsSession, load, server_context
+from parser.proxy_protocol import (
+    AllowList,
+    ProxyHeaderParser,
+    ProxyMode,
+    ProxyProtocolError,
+    trusted_proxies,
+)
+
+log = structlog.get_logger("gateway.transport.connection")
+
+# The budget is checked between slices of a read: a slice's records are at most a few times
+# its size, which bounds how far a single read can overshoot the high watermark.
+CONSUME_SLICE_BYTES = 4096
+# NLB headers are under 100 bytes; a direct peer cannot make us parse 64 KiB of TLVs.
+PROXY_HEADER_BYTES = 4096
+
+
+class PortSettings(Protocol):
+    """The settings every device port has (TCP ``[[listeners]]``, ``[[mqtt_listeners]]``)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def max_connections(self) -> int: ...
+    @property
+    def write_buffer_bytes(self) -> int: ...
+    @property
+    def tls(self) -> TlsSettings | None: ...
+    @property
+    def proxy_protocol(self) -> Literal["off", "optional", "required"]: ...
+    @property
+    def proxy_protocol_trusted_networks(self) -> list[str] | None: ...
+    @property
+    def allowed_networks(self) -> list[str] | None: ...
+
+
+class DevicePort:
+    """One bound port and its connections; subclasses make the connections."""
+
+    def __init__(
+        self, settings: PortSettings, stats: ListenerStats, pipeline: Pipeline, flow: FlowControl
+    ) -> None:
+        self.port_settings = settings
+        self.stats = stats
+        self.pipeline = pipeline
+        self.flow = flow
+        self.connections: set[DeviceConnection] = set()
+        self.server: asyncio.Server | None = None
+        self.bound_port = settings.port
+        self.tls = server_context(settings.tls) if settings.tls is not None else None
+        self.allow = AllowList.parse(settings.allowed_networks)
+        self.trusted = _trusted(settings)
+        self.proxy_mode = (
+            None if settings.proxy_protocol == "off" else ProxyMode(settings.proxy_protocol)
+        )
+
+    @property
+    def name(self) -> str:
+        """What the logs call this port's traffic (the codec, or ``mqtt``)."""
+        raise NotImplementedError
+
+    def connection(self) -> DeviceConnection:
+        raise NotImplementedError
+
+    def sweep(self, now: float) -> None:
+        """Close connections past their deadlines (called every second or so)."""
+        raise NotImplementedError
+
+    def all_stats(self) -> list[ListenerStats]:
+        return [self.stats]
+
+    async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
+        settings = self.port_settings
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            self.connection,
+            settings.host,
+            settings.port,
+            backlog=4096,
+            reuse_address=True,
+            reuse_port=reuse_port or None,
+            # No ssl= here: the connection runs TLS itself (TlsSession), from TCP accept on, so
+            # a handshake counts against max_connections and the login deadline. With ssl=,
+            # the protocol exists only once the handshake is done: silent sockets held the port
+            # for uvloop's 60 s handshake timeout beyond every limit. And behind PROXY protocol
+            # the header precedes the ClientHello anyway.
+        )
+        host, port = self.server.sockets[0].getsockname()[:2]
+        self.bound_port = int(port)
+        return str(host), int(port)
+
+    def reload_port(self, settings: PortSettings) -> None:
+        """SIGHUP: new certificates, allow-list and trusted proxies for new connections; open
+        ones untouched."""
+        if self.tls is not None and settings.tls is not None:
+            load(self.tls, settings.tls)
+        self.allow = AllowList.parse(settings.allowed_networks)
+        self.trusted = _trusted(settings)
+        self.port_settings = settings
+
+    def stop_accepting(self) -> None:
+        if self.server is not None:
+            self.server.close()
+
+
+class DeviceConnection(asyncio.Protocol):
+    __slots__ = (
+        "_acks_queued",
+        "_backlog",
+        "_outbox",
+        "_paused_by_flow",
+        "_proxy",
+        "_stopped",
+        "_tls",
+        "bytes_in",
+        "close_reason",
+        "device_id",
+        "frames",
+        "last_activity",
+        "live",
+        "opened_at",
+        "peer",
+        "port",
+        "reply_order",
+        "transport",
+    )
+
+    def __init__(self, port: DevicePort) -> None:
+        self.port = port
+        self.transport: asyncio.Transport | None = None
+        self.live = False  # admitted under the connection limit; its bytes are read
+        self.device_id: str | None = None
+        self.peer = "?"
+        self.opened_at = self.last_activity = time.monotonic()
+        self.frames = self.bytes_in = 0
+        self.close_reason = "peer_closed"
+        self._paused_by_flow = self._stopped = False
+        self._outbox: list[bytes] = []
+        self._acks_queued = 0  # replies in the outbox (one buffer may hold several)
+        self._backlog = b""  # bytes read but not fed while the memory budget was full
+        self._proxy: ProxyHeaderParser | None = None
+        self._tls: TlsSession | None = None
+        self.reply_order = ReplyOrder(self)
+
+    # -- what subclasses provide --------------------------------------------------------------
+
+    def _opened(self) -> None:
+        """The connection was admitted under the limit (before the PROXY header, if any)."""
+
+    def _peer_known(self) -> None:
+        """``peer`` is final (after the PROXY header, if any)."""
+
+    def _feed(self, data: bytes) -> None:
+        """Handle the next bytes of the stream (at most one slice)."""
+        raise NotImplementedError
+
+    def _blocked(self) -> bool:
+        """Whether to stop feeding (beyond the memory budget): what is left waits."""
+        return False
+
+    def _hold_replies(self) -> bool:
+        """Whether queued replies wait (they leave at :meth:`unblocked` or on close)."""
+        return False
+
+    def frame_lost(self) -> None:
+        """A frame owing a reply was given up on by the sink (dead-lettered), so the replies
+        behind it can never be released in order: close (after the ones released), and the
+        device reconnects and resends everything not ACKed."""
+        self.close("frame_lost")
+
+    # -- asyncio callbacks -------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        transport = cast(asyncio.Transport, transport)
+        self.transport = transport
+        port = self.port
+        stats = port.stats
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        if port.proxy_mode is ProxyMode.REQUIRED and not port.trusted.allows(self._peer_host()):
+            self.close("proxy_untrusted", abort=True)  # only the load balancer may connect
+            return
+        if len(port.connections) >= port.port_settings.max_connections:
+            stats.refused["max_connections"] += 1
+            transport.abort()
+            return
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            # ACKs are tiny and latency-bound; keep-alive reaps peers that vanished silently.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        transport.set_write_buffer_limits(high=port.port_settings.write_buffer_bytes)
+        self.live = True
+        self._opened()
+        port.connections.add(self)
+        stats.connections_open += 1
+        stats.connections_total += 1
+        port.flow.register(self)
+        if port.proxy_mode is not None:
+            # The device's address comes in the PROXY header; check and log it then.
+            self._proxy = ProxyHeaderParser(port.proxy_mode, max_header_bytes=PROXY_HEADER_BYTES)
+        elif self._admit() and port.tls is not None:
+            self._tls = TlsSession(port.tls)
+
+    def _admit(self) -> bool:
+        """Allow-list check on the device's address, then the open log line."""
+        port = self.port
+        if not port.allow.allows(self._peer_host()):
+            self.close("source_not_allowed", abort=True)
+            return False
+        self._peer_known()
+        log.info("connection open", codec=port.name, peer=self.peer)
+        return True
+
+    def _proxy_header(self, data: bytes) -> bytes | None:
+        """Feed the PROXY header parser; the device's bytes after it, or None (wait/closed)."""
+        assert self._proxy is not None
+        try:
+            result = self._proxy.feed(data)
+        except ProxyProtocolError as exc:
+            self.port.stats.rejects[f"proxy_{exc.reason}"] += 1
+            self.close("bad_proxy_header", abort=True)
+            return None
+        if result is None:
+            return None
+        self._proxy = None
+        if result.command != "none" and not self.port.trusted.allows(self._peer_host()):
+            # A header from a peer that is not the load balancer: anyone can write one, and
+            # believing it would let a direct client claim any address (and pass allow-lists).
+            self.close("proxy_untrusted", abort=True)
+            return None
+        if self.port.tls is not None:
+            self._tls = TlsSession(self.port.tls)
+        if result.source is not None:
+            host, port = result.source
+            self.peer = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return result.rest if self._admit() else None
+
+    def _peer_host(self) -> str:
+        """The IP address of ``peer`` (the socket's, or the PROXY header's once read)."""
+        return self.peer.rpartition(":")[0].strip("[]")
+
+    def peer_certificate(self) -> dict[str, Any] | None:
+        """The verified client certificate (mutual TLS), as ``SSLSocket.getpeercert`` gives it."""
+        return self._tls.peer_certificate() if self._tls is not None else None
+
+    def data_received(self, data: bytes) -> None:
+        if not self.live or self._stopped:
+            return
+        self.bytes_in += len(data)
+        self.port.stats.bytes_in += len(data)
+        if self._proxy is not None:
+            rest = self._proxy_header(data)
+            if not rest:
+                return
+            data = rest
+        if self._tls is not None:
+            try:
+                data, handshake = self._tls.receive(data)
+            except ssl.SSLError:
+                self.port.stats.rejects["tls_error"] += 1
+                self.close("tls_error", abort=True)
+                return
+            if handshake and self.transport is not None:
+                self.transport.write(handshake)
+            if not data:
+                return
+        self._consume(self._backlog + data if self._backlog else data)
+        if self._outbox:
+            self.flush_replies()
+
+    def _consume(self, data: bytes) -> None:
+        """Feed the protocol in slices, stopping as soon as the memory budget is full.
+
+        One read can hold tens of KiB of frames whose records are several times larger, so the
+        budget is checked between slices; what is left waits here, as raw bytes, until resumed.
+        """
+        flow = self.port.flow
+        self._backlog = b""
+        for start in range(0, len(data), CONSUME_SLICE_BYTES):
+            if flow.paused or self._blocked():
+                self._backlog = data[start:]
+                return
+            self._feed(data[start : start + CONSUME_SLICE_BYTES])
+            if self.transport is None or self.transport.is_closing():
+                return
+
+    def pause_writing(self) -> None:
+        # The device does not read its ACKs: more than write_buffer_bytes are queued for it.
+        self.close("write_buffer_full", abort=True)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        port = self.port
+        if self in port.connections:
+            port.connections.discard(self)
+            port.stats.connections_open -= 1
+            port.flow.unregister(self)
+            log.info(
+                "connection closed",
+                codec=port.name,
+                peer=self.peer,
+                device_id=self.device_id,
+                frames=self.frames,
+                bytes=self.bytes_in,
+                seconds=round(time.monotonic() - self.opened_at, 1),
+                reason=self.close_reason if exc is None else f"{self.close_reason}: {exc}",
+            )
+        self.transport = None
+
+    # -- flow control (idempotent, uvicorn style) -------------------------------------------
+
+    def pause_reading(self) -> None:
+        if not self._paused_by_flow and self.transport is not None:
+            self._paused_by_flow = True
+            self.transport.pause_reading()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused_by_flow
+
+    def resume_reading(self) -> None:
+        if not self._paused_by_flow or self.transport is None or self.port.flow.paused:
+            return  # (the budget may have filled again while other readers resumed)
+        self._paused_by_flow = False
+        # Deadlines restart: the time spent paused was the gateway's, not the device's.
+        self.last_activity = time.monotonic()
+        if self._stopped:
+            return
+        self.unblocked()
+
+    def unblocked(self) -> None:
+        """Feed what waited, then read the socket again unless something still holds it."""
+        if self._backlog:
+            self._consume(self._backlog)
+        if self._outbox:
+            self.flush_replies()
+        held = self._paused_by_flow or self._blocked() or self._stopped
+        if not held and self.transport is not None:
+            self.transport.resume_reading()
+
+    def stop_reading(self) -> None:
+        """Shutdown: read nothing more; what was accepted is still flushed and ACKed."""
+        if not self._stopped and self.transport is not None:
+            self._stopped = True
+            if not self._paused_by_flow:
+                self.transport.pause_reading()
+
+    def close(self, reason: str, *, abort: bool = False) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self._flush()  # what was accepted before the close is still acknowledged
+            self.close_reason = reason
+            self.port.stats.refused[reason] += 1
+            if abort:
+                self.transport.abort()
+            else:
+                if self._tls is not None:
+                    self.transport.write(self._tls.close_notify())
+                self.transport.close()
+
+    # -- replies -------------------------------------------------------------------------------
+
+    def _queue_reply(self, reply: bytes, count: int = 1) -> None:
+        """Queue a reply (``count`` of them in one buffer); it is written with the others of
+        the same read or sink batch."""
+        if not self._outbox:
+            self.port.pipeline.replies.add(self)
+        self._outbox.append(reply)
+        self._acks_queued += count
+
+    def _send_reply(self, reply: bytes, accepted_at: float) -> None:
+        """Queue the acknowledgement of data that arrived at ``accepted_at``."""
+        self._queue_reply(reply)
+        self.port.stats.ack_latency.observe(time.monotonic() - accepted_at)
+
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(self._tls.send(data) if self._tls is not None else data)
+
+    def flush_replies(self) -> None:
+        if not self._hold_replies():
+            self._flush()
+
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, []
+        acks, self._acks_queued = self._acks_queued, 0
+        transport = self.transport
+        if transport is None or transport.is_closing() or not outbox:
+            return  # the device reconnects and resends; at-least-once, never lost
+        self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+        self.port.stats.acks += acks
+
+
+def _trusted(settings: PortSettings) -> AllowList:
+    return trusted_proxies(settings.proxy_protocol, settings.proxy_protocol_trusted_networks)

@@ -25,8 +25,8 @@ import pytest
 
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess, wait_for
-from tests.kinesis import emulator
-from tests.kinesis.emulator import Kinesalite, unique_stream_name
+from tests.gateway.sinks.kinesis import emulator
+from tests.gateway.sinks.kinesis.emulator import Kinesalite, unique_stream_name
 from tests.parser.streams import evb1_ack, evb1_frame, evb1_heartbeat, evb1_login
 from tests.prometheus_server import PrometheusServer, missing_tools, promtool
 

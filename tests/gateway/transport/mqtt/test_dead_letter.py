@@ -12,11 +12,11 @@ from pathlib import Path
 
 from parser.mqtt.packets import MQTT_5, Disconnect, Properties, PubAck, ReasonCode
 from tests.gateway.gatewayproc import wait_for
+from tests.gateway.sinks.kinesis.conftest import fault_proxy, kinesalite, make_stream  # noqa: F401 (fixtures)
+from tests.gateway.sinks.kinesis.emulator import Kinesalite
+from tests.gateway.sinks.kinesis.fault_proxy import FaultProxy
+from tests.gateway.sinks.kinesis.test_sink import AWS_ENV, read_dead_letters, user_records
 from tests.gateway.transport.mqtt.client import MqttTestClient, start_gateway
-from tests.kinesis.conftest import fault_proxy, kinesalite, make_stream  # noqa: F401 (fixtures)
-from tests.kinesis.emulator import Kinesalite
-from tests.kinesis.fault_proxy import FaultProxy
-from tests.kinesis.test_sink import AWS_ENV, read_dead_letters, user_records
 from tests.parser.streams import evb1_heartbeat
 
 PERSISTENT = Properties(session_expiry_interval=600)

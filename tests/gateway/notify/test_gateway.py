@@ -16,7 +16,7 @@ import pytest
 
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
-from tests.notify.receiver import WebhookReceiver, threaded_receiver
+from tests.gateway.notify.receiver import WebhookReceiver, threaded_receiver
 from tests.parser.streams import evb1_ack, evb1_frame, evb1_heartbeat, evb1_login
 
 IMEI = "356307042441013"

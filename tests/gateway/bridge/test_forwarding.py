@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.bridge.harness import B_ACL, Subscriber, World
+from tests.gateway.bridge.harness import B_ACL, Subscriber, World
 from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
 from tests.parser.streams import evb1_heartbeat
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from tests.bridge.harness import Publisher, Subscriber, World
+from tests.gateway.bridge.harness import Publisher, Subscriber, World
 from tests.gateway.gatewayproc import wait_for
 
 COUNT = 600

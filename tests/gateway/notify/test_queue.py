@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gateway.notify.queue import ACCEPTED, Outcome, Outgoing, TargetQueue, Verdict
 from gateway.notify.settings import RetrySettings
-from tests.notify.notes import outgoing
+from tests.gateway.notify.notes import outgoing
 
 RETRY = Verdict(Outcome.RETRY, "HTTP 503")
 OTHER = "356307042441021"  # a second device

@@ -6,8 +6,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.kinesis.emulator import Kinesalite, missing_tools, unique_stream_name
-from tests.kinesis.fault_proxy import FaultProxy
+from tests.gateway.sinks.kinesis.emulator import Kinesalite, missing_tools, unique_stream_name
+from tests.gateway.sinks.kinesis.fault_proxy import FaultProxy
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 
 from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records, wait_for
-from tests.gateway.test_health import get
-from tests.kinesis.emulator import Kinesalite
-from tests.kinesis.fault_proxy import PUT_RECORDS, THROUGHPUT_EXCEEDED, FaultProxy
+from tests.gateway.ops.test_health import get
+from tests.gateway.sinks.kinesis.emulator import Kinesalite
+from tests.gateway.sinks.kinesis.fault_proxy import PUT_RECORDS, THROUGHPUT_EXCEEDED, FaultProxy
 from tests.parser.test_kpl import stock_deaggregate
 
 CODECS = ("teltonika", "gt06", "evb1")

@@ -17,7 +17,13 @@ from gateway.settings import LocalSinkSettings
 from gateway.sinks.base import SinkError
 from gateway.sinks.local import LocalSink, RotatingFile
 from tests.gateway.disks import fill, mounted_tmpfs, torn_lines
-from tests.notify.test_dispatcher import ScriptedTarget, dead_letters, dispatcher, submit, until
+from tests.gateway.notify.test_dispatcher import (
+    ScriptedTarget,
+    dead_letters,
+    dispatcher,
+    submit,
+    until,
+)
 
 FIRST = b'{"n": 0}\n'
 # Over a page (tmpfs allocates whole pages, so the current one's slack takes a smaller batch

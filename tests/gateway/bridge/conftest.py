@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bridge.harness import World
+from tests.gateway.bridge.harness import World
 from tests.pki import Pki
 
 

@@ -8,7 +8,7 @@ import msgspec
 
 from gateway.notify.cursor import CursorFile, SettledPrefix
 from gateway.notify.journal import Journal, Position
-from tests.notify.notes import notification, outgoing
+from tests.gateway.notify.notes import notification, outgoing
 
 
 def test_the_cursor_waits_for_the_earliest_unsettled_one() -> None:

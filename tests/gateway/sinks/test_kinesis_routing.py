@@ -1,4 +1,4 @@
-"""Kinesis shard routing (the rate limiter is tested in tests/kinesis/test_limiter.py)."""
+"""Kinesis shard routing (the rate limiter: tests/gateway/sinks/kinesis/test_limiter.py)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ a pipeline message past its deadline is fetched again."""
 
 from __future__ import annotations
 
-from tests.bridge.harness import Publisher, Subscriber, World
+from tests.gateway.bridge.harness import Publisher, Subscriber, World
 from tests.gateway.gatewayproc import read_records, wait_for
 from tests.parser.streams import evb1_heartbeat
 

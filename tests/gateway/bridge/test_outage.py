@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 
-from tests.bridge.harness import Publisher, Subscriber, World
+from tests.gateway.bridge.harness import Publisher, Subscriber, World
 from tests.gateway.gatewayproc import wait_for
 
 OUTAGE_S = 30.0

@@ -23,8 +23,8 @@ from gateway.notify.targets import SnsTarget, message_group_id
 from gateway.settings import LocalSinkSettings
 from parser.rules import Notification
 from tests import s3server
-from tests.notify.notes import notification, outgoing
-from tests.notify.test_dispatcher import dead_letters, until
+from tests.gateway.notify.notes import notification, outgoing
+from tests.gateway.notify.test_dispatcher import dead_letters, until
 from tests.s3server import MotoS3, isolate_aws
 
 ACCOUNT = "123456789012"  # moto's default account

@@ -18,7 +18,7 @@ from gateway.notify.queue import ACCEPTED, Outcome, Outgoing, Verdict
 from gateway.notify.settings import RetrySettings
 from gateway.pipeline.tickets import Ticket
 from gateway.settings import LocalSinkSettings
-from tests.notify.notes import notification
+from tests.gateway.notify.notes import notification
 
 FAST = RetrySettings(first_s=0.001, max_s=0.002, max_attempts=3)
 

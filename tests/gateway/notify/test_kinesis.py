@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
-from tests.kinesis import emulator
-from tests.kinesis.emulator import Kinesalite, unique_stream_name
-from tests.notify.test_gateway import FAULT, IMEI, Device, fault
+from tests.gateway.notify.test_gateway import FAULT, IMEI, Device, fault
+from tests.gateway.sinks.kinesis import emulator
+from tests.gateway.sinks.kinesis.emulator import Kinesalite, unique_stream_name
 
 AWS = {
     "AWS_ACCESS_KEY_ID": "AKIDLOCALTEST",

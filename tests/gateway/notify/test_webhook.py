@@ -18,9 +18,9 @@ from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.settings import RetrySettings, WebhookTargetSettings
 from gateway.notify.targets import WebhookTarget
 from gateway.settings import LocalSinkSettings
-from tests.notify.notes import notification
-from tests.notify.receiver import WebhookReceiver
-from tests.notify.test_dispatcher import dead_letters, until
+from tests.gateway.notify.notes import notification
+from tests.gateway.notify.receiver import WebhookReceiver
+from tests.gateway.notify.test_dispatcher import dead_letters, until
 
 SECRET = "correct horse battery staple"
 RETRY = RetrySettings(first_s=0.01, max_s=0.02, max_attempts=3)

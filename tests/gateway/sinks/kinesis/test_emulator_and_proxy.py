@@ -14,8 +14,8 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
 
-from tests.kinesis.emulator import Kinesalite
-from tests.kinesis.fault_proxy import (
+from tests.gateway.sinks.kinesis.emulator import Kinesalite
+from tests.gateway.sinks.kinesis.fault_proxy import (
     INTERNAL_FAILURE,
     SERVICE_UNAVAILABLE,
     THROUGHPUT_EXCEEDED,

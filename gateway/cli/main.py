@@ -44,6 +44,10 @@ MODULE_COMMANDS: dict[str, tuple[str, str]] = {
         "gateway.history.consumer",
         "consume the raw Kinesis stream and produce parsed records",
     ),
+    "lake": (
+        "gateway.lake.command",
+        "compact a day of records into Parquet, aggregate it per vehicle, print the Athena DDL",
+    ),
 }
 
 

@@ -1,5 +1,7 @@
-"""``gateway lake``: compact a day of records into Parquet, aggregate it per vehicle, print the
-Glue/Athena DDL, or query a local lake with the same SQL.
+"""The data lake's jobs: compact, daily aggregates, Glue/Athena DDL, and SQL on a local lake.
+
+``compact`` turns a day of records into Parquet, ``daily`` aggregates it per vehicle, ``ddl``
+prints the Glue/Athena tables and ``query`` runs the same SQL on a local lake.
 
 Progress goes to stderr on a terminal. The result is one JSON line on stdout when piped (a
 timer's journal, a script) and a few readable lines on a terminal. Errors are one line on stderr:

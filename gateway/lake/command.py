@@ -24,7 +24,7 @@ import duckdb
 from gateway.lake.compact import StreamInput, compact_stream, connect
 from gateway.lake.daily import write_daily
 from gateway.lake.ddl import create_tables, local_views
-from gateway.lake.store import LakeError, Location, S3Options, relevant
+from gateway.lake.store import S3_SCHEME, LakeError, Location, S3Options, relevant
 from gateway.lake.tables import DAILY, NOTIFICATIONS, PARSED, STREAMS, TABLES, file_name, partition
 
 EXIT_USAGE = 2
@@ -46,6 +46,12 @@ def _streams(text: str) -> tuple[str, ...]:
     if unknown or not names:
         raise argparse.ArgumentTypeError(f"{text!r}: a comma list of {', '.join(STREAMS)}")
     return names
+
+
+def _s3_url(text: str) -> str:
+    if not text.startswith(S3_SCHEME) or not text.removeprefix(S3_SCHEME).split("/")[0]:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected s3://BUCKET/PREFIX")
+    return text
 
 
 def _s3_flags(p: argparse.ArgumentParser) -> None:
@@ -96,7 +102,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _s3_flags(d)
 
     t = sub.add_parser("ddl", help="print the Glue/Athena CREATE EXTERNAL TABLE statements")
-    t.add_argument("--location", required=True, metavar="s3://BUCKET/PREFIX")
+    t.add_argument("--location", required=True, type=_s3_url, metavar="s3://BUCKET/PREFIX")
     t.add_argument("--database", default="ev_telemetry", help="Glue database (ev_telemetry)")
 
     q = sub.add_parser("query", help="run SQL on a local lake (tables named as in Athena)")
@@ -208,8 +214,6 @@ def _report(summary: dict[str, Any]) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     if args.lake_command == "ddl":
-        if not args.location.startswith("s3://"):
-            raise LakeError(f"--location {args.location!r}: expected s3://BUCKET/PREFIX")
         print(create_tables(args.location, args.database), end="")
         return 0
     if args.lake_command == "query":

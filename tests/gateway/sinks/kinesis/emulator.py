@@ -21,7 +21,7 @@ from typing import Any, NotRequired, TypedDict
 
 from tests.local_server import LocalServer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 CLI = ROOT / "node_modules" / "kinesalite" / "cli.js"
 TARGET_PREFIX = "Kinesis_20131202"
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"

@@ -15,11 +15,10 @@ import pytest
 from parser.crc import crc16_x25
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
-from tests.parser.test_ais140 import EMERGENCY, with_xor
-from tests.parser.test_ais140 import IMEI as AIS140_IMEI
-from tests.parser.test_ais140 import LOGIN as AIS140_LOGIN
-from tests.parser.test_gt06 import LOGIN, LOGIN_IMEI, build, short_reply
-from tests.parser.test_gt06_packets import GPS, LBS, STATUS
+from tests.parser.ais140_packets import EMERGENCY, with_xor
+from tests.parser.ais140_packets import IMEI as AIS140_IMEI
+from tests.parser.ais140_packets import LOGIN as AIS140_LOGIN
+from tests.parser.gt06_frames import GPS, LBS, LOGIN, LOGIN_IMEI, STATUS, build, short_reply
 
 GT06_0X22 = bytes.fromhex(  # Traccar's Gt06ProtocolDecoderTest capture, MCC 404 (India)
     "787822221106160a1016c60278019407c7783800040001940504700046fc01030100065f570d0a"

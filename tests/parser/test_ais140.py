@@ -10,7 +10,6 @@ by code search; three whose 16-bit-sum checksum field is right are used as they 
 from __future__ import annotations
 
 import itertools
-from functools import reduce
 
 import pytest
 from hypothesis import given, settings
@@ -21,17 +20,11 @@ from parser.codec import CodecOptions
 from parser.errors import DecodeError
 from parser.events import Action, Event, Frame, Login, Reject
 from parser.records import Alarm, Position, iso_ms
+from tests.parser.ais140_packets import EMERGENCY, EMERGENCY_BODY, IMEI, LOGIN, with_xor
 from tests.parser.streams import feed_bytewise, feed_three_ways, feed_whole
 
 CODEC = Ais140Codec(CodecOptions())
 SUM16 = Ais140Codec(CodecOptions(variant="sum16"))
-IMEI = "869867038141406"
-
-
-def with_xor(body: str) -> bytes:
-    """``$body*hh`` with the standard's XOR checksum, computed here."""
-    raw = body.encode()
-    return b"$" + raw + b"*" + f"{reduce(int.__xor__, raw, 0):02X}".encode()
 
 
 def with_sum16(body: str) -> bytes:
@@ -40,9 +33,6 @@ def with_sum16(body: str) -> bytes:
     return head + f"{sum(head) & 0xFFFF:04X}".encode() + b"*"
 
 
-LOGIN = with_xor(
-    "Header,iTriangle,KA01I2000,861693034634154,1_37T02B0164MAIS,AIS140,12.976545,N,77.549759,E"
-)
 TRACKING = (
     b"$HDR,2020A,3.2.37,NR,01,L,869867038141406,VEH_REG_NO,1,30012021,044928,28.647620,N,"
     b"77.193142,E,0.0,328.63,11,239.6,1.63,0.84,Vodafone,0,1,24.5,3.9,0,O,31,404,11,428,2fb8,"
@@ -53,13 +43,6 @@ TRACKING_2 = (
     b"077.193130,E,000.00,000.00,18,0230.21,01,01,Vodafone,1,1,19.9,3.9,0,O,31,404,11,428,2fb8,"
     b"428,1c4b,28,428,5b84,27,428,5b83,26,428,2852,24,1111,00,325,31A0*"
 )
-# Table 1A with an emergency (panic button) packet type, alert 10, emergency status 1.
-EMERGENCY_BODY = (
-    "NRM,ACME,1.0.0,EA,10,L,{imei},MH12AB1234,1,07122026,101500,18.520430,N,73.856743,E,"
-    "42.5,90.0,9,560.0,1.2,0.8,airtel,1,1,12.6,4.1,1,C,24,404,45,0a83,e3c8,"
-    "e3c7,0a83,7,e3fb,0a83,7,c79d,0a83,10,e3f9,0a83,0,0001,00,000042"
-)
-EMERGENCY = with_xor(EMERGENCY_BODY.format(imei=IMEI))
 HEALTH = with_xor(f"HP,ACME,1.0.0,{IMEI},87,20,35,10,60,0101,00")
 
 

@@ -16,6 +16,7 @@ from parser.events import Action, Event, Frame, Login, Reject
 from parser.gt06 import Gt06Codec
 from parser.records import Alarm, Reading
 from parser.resync import find_sync, garbage
+from tests.parser.gt06_frames import LOGIN, LOGIN_IMEI, build, only_frame, short_reply
 from tests.parser.streams import feed_bytewise, feed_three_ways, feed_whole, load_vectors
 
 CASES = load_vectors("gt06")
@@ -24,36 +25,12 @@ ACCEPTED = [case for case in CASES if case["expect"]["accept"]]
 FRAMES = {case["name"]: bytes.fromhex(case["hex"]) for case in CASES}
 VALID_FRAMES = [FRAMES[case["name"]] for case in ACCEPTED]
 
-LOGIN = FRAMES["gt06_login_doc_example"]
-LOGIN_IMEI = "123456789012345"
 LOCATION = FRAMES["gt06_location_doc_appendix_b"]
 HEARTBEAT = FRAMES["gt06_status_doc_appendix_b"]
 BAD_CRC = FRAMES["gt06_location_bad_crc_doc_table_example"]
 MARKERS = (b"\x78\x78", b"\x79\x79")
 
 CODEC = Gt06Codec(CodecOptions())
-
-
-def build(protocol: int, content: bytes, serial: int = 1, *, long: bool = False) -> bytes:
-    """A well-formed frame with a correct length field and CRC."""
-    length = 1 + len(content) + 2 + 2
-    head = length.to_bytes(2 if long else 1, "big")
-    body = head + bytes((protocol,)) + content + serial.to_bytes(2, "big")
-    marker = b"\x79\x79" if long else b"\x78\x78"
-    return marker + body + crc16_x25(body).to_bytes(2, "big") + b"\r\n"
-
-
-def short_reply(protocol: int, serial: int) -> bytes:
-    """The doc's server response (login, status, alarm), computed here apart from the codec."""
-    body = bytes((5, protocol)) + serial.to_bytes(2, "big")
-    return b"\x78\x78" + body + crc16_x25(body).to_bytes(2, "big") + b"\r\n"
-
-
-def only_frame(events: list[Event]) -> Frame:
-    assert len(events) == 1, events
-    event = events[0]
-    assert isinstance(event, Frame), event
-    return event
 
 
 def only_reading(frame: Frame) -> Reading:

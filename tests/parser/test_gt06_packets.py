@@ -16,8 +16,17 @@ from parser.errors import DecodeError
 from parser.events import Frame, Login
 from parser.gt06 import Gt06Codec
 from parser.records import Alarm, Reading, iso_ms
+from tests.parser.gt06_frames import (
+    GPS,
+    LBS,
+    LOGIN,
+    LOGIN_IMEI,
+    STATUS,
+    build,
+    only_frame,
+    short_reply,
+)
 from tests.parser.streams import feed_three_ways, feed_whole, load_vectors
-from tests.parser.test_gt06 import LOGIN, LOGIN_IMEI, build, only_frame, short_reply
 
 CASES = load_vectors("gt06_packets")
 # Captures of the standard models; the others name the listener variant of their model.
@@ -105,11 +114,6 @@ def test_every_capture_three_ways_after_login(trailing: bytes) -> None:
 
 
 # --- tolerant lengths: the known prefix decodes, the rest is kept --------------------------------
-
-# The doc's alarm example (5.3.1): GPS block, then the LBS block without its length byte.
-GPS = bytes.fromhex("0b0b0f0e241dcf027ac8870c4657e6001402")
-LBS = bytes.fromhex("01cc00287d001f72")
-STATUS = bytes((0x46, 3, 2, 0x01, 2))
 
 
 @pytest.mark.parametrize("appended", [b"", b"\x01", b"\x00\x00\x03\xe8", bytes(37)])

@@ -7,10 +7,7 @@ encoder, including fields we never write, for our decoder).
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import importlib
-from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -28,12 +25,7 @@ from parser.kpl import (
     hash_key,
     put_payload_units,
 )
-
-# Imported by name: aws-kinesis-agg ships no type information, so its modules are typed Any.
-# The aggregator puts the package's own directory on sys.path, which messages_pb2 needs.
-AGGREGATOR: Any = importlib.import_module("aws_kinesis_agg.aggregator")
-DEAGGREGATOR: Any = importlib.import_module("aws_kinesis_agg.deaggregator")
-MESSAGES: Any = importlib.import_module("aws_kinesis_agg.messages_pb2")
+from tests.parser.kpl_stock import AGGREGATOR, MESSAGES, stock_deaggregate
 
 Records = list[tuple[str, bytes]]
 EHK = str(hash_key("356307042441013"))
@@ -58,26 +50,6 @@ def library_build(records: Records, ehk: str | None = None) -> bytes:
         assert aggregator.add_user_record(key, data, ehk) is None, "library split the aggregate"
     blob: bytes = aggregator.clear_and_get().get_contents()[2]
     return blob
-
-
-def stock_deaggregate(blob: bytes) -> list[tuple[str, str | None, bytes]]:
-    """The user records the stock deaggregator finds in ``blob``, delivered to Lambda."""
-    record = {
-        "eventSource": "aws:kinesis",
-        "kinesis": {
-            "kinesisSchemaVersion": "1.0",
-            "partitionKey": "a",
-            "sequenceNumber": "49590338271490256608559692538361571095921575989136588898",
-            "approximateArrivalTimestamp": 1767225600.0,
-            "data": base64.b64encode(blob).decode(),
-        },
-    }
-    out = []
-    for user in DEAGGREGATOR.deaggregate_records([record]):
-        body = user["kinesis"]
-        assert body.get("aggregated") is True, "stock deaggregator saw a plain record"
-        out.append((body["partitionKey"], body["explicitHashKey"], base64.b64decode(body["data"])))
-    return out
 
 
 def seal(body: bytes) -> bytes:

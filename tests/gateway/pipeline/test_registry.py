@@ -7,7 +7,7 @@ from pathlib import Path
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError
 from gateway.transport.mqtt.settings import JsonCodecSettings, json_codec_factories
 from parser.layout_codec import LayoutCodec
-from tests.parser.test_layout import ACME2, check_acme
+from tests.parser.acme2 import ACME2, check_acme
 
 
 def test_new_format_from_a_toml_file_alone(tmp_path: Path) -> None:

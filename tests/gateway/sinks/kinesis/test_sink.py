@@ -17,7 +17,7 @@ from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records, wai
 from tests.gateway.ops.test_health import get
 from tests.gateway.sinks.kinesis.emulator import Kinesalite
 from tests.gateway.sinks.kinesis.fault_proxy import PUT_RECORDS, THROUGHPUT_EXCEEDED, FaultProxy
-from tests.parser.test_kpl import stock_deaggregate
+from tests.parser.kpl_stock import stock_deaggregate
 
 CODECS = ("teltonika", "gt06", "evb1")
 AWS_ENV = {

@@ -15,7 +15,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gateway.bridge.service import Bridge
-from gateway.ops.metrics import _histogram
 
 
 class BridgeCollector(Collector):
@@ -54,7 +53,7 @@ class BridgeCollector(Collector):
             redelivered.add_metric(labels, s.redelivered)
             rejected.add_metric(labels, s.rejected)
             in_flight.add_metric(labels, s.in_flight)
-            _histogram(lag, labels, s.lag)
+            s.lag.add_to(lag, labels)
         yield from (received, forwarded, acknowledged, redelivered, rejected, in_flight, lag)
 
     def _sources(self) -> Iterator[Any]:

@@ -3,12 +3,20 @@
 prometheus-client's labelled ``Counter.inc()`` takes a lock and costs ~0.3 µs; a frame touches
 half a dozen counters, so the per-frame path increments plain ints here instead and
 ``gateway.ops.metrics`` turns them into metric families only when Prometheus asks.
+
+Every package's metrics have this shape: plain counters (and :class:`Histogram`) bumped where
+things happen, a ``prometheus_client`` collector that builds the families at scrape time, and
+:meth:`Histogram.add_to` for the one conversion that is not a plain ``add_metric``.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from prometheus_client.core import HistogramMetricFamily
 
 # Seconds: from sub-millisecond ACKs on an idle box to the multi-second tail of a stalled sink.
 LATENCY_BUCKETS_S = (
@@ -27,6 +35,14 @@ class Histogram:
     def observe(self, value: float) -> None:
         self.counts[bisect_left(self.buckets, value)] += 1
         self.sum += value
+
+    def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
+        """Add this histogram to ``family`` as the sample of ``labels`` (cumulative buckets)."""
+        cumulative, buckets = 0, []
+        for bound, count in zip((*self.buckets, float("inf")), self.counts, strict=True):
+            cumulative += count
+            buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
+        family.add_metric(labels, buckets, self.sum)
 
 
 class ListenerStats:

@@ -15,7 +15,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gateway.common.stats import Histogram
-from gateway.ops.metrics import _histogram
 from parser.rules import Notification
 
 MAX_CODE_LABELS = 200
@@ -111,7 +110,7 @@ class NotificationCollector(Collector):
                 recovered.add_metric([name], t.recovered)
             for reason, n in t.dead_letters.items():
                 dead.add_metric([name, reason], n)
-            _histogram(latency, [name], t.latency)
+            t.latency.add_to(latency, [name])
         queue = GaugeMetricFamily(
             "gateway_notification_queue", "Notifications waiting for a target", labels=lab
         )

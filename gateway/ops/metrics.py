@@ -14,17 +14,9 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
-from gateway.common.stats import Histogram, ListenerStats, SinkStats
+from gateway.common.stats import ListenerStats, SinkStats
 from gateway.sinks.kinesis import KinesisSink
 from gateway.transport.flow_control import FlowControl
-
-
-def _histogram(family: HistogramMetricFamily, labels: list[str], h: Histogram) -> None:
-    cumulative, buckets = 0, []
-    for bound, count in zip((*h.buckets, float("inf")), h.counts, strict=True):
-        cumulative += count
-        buckets.append(("+Inf" if bound == float("inf") else repr(bound), float(cumulative)))
-    family.add_metric(labels, buckets, h.sum)
 
 
 class GatewayCollector(Collector):
@@ -78,7 +70,7 @@ class GatewayCollector(Collector):
             records.add_metric(labels, s.records)
             bytes_in.add_metric(labels, s.bytes_in)
             acks.add_metric(labels, s.acks)
-            _histogram(ack_latency, labels, s.ack_latency)
+            s.ack_latency.add_to(ack_latency, labels)
             for family, counter in (
                 (refused, s.refused),
                 (decode, s.decode_errors),
@@ -135,7 +127,7 @@ class GatewayCollector(Collector):
             sink_bytes.add_metric([sink.stream], sink.bytes)
             errors.add_metric([sink.stream], sink.errors)
             dead.add_metric([sink.stream], sink.dead_letters)
-            _histogram(latency, [sink.stream], sink.write_latency)
+            sink.write_latency.add_to(latency, [sink.stream])
         yield from (batches, sink_records, sink_bytes, errors, dead, latency)
 
 
@@ -197,7 +189,7 @@ class KinesisCollector(Collector):
                 throttles.add_metric([cls, shard], n)
             for code, n in st.request_errors.items():
                 errors.add_metric([cls, code], n)
-            _histogram(latency, [cls], st.put_latency)
+            st.put_latency.add_to(latency, [cls])
         yield from (calls, users, records, sent_bytes, units, failed, retries, dead, throttles)
         yield from (errors, latency)
         yield CounterMetricFamily(

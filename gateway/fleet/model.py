@@ -171,6 +171,8 @@ class Vehicle:
         self._ambient_c = rng.uniform(22.0, 32.0)
         self._offsets_mv = [max(-20, min(20, round(rng.gauss(0.0, 6.0)))) for _ in range(CELLS)]
         self._spread_mv = (min(self._offsets_mv), max(self._offsets_mv))
+        # Read at every physics sub-step: summed once, not 96 cells a step.
+        self._offsets_v = sum(self._offsets_mv) / 1000.0
         self.speed_ms = 0.0
         self.heading = rng.uniform(0.0, 2 * math.pi)
         self.current_a = 0.0
@@ -205,7 +207,7 @@ class Vehicle:
 
     @property
     def pack_voltage_v(self) -> float:
-        return self.cell_v_mean * CELLS + sum(self._offsets_mv) / 1000.0
+        return self.cell_v_mean * CELLS + self._offsets_v
 
     def step(self, now: float) -> VehicleState:
         """Advance the physics to ``now`` (1 s sub-steps) and return the state there."""

@@ -41,6 +41,9 @@ def week(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[
                 str(base / "lake"),
                 "--date",
                 day,
+                # Each day's records are in that day's files (no backlog, no replay here).
+                "--late-days",
+                "0",
             )
             == 0
         )

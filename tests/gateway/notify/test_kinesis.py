@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
-from tests.gateway.notify.test_gateway import FAULT, IMEI, Device, fault
+from tests.gateway.notify.faults import FAULT, IMEI, Device, fault
 from tests.gateway.sinks.kinesis import emulator
 from tests.gateway.sinks.kinesis.emulator import Kinesalite, unique_stream_name
 

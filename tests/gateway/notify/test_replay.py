@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from tests.gateway.gatewayproc import GATEWAY, read_records
-from tests.gateway.notify.test_gateway import (
+from tests.gateway.notify.faults import (
     FAULT,
     RULES,
     TELEMETRY,

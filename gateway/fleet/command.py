@@ -8,11 +8,14 @@ one also skips the drain); the summary is printed all the same.
 from __future__ import annotations
 
 import argparse
+import calendar
 import contextlib
 import json
 import math
 import secrets
 import sys
+import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
@@ -105,10 +108,31 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--sent-log", type=Path, metavar="PATH", help="the same for every frame first written"
     )
+    p.add_argument(
+        "--history",
+        metavar="DAYS",
+        help="no gateway and no waiting: write DAYS of the fleet's records into --data-dir as "
+        "live ingest would (raw/, parsed/, notifications/) on a simulated clock, and the "
+        "simulator's ground truth per vehicle and day in truth.jsonl (gateway.fleet.history)",
+    )
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="where --history writes")
+    p.add_argument(
+        "--start",
+        metavar="YYYY-MM-DD",
+        help="--history's first UTC day (default: DAYS days before today)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``gateway simulate``; returns the exit status."""
+    if args.history is not None:
+        try:
+            summary = history(args)
+        except UsageError as exc:
+            print(f"gateway simulate: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        print(json.dumps(summary), flush=True)
+        return 0
     try:
         config = config_from_args(args, progress=sys.stderr.isatty())
     except UsageError as exc:
@@ -135,6 +159,54 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return EXIT_UNAVAILABLE if unreachable else 0
+
+
+def history(args: argparse.Namespace) -> dict[str, object]:
+    """``--history DAYS``: the fleet's days written at once; a JSON summary."""
+    # Imported here: the live fleet needs neither the codecs nor the rule engine.
+    from gateway.fleet.history import FleetHistory, HistoryConfig  # noqa: PLC0415
+    from gateway.notify.settings import NotificationSettings  # noqa: PLC0415
+    from gateway.pipeline.registry import CodecRegistry, default_layout_dirs  # noqa: PLC0415
+
+    days = _int(args.history, "--history", low=1)
+    if args.data_dir is None:
+        raise UsageError("--history needs --data-dir DIR")
+    codecs = tuple(c.strip() for c in str(args.codec).split(","))
+    unknown = [c for c in codecs if c not in CODECS]
+    if unknown:
+        raise UsageError(f"unknown codec {unknown[0]!r}; the simulator speaks {', '.join(CODECS)}")
+    today = datetime.now(UTC).date()
+    try:
+        start = (
+            today - timedelta(days=days) if args.start is None else date.fromisoformat(args.start)
+        )
+    except ValueError:
+        raise UsageError(f"--start {args.start!r}: expected YYYY-MM-DD") from None
+    config = HistoryConfig(
+        devices=_int(args.devices, "--devices", low=1),
+        start=calendar.timegm(start.timetuple()),
+        days=days,
+        codecs=codecs,
+        frame_s=1.0 / _float(args.rate, "--rate", low=1e-6),
+        faults_per_min=_float(args.faults, "--faults", low=0.0),
+        seed=0 if args.seed is None else _int(args.seed, "--seed", low=0),
+        imei_base=_int(args.imei_base, "--imei-base", low=0),
+    )
+    registry = CodecRegistry.load(default_layout_dirs())
+    writer = FleetHistory(config, registry.create, NotificationSettings().engine())
+    began = time.monotonic()
+    try:
+        writer.run(args.data_dir)
+    except OSError as exc:
+        raise UsageError(f"--data-dir {args.data_dir}: {exc.strerror or exc}") from None
+    return {
+        "devices": config.devices,
+        "days": days,
+        "start": start.isoformat(),
+        "records": writer.records,
+        "truth": str(args.data_dir / "truth.jsonl"),
+        "seconds": round(time.monotonic() - began, 3),
+    }
 
 
 def config_from_args(args: argparse.Namespace, *, progress: bool = False) -> FleetConfig:

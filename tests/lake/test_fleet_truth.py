@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 from pathlib import Path
 
 from gateway.fleet.history import TRUTH_FILE, FleetHistory, HistoryConfig
@@ -47,3 +49,28 @@ def test_history_writes_each_stream_per_day_and_the_truth(tmp_path: Path) -> Non
         assert len({r["ts"] for r in telemetry}) >= 8640 - 1
     written = [json.loads(line) for line in (tmp_path / TRUTH_FILE).read_text().splitlines()]
     assert {(t["device_id"], t["date"]) for t in written} == {(d, "2026-05-29") for d in truth}
+
+
+def test_gateway_simulate_history_writes_days_and_truth_at_once(tmp_path: Path) -> None:
+    gateway = str(Path(sys.executable).with_name("gateway"))
+    common = ["simulate", "--history", "1", "--devices", "1", "--rate", "0.05", "--seed", "3"]
+    result = subprocess.run(
+        [gateway, *common, "--data-dir", str(tmp_path), "--start", "2026-05-29"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert summary["start"] == "2026-05-29" and summary["records"]["parsed"] > 86_400 // 20
+    (truth,) = [json.loads(line) for line in (tmp_path / TRUTH_FILE).read_text().splitlines()]
+    assert truth["date"] == "2026-05-29" and truth["distance_km"] > 0
+    bad = subprocess.run(
+        [gateway, *common, "--data-dir", str(tmp_path), "--start", "29/05/2026"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "--start" in bad.stderr

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -152,12 +153,25 @@ def unstored(data_dir: Path, payloads: Iterable[bytes]) -> dict[str, list[bytes]
     return missing
 
 
+def stored_payloads(data_dir: Path) -> set[bytes]:
+    """Raw payloads on disk; a line torn by a kill is not a record (it was never ACKed)."""
+    return {base64.b64decode(r["payload"]) for r in _complete_records(data_dir, "raw")}
+
+
 def _complete_records(data_dir: Path, stream: str) -> Iterator[dict[str, Any]]:
     for path in sorted((data_dir / stream).glob("*.jsonl")):
         text = path.read_text()
         lines = text.split("\n")
         for line in lines[:-1]:  # the last piece is "" or a line cut off by a crash
             yield json.loads(line)
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import base64
-import struct
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.gateway.devices import DeviceSocket
+from tests.gateway.devices import DeviceSocket, Sender
 from tests.gateway.gatewayproc import GatewayProcess, read_records, unstored, wait_for
-from tests.parser.streams import evb1_ack, evb1_frame, evb1_heartbeat, evb1_login, load_vectors
+from tests.parser.streams import evb1_ack, evb1_heartbeat, evb1_login, load_vectors
 
 IMEI = "356307042441013"
 
@@ -130,74 +128,6 @@ def test_bad_input_costs_only_that_connection(tmp_path: Path) -> None:
         assert gw.metric("gateway_connections_open", codec="evb1") == 1
     finally:
         assert gw.stop() == 0
-
-
-class Sender:
-    """One EVB1 device pipelining CELLS frames with up to ``window`` un-ACKed, like a real unit.
-
-    A writer thread sends while the window allows; a reader thread matches ACKs by seq and
-    records the frames the gateway acknowledged.
-    """
-
-    def __init__(self, port: int, imei: str, window: int = 8) -> None:
-        self.dev = DeviceSocket(port, timeout=1)
-        self.imei = imei
-        self.window = threading.Semaphore(window)
-        self.sent: dict[int, bytes] = {}
-        self.acked: list[bytes] = []
-        self.stop = threading.Event()
-        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._write, self._read)]
-
-    def start(self) -> None:
-        # Frames may follow the login at once: the gateway reads a connection in order.
-        self.dev.send(evb1_login(self.imei))
-        for t in self._threads:
-            t.start()
-
-    def join(self, timeout: float) -> None:
-        for t in self._threads:
-            t.join(timeout)
-
-    def _write(self) -> None:
-        seq = 0
-        while not self.stop.is_set():
-            if not self.window.acquire(timeout=0.1):
-                continue
-            seq = seq % 65535 + 1
-            body = struct.pack(">IB", 1767225600 + seq, 100) + b"\x0c\xe4" * 100
-            frame = evb1_frame(5, seq, body)
-            self.sent[seq] = frame
-            view = memoryview(frame)
-            while view and not self.stop.is_set():
-                try:
-                    view = view[self.dev.sock.send(view) :]
-                except TimeoutError:
-                    continue  # paused by the gateway: keep trying, as a unit would
-                except OSError:
-                    return
-
-    def _read(self) -> None:
-        pending = b""
-        while True:
-            try:
-                chunk = self.dev.sock.recv(65536)
-            except TimeoutError:
-                if self.stop.is_set():
-                    return
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            pending += chunk
-            while len(pending) >= 11:
-                (seq,) = struct.unpack(">H", pending[4:6])
-                acked_type = pending[8]
-                pending = pending[11:]
-                if acked_type == 1:
-                    continue  # a login ACK that arrived late (the gateway was paused)
-                self.acked.append(self.sent[seq])
-                self.window.release()
 
 
 def test_sigterm_mid_load_loses_nothing_acked(gateway: GatewayProcess) -> None:

@@ -16,16 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.devices import DeviceSocket
-from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, wait_for
+from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, get, wait_for
 from tests.parser.streams import evb1_heartbeat, evb1_login
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_health_endpoints_and_draining(tmp_path: Path) -> None:

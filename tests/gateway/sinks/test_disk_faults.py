@@ -25,9 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.gateway.devices import Sender
 from tests.gateway.disks import fill, mounted_tmpfs, torn_lines
 from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
-from tests.gateway.test_run import Sender
 
 FIU_RUN = shutil.which("fiu-run")
 FIU_CTRL = shutil.which("fiu-ctrl")

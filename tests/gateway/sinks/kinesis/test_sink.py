@@ -13,8 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records, wait_for
-from tests.gateway.ops.test_health import get
+from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, get, read_records, wait_for
 from tests.gateway.sinks.kinesis.emulator import Kinesalite
 from tests.gateway.sinks.kinesis.fault_proxy import PUT_RECORDS, THROUGHPUT_EXCEEDED, FaultProxy
 from tests.parser.kpl_stock import stock_deaggregate

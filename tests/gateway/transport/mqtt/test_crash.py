@@ -3,27 +3,14 @@ not acknowledge arrives once the client resends it to the restarted gateway."""
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 from parser.mqtt.packets import PubAck
+from tests.gateway.gatewayproc import stored_payloads
 from tests.gateway.transport.mqtt.client import MqttTestClient, start_gateway
 from tests.parser.streams import evb1_heartbeat
 
 WINDOW = 16
-
-
-def stored_payloads(data_dir: Path) -> set[bytes]:
-    """Raw payloads on disk; a line torn by the kill is not a record (it was never ACKed)."""
-    payloads = set()
-    for path in (data_dir / "raw").glob("*.jsonl"):
-        for line in path.read_text().splitlines():
-            try:
-                payloads.add(base64.b64decode(json.loads(line)["payload"]))
-            except ValueError:
-                continue
-    return payloads
 
 
 def test_kill_9_loses_nothing_pubacked(tmp_path: Path) -> None:

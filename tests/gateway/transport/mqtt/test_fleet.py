@@ -10,8 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records
-from tests.gateway.transport.mqtt.test_crash import stored_payloads
+from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records, stored_payloads
 from tests.local_server import free_port
 
 

@@ -12,7 +12,7 @@ from gateway.bridge.settings import filters_overlap
 from gateway.settings import ConfigError, load_settings
 from tests.gateway.gatewayproc import GATEWAY
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 SOURCE = """
 [[bridge.sources]]

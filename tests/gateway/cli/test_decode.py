@@ -117,7 +117,7 @@ def test_user_errors_are_one_line_and_exit_2(args: list[str], message: str) -> N
 
 
 def test_schema_files_are_current() -> None:
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     result = subprocess.run(
         [str(GATEWAY), "schema", "--check", str(root / "config" / "schema")],
         capture_output=True,

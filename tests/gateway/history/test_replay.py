@@ -14,7 +14,7 @@ import pytest
 from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records
 
 CODECS = ("teltonika", "gt06", "evb1")
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -30,8 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from gateway.fleet.history import FleetHistory, HistoryConfig
-from gateway.lake.compact import StreamInput, compact_stream, connect, run
-from gateway.lake.compact import _reader as json_reader
+from gateway.lake.compact import StreamInput, compact_stream, connect, json_reader, run
 from gateway.lake.daily import write_daily
 from gateway.lake.tables import STREAMS, TABLES
 from gateway.notify.settings import NotificationSettings

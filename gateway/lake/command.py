@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -144,6 +145,8 @@ def compact(args: argparse.Namespace) -> dict[str, Any]:
             target = work / file_name(stream)
             result = compact_stream(con, table, inputs, day, target)
             lake.publish(target, f"{partition(table.prefix, day)}/{file_name(stream)}")
+            if source.is_s3:  # the next stream's objects need the disk more than these
+                shutil.rmtree(work / "in", ignore_errors=True)
             streams[stream] = {
                 "files": result.files,
                 "records": result.records,

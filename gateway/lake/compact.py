@@ -66,7 +66,8 @@ def connect(threads: int | None = None, temp_dir: Path | None = None) -> duckdb.
     return con
 
 
-def _reader(table: Table, files: list[Path], compression: str) -> str:
+def json_reader(table: Table, files: list[Path], compression: str) -> str:
+    """The SELECT that reads ``files`` (JSON lines) with ``table``'s record schema."""
     columns = (
         "{"
         + ", ".join(f"{sql_text(k)}: {sql_text(v)}" for k, v in table.json_columns.items())
@@ -90,10 +91,12 @@ def compact_stream(
 ) -> StreamResult:
     """Write ``table``'s records of ``day`` (YYYY-MM-DD) from ``source`` to ``target``."""
     files = sorted(source.files)
-    gzipped = [f for f in files if _is_gzip(f)]
-    plain = [f for f in files if f not in set(gzipped)]
+    gzipped = {f for f in files if _is_gzip(f)}
+    plain = [f for f in files if f not in gzipped]
     readers = [
-        _reader(table, group, kind) for group, kind in ((plain, "none"), (gzipped, "gzip")) if group
+        json_reader(table, group, kind)
+        for group, kind in ((plain, "none"), (sorted(gzipped), "gzip"))
+        if group
     ]
     root = str(source.root).rstrip("/") + "/"
     if readers:

@@ -194,8 +194,8 @@ def check_config(path: Path, *, skip_files: bool = False) -> int:
     from gateway.bridge.settings import unknown_codecs  # noqa: PLC0415
     from gateway.common.settings_base import MISSING_FILES  # noqa: PLC0415
     from gateway.pipeline.registry import CodecRegistry, default_layout_dirs  # noqa: PLC0415
+    from gateway.pipeline.settings import json_codec_factories  # noqa: PLC0415
     from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
-    from gateway.transport.mqtt.settings import json_codec_factories  # noqa: PLC0415
 
     missing: list[Path] = []
     token = MISSING_FILES.set(missing if skip_files else None)

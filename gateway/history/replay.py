@@ -34,11 +34,11 @@ import uvloop
 
 from gateway.history.replay_inputs import S3_SCHEME, ReplayInputs
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
+from gateway.pipeline.settings import json_codec_factories
 from gateway.settings import ConfigError, Settings, load_settings
 from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
 from gateway.sinks.local import LocalSink
-from gateway.transport.mqtt.settings import json_codec_factories
 from parser.codec import Codec, CodecOptions
 from parser.errors import DecodeError
 from parser.events import Frame, Login

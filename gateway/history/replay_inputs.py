@@ -26,7 +26,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from gateway.cli.decode import parse_hex
-from gateway.settings import ConfigError
+from gateway.common.settings_base import ConfigError
 from parser.codec import Codec
 from parser.events import Reject
 from parser.records import RAW_SCHEMA, RawRecord, all_timestamps, iso_ms

@@ -9,12 +9,12 @@ from collections.abc import Callable
 
 import structlog
 
+from gateway.common.settings_base import ConfigError
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.metrics import NotificationCollector
 from gateway.notify.queue import Target
 from gateway.notify.settings import NotificationSettings
 from gateway.notify.targets import KinesisTarget, SnsTarget, TargetSetupError, WebhookTarget
-from gateway.settings import ConfigError
 from gateway.sinks.kinesis import KinesisSink
 from gateway.sinks.local import LocalSink
 from parser.rules import NotificationEngine

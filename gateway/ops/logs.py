@@ -8,7 +8,7 @@ import sys
 
 import structlog
 
-from gateway.settings import LogSettings
+from gateway.ops.settings import LogSettings
 
 
 def configure(settings: LogSettings) -> None:

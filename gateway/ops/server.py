@@ -29,7 +29,8 @@ from gateway.ops.systemd_notify import Notifier
 from gateway.ops.workers import WorkerCollector, worker_index
 from gateway.pipeline.accept import Pipeline
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
-from gateway.settings import ConfigError, ListenerSettings, Settings
+from gateway.pipeline.settings import json_codec_factories
+from gateway.settings import ConfigError, Settings
 from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
 from gateway.sinks.local import STREAMS, LocalSink
@@ -37,7 +38,8 @@ from gateway.transport.connection import DevicePort
 from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.metrics import MqttCollector
-from gateway.transport.mqtt.settings import MqttListenerSettings, json_codec_factories
+from gateway.transport.mqtt.settings import MqttListenerSettings
+from gateway.transport.settings import ListenerSettings
 from gateway.transport.tcp import Listener
 from parser.codec import Codec, CodecOptions
 

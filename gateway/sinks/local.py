@@ -22,8 +22,8 @@ from pathlib import Path
 import structlog
 
 from gateway.common.disk import fsync_dir, make_dirs
-from gateway.settings import LocalSinkSettings
 from gateway.sinks.base import SinkError
+from gateway.sinks.settings import LocalSinkSettings
 
 log = structlog.get_logger("gateway.sinks.base")
 

@@ -10,7 +10,7 @@ import contextlib
 import ssl
 from typing import Any
 
-from gateway.settings import ConfigError, TlsSettings
+from gateway.common.settings_base import ConfigError, TlsSettings
 
 
 def server_context(settings: TlsSettings) -> ssl.SSLContext:

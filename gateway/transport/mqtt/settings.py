@@ -1,4 +1,4 @@
-"""Settings of the MQTT device listeners (``[[mqtt_listeners]]``) and of named JSON mappings.
+"""Settings of the MQTT device listeners (``[[mqtt_listeners]]``).
 
 An MQTT listener is one port where devices connect as MQTT clients and publish frames: routes
 map topic templates to codecs, ``identity`` says who the device is, ``auth`` how it proves it.
@@ -7,15 +7,12 @@ map topic templates to codecs, ``identity`` says who the device is, ``auth`` how
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gateway.common.settings_base import AckPolicy, ConfigError, Section, TlsSettings
-from parser.codec import CodecFactory, CodecOptions
-from parser.json_codec import JsonCodec, JsonFields
 from parser.proxy_protocol import AllowList, trusted_proxies
 from parser.topics import TopicError, TopicTemplate
 
@@ -149,49 +146,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False  # "" (every interface) or a name that may resolve anywhere
-
-
-class JsonCodecSettings(Section):
-    """A named ``json`` codec: where the canonical fields are in a device's documents.
-
-    ``[json_codecs.acme]`` makes a codec ``acme`` that routes can name; its raw records carry
-    that name, so ``gateway replay`` with the same settings decodes them the same way. Paths
-    are dotted (``gps.lat``); ``""`` skips a field.
-    """
-
-    ts: str | None = "ts"
-    kind: str | None = "kind"
-    lat: str | None = "lat"
-    lon: str | None = "lon"
-    alt_m: str | None = "alt_m"
-    speed_kmh: str | None = "speed_kmh"
-    heading_deg: str | None = "heading_deg"
-    satellites: str | None = "satellites"
-    metrics_object: str | None = "metrics"
-    metrics: dict[str, str] = Field(default_factory=dict)
-    max_frame_bytes: int | None = Field(default=None, ge=16)
-
-    def fields(self) -> JsonFields:
-        # TOML has no null: an empty path skips the field.
-        paths = {
-            k: v or None for k, v in self.model_dump(exclude={"metrics", "max_frame_bytes"}).items()
-        }
-        return JsonFields(**paths, metrics=tuple(sorted(self.metrics.items())))
-
-    def factory(self, name: str) -> CodecFactory:
-        """The registry's factory for the codec ``name`` this mapping defines."""
-        fields = self.fields()
-
-        def create(options: CodecOptions) -> JsonCodec:
-            if options.max_frame_bytes is None and self.max_frame_bytes is not None:
-                options = replace(options, max_frame_bytes=self.max_frame_bytes)
-            return JsonCodec(options, fields, name)
-
-        return create
-
-
-def json_codec_factories(json_codecs: dict[str, JsonCodecSettings]) -> dict[str, CodecFactory]:
-    return {name: mapping.factory(name) for name, mapping in json_codecs.items()}
 
 
 LISTEN_PREFIX = "mqtt="

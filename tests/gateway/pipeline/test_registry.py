@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError
-from gateway.transport.mqtt.settings import JsonCodecSettings, json_codec_factories
+from gateway.pipeline.settings import JsonCodecSettings, json_codec_factories
 from parser.layout_codec import LayoutCodec
 from tests.parser.acme2 import ACME2, check_acme
 

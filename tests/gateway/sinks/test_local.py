@@ -13,9 +13,9 @@ import pytest
 
 from gateway.notify.journal import Journal
 from gateway.notify.queue import Outcome, Verdict
-from gateway.settings import LocalSinkSettings
 from gateway.sinks.base import SinkError
 from gateway.sinks.local import LocalSink, RotatingFile
+from gateway.sinks.settings import LocalSinkSettings
 from tests.gateway.disks import fill, mounted_tmpfs, torn_lines
 from tests.gateway.notify.test_dispatcher import (
     ScriptedTarget,

@@ -1,0 +1,65 @@
+"""Settings of the sinks (``[sink]``): the local files and, in production, Kinesis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from gateway.common.settings_base import Section
+
+
+class LocalSinkSettings(Section):
+    """Rotating JSON-lines files under ``data_dir``: raw/, parsed/, errors/, notifications/."""
+
+    data_dir: Path = Path("data")
+    rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    rotate_age_s: float = Field(default=300.0, gt=0)
+    # batch: fsync every batch before its frames count as written (what `delivered` promises
+    # across power loss); never: leave it to the OS (survives a crash of the process only).
+    fsync: Literal["batch", "never"] = "batch"
+    # Test and chaos hook: while this file exists the sink stalls before each write, as a slow
+    # or hung disk would (the backpressure test uses it; never set in production).
+    stall_while_exists: Path | None = None
+
+
+class KinesisStreamSettings(Section):
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[a-zA-Z0-9_.-]+$")
+    # KPL-format aggregation: many user records per Kinesis record, routed to the shard their
+    # partition keys hash to (stock deaggregators and Firehose read them).
+    aggregate: bool = True
+
+
+class KinesisSettings(Section):
+    """The production sink: raw and parsed records to two Kinesis Data Streams.
+
+    Credentials come from the standard AWS chain (environment, profile, EC2 instance metadata
+    with IMDSv2); the endpoint from ``endpoint_url`` or botocore's ``AWS_ENDPOINT_URL_KINESIS``.
+    """
+
+    raw: KinesisStreamSettings
+    parsed: KinesisStreamSettings
+    notifications: KinesisStreamSettings | None = None
+    region: str | None = None
+    endpoint_url: str | None = None
+    # Aggregates close at this size: 50,000 bytes bill exactly 2 PUT payload units (25,000 B
+    # each), where the KPL's 51,200 bills 3 (bench/kinesis_agg.py).
+    aggregate_max_bytes: int = Field(default=50_000, ge=1024, le=1_000_000)
+    # A record not delivered within this long is dead-lettered and its frame is not ACKed,
+    # so the device keeps it and sends it again (the KPL's RecordTtl, longer by default).
+    record_ttl_s: float = Field(default=60.0, gt=0)
+    retry_first_s: float = Field(default=0.1, gt=0)
+    retry_max_s: float = Field(default=5.0, gt=0)
+    # Per-shard send rate as a percentage of the shard limits (1,000 records/s and 1 MiB/s),
+    # like the KPL's RateLimit; lowered on throttling, back within 10 s once throttling stops.
+    rate_limit_pct: int = Field(default=150, ge=10, le=1000)
+    shard_map_refresh_s: float = Field(default=60.0, gt=0)
+    request_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class SinkSettings(Section):
+    local: LocalSinkSettings = LocalSinkSettings()
+    # When set, raw and parsed records (and notifications, if configured) go to Kinesis;
+    # decode errors and dead letters stay in local files.
+    kinesis: KinesisSettings | None = None

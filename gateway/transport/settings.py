@@ -1,0 +1,91 @@
+"""Settings of the TCP device listeners (``[[listeners]]``).
+
+The MQTT listeners' sections are in ``gateway.transport.mqtt.settings``; both take the
+``TlsSettings`` of ``gateway.common.settings_base``.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from gateway.common.settings_base import AckPolicy, Section, TlsSettings
+from parser.ais140 import Ais140Variant
+from parser.gt06_packets import VARIANTS as GT06_VARIANTS
+from parser.proxy_protocol import AllowList, trusted_proxies
+from parser.teltonika import VARIANTS as TELTONIKA_VARIANTS
+
+# Model variants each codec accepts (a codec not listed has only "standard").
+CODEC_VARIANTS = {
+    "gt06": frozenset(GT06_VARIANTS),
+    "ais140": frozenset(v.value for v in Ais140Variant),
+    "teltonika": frozenset(TELTONIKA_VARIANTS),
+}
+
+
+class ListenerSettings(Section):
+    """One TCP port for one codec."""
+
+    codec: str
+    host: str = "0.0.0.0"
+    port: int = Field(ge=0, le=65535)  # 0 = any free port (tests, demos)
+    # accepted: ACK once in the gateway's buffer; delivered: once the sink durably wrote it.
+    ack_policy: AckPolicy = "delivered"
+    max_connections: int = Field(default=15_000, ge=1)
+    # A connection with no complete frame for this long is closed: catches half-open sockets
+    # and slowloris trickles (bytes that never finish a frame do not count as activity).
+    idle_timeout_s: float = Field(default=600.0, gt=0)
+    login_timeout_s: float = Field(default=30.0, gt=0)
+    require_login: bool = True
+    max_frame_bytes: int | None = Field(default=None, ge=16)
+    # A device that does not read its ACKs is cut off once this much is queued for it.
+    write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
+    timezone: str = "UTC"
+    # The device model family, for codecs whose models differ from the protocol document
+    # (gt06: standard | voltage_heartbeat | imei_location | trx16i | sr411_mini; teltonika:
+    # standard | io16; ais140: standard | sum16); like the time zone, per listener.
+    variant: str = "standard"
+    allowed_devices: list[str] | None = None
+    # With client_ca_file (mutual TLS), a login must name the device in the certificate's CN.
+    tls: TlsSettings | None = None
+    # With NLB IP targets the device address arrives in a PROXY protocol v2 header; "optional"
+    # also takes connections without one (health checks, direct tests).
+    proxy_protocol: Literal["off", "optional", "required"] = "off"
+    # Peers whose PROXY headers are believed (CIDRs: the NLB's subnets); required when
+    # proxy_protocol is on. Any other peer sending a header is refused, and under "required"
+    # any other peer at all. Reloaded on SIGHUP.
+    proxy_protocol_trusted_networks: list[str] | None = None
+    # Source networks allowed to connect (CIDRs; after PROXY, the device's own address).
+    # Unset: any source. Reloaded on SIGHUP.
+    allowed_networks: list[str] | None = None
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str] | None) -> list[str] | None:
+        AllowList.parse(value)  # ValueError names the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_trust(self) -> ListenerSettings:
+        trusted_proxies(self.proxy_protocol, self.proxy_protocol_trusted_networks)
+        return self
+
+    @model_validator(mode="after")
+    def _known_variant(self) -> ListenerSettings:
+        known = CODEC_VARIANTS.get(self.codec, frozenset({"standard"}))
+        if self.variant not in known:
+            names = ", ".join(sorted(known))
+            raise ValueError(f"unknown variant {self.variant!r} for codec {self.codec}: {names}")
+        return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if value != "UTC":
+            try:
+                zoneinfo.ZoneInfo(value)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone {value!r}") from None
+        return value

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.sinks.kinesis import (
+from gateway.sinks.kinesis.sink import (
     MIN_FACTOR,
     RECOVERY_S,
     SHARD_BYTES_PER_S,

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
 from gateway.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings
-from gateway.sinks.kinesis import STALL_FORGOTTEN_AFTER_S, KinesisSink
+from gateway.sinks.kinesis.sink import STALL_FORGOTTEN_AFTER_S, KinesisSink
 
 pytestmark = pytest.mark.asyncio
 

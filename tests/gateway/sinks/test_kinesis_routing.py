@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.sinks.kinesis.sink import ShardMap
+from gateway.sinks.kinesis.shards import ShardMap
 from parser.kpl import hash_key
 
 QUARTER = 2**128 // 4

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.sinks.kinesis.sink import (
+from gateway.sinks.kinesis.limiter import (
     MIN_FACTOR,
     RECOVERY_S,
     SHARD_BYTES_PER_S,

@@ -13,7 +13,8 @@ from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
 from gateway.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings
-from gateway.sinks.kinesis.sink import STALL_FORGOTTEN_AFTER_S, KinesisSink
+from gateway.sinks.kinesis import KinesisSink
+from gateway.sinks.kinesis.sink import STALL_FORGOTTEN_AFTER_S
 
 pytestmark = pytest.mark.asyncio
 

@@ -26,6 +26,7 @@ from gateway.bridge.settings import DEVICE_ID, RouteSettings
 from gateway.bridge.stats import RouteStats
 from gateway.bridge.window import Delivery
 from gateway.pipeline.accept import FrameSource, Pipeline
+from gateway.pipeline.tickets import Outcome, Ticket
 from parser.codec import Codec
 from parser.events import Action, Frame, Reject
 from parser.messages import message_frame
@@ -99,9 +100,15 @@ class PipelineRoute(Route):
             frame = Frame(device_id, payload, b"", (), frame.reason, frame.detail)
         peer = f"{self.settings.source};{MSG_ID_PROPERTY}={msg_id}"
         source = FrameSource(self._codec.name, TRANSPORT, peer)
-        self._pipeline.accept(source, frame, delivery.delivered if self._delivered else None)
+        self._pipeline.accept(source, frame, Ticket(self, delivery) if self._delivered else None)
         self.stats.forwarded += 1
         if not self._delivered:
+            delivery.delivered()
+
+    def settled(self, delivery: Delivery, outcome: Outcome) -> None:
+        """The message's frame is written (its ticket's finalizer); a lost one is left to the
+        delivery deadline, which reconnects to have it redelivered."""
+        if outcome is Outcome.WRITTEN:
             delivery.delivered()
 
 

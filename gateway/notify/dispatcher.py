@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
@@ -41,10 +42,11 @@ from gateway.notify.journal import Journal, Position, age_s
 from gateway.notify.metrics import NotifyStats
 from gateway.notify.queue import Dead, Outcome, Outgoing, Target, TargetQueue, Verdict
 from gateway.notify.settings import RetrySettings
+from gateway.pipeline import tickets
 from gateway.pipeline.tickets import Ticket
-from gateway.settings import LocalSinkSettings
 from gateway.sinks.base import SinkError
 from gateway.sinks.local import RotatingFile
+from gateway.sinks.settings import LocalSinkSettings
 from parser.records import iso_ms
 from parser.rules import Notification
 
@@ -61,6 +63,10 @@ class DeadLetter(msgspec.Struct, frozen=True):
     attempts: int
     notification: msgspec.Raw  # the record exactly as written to notifications/
     record_class: str = msgspec.field(default="notifications", name="class")
+
+
+# A frame's notifications on their ticket: how many, when the frame arrived, the frame's ticket.
+FrameNotes = tuple[int, float, Ticket[Any] | None]
 
 
 class Dispatcher:
@@ -174,8 +180,8 @@ class Dispatcher:
         notes: Sequence[Notification],
         bodies: Sequence[bytes],
         arrived_at: float,
-        frame_ticket: Ticket | None,
-    ) -> Ticket:
+        frame_ticket: Ticket[Any] | None,
+    ) -> Ticket[FrameNotes]:
         """Queue one frame's notifications on the targets; returns the ticket its
         ``notifications/`` records carry (done once all of them are written)."""
         stats = self.stats
@@ -192,15 +198,21 @@ class Dispatcher:
                 self._prefixes[name].track(item)
                 self._quiet[name].clear()
                 self._wake[name].set()
-        local = stats.targets["local"]
+        return Ticket(self, (len(bodies), arrived_at, frame_ticket), pending=len(bodies))
 
-        def written() -> None:
-            local.delivered += len(bodies)
-            local.latency.observe(self._clock() - arrived_at)
+    def settled(self, note: FrameNotes, outcome: tickets.Outcome) -> None:
+        """A frame's notifications are all in ``notifications/`` (its ticket's one part), or
+        one was lost there: the frame is settled alike."""
+        count, arrived_at, frame_ticket = note
+        if outcome is tickets.Outcome.LOST:
             if frame_ticket is not None:
-                frame_ticket.part_done()
-
-        return Ticket(len(bodies), written)
+                frame_ticket.part_lost()
+            return
+        local = self.stats.targets["local"]
+        local.delivered += count
+        local.latency.observe(self._clock() - arrived_at)
+        if frame_ticket is not None:
+            frame_ticket.part_done()
 
     async def _send(self, target: Target) -> None:
         """Start deliveries while a slot is free and a device's head may go; sleep until a

@@ -17,16 +17,15 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 
 from gateway.common.stats import SinkStats
 from gateway.pipeline.accumulator import Accumulator, Batch
-from gateway.pipeline.tickets import Ticket
-from gateway.settings import AccumulatorSettings, PipelineSettings
+from gateway.pipeline.settings import AccumulatorSettings, PipelineSettings
+from gateway.pipeline.tickets import BatchSettled, Ticket
 from gateway.sinks.base import Sink, SinkError
 from gateway.sinks.local import LocalSink
 from gateway.transport.flow_control import FlowControl
@@ -70,28 +69,6 @@ class FrameSource(msgspec.Struct, frozen=True, gc=False):
     peer: str | None
 
 
-class ReplyOutbox(Protocol):
-    def flush_replies(self) -> None: ...
-
-
-class ReplyBatcher:
-    """Connections holding replies to write; flushed once per batch written or read handled."""
-
-    __slots__ = ("_pending",)
-
-    def __init__(self) -> None:
-        self._pending: set[ReplyOutbox] = set()
-
-    def add(self, outbox: ReplyOutbox) -> None:
-        self._pending.add(outbox)
-
-    def flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, set()
-            for outbox in pending:
-                outbox.flush_replies()
-
-
 class Pipeline:
     def __init__(
         self,
@@ -133,10 +110,15 @@ class Pipeline:
         self._flushing = False
         self._idle = asyncio.Event()
         self.unwritten_bytes = 0
-        self.replies = ReplyBatcher()
+        self._batch_settled: list[BatchSettled] = []
         self._failing_since: dict[str, float] = {}  # stream -> first failure of its current write
         self._received_ms = -1
         self._received_at = ""
+
+    def on_batch_settled(self, observer: BatchSettled) -> None:
+        """Tell ``observer`` each time a written batch's tickets are settled (a port's replies
+        then leave in one write per connection, not one per frame)."""
+        self._batch_settled.append(observer)
 
     def start(self) -> None:
         for stream in self._acc:
@@ -148,14 +130,14 @@ class Pipeline:
         self,
         source: FrameSource,
         event: Frame | Login,
-        on_written: Callable[..., object] | None,
-        args: tuple[Any, ...] = (),
+        ticket: Ticket[Any] | None,
     ) -> int:
-        """Take one frame's records; ``on_written(*args)`` runs once all of them are written.
+        """Take one frame's records; ``ticket`` is settled once all of them are written (or one
+        is lost).
 
-        Returns the number of parsed records. ``on_written=None`` means nobody waits for the
-        write (ACK policy ``accepted``, or a frame that owes no reply). The frame's arrival, for
-        the notification latency, is now: ``data_received`` calls this synchronously.
+        Returns the number of parsed records. ``ticket=None`` means nobody waits for the write
+        (ACK policy ``accepted``, or a frame that owes no reply). The frame's arrival, for the
+        notification latency, is now: ``data_received`` calls this synchronously.
         """
         now = self._clock()
         now_ms = time.time_ns() // 1_000_000
@@ -190,10 +172,9 @@ class Pipeline:
                 received_at,
                 event.payload,
             )
-        ticket = None
-        if on_written is not None:
+        if ticket is not None:
             # A frame's notifications are one part: done once all are in notifications/.
-            ticket = Ticket(1 + len(parsed) + (error is not None) + bool(notes), on_written, args)
+            ticket.pending = 1 + len(parsed) + (error is not None) + bool(notes)
         # Partition key = device id: a device's records keep their order within a shard.
         key = (event.device_id or source.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]
         add = self._add
@@ -212,7 +193,9 @@ class Pipeline:
         self._flow.consumed(size)
         return len(parsed)
 
-    def _add(self, stream: str, record: bytes, key: str, ticket: Ticket | None, now: float) -> int:
+    def _add(
+        self, stream: str, record: bytes, key: str, ticket: Ticket[Any] | None, now: float
+    ) -> int:
         """Queue one record; returns the bytes charged to the budget."""
         if self._acc[stream].add(record, key, ticket, now):
             self._wake[stream].set()
@@ -266,13 +249,13 @@ class Pipeline:
         for index in lost:
             ticket = batch.tickets[index]
             if ticket is not None:
-                ticket.fail()
+                ticket.part_lost()
         stats.dead_letters += len(lost)
         for ticket in batch.tickets:
             if ticket is not None:
                 ticket.part_done()
-        # Replies released by this batch leave in one write per connection, not one per frame.
-        self.replies.flush()
+        for observer in self._batch_settled:
+            observer.batch_settled()
         if self._flushing and self.unwritten_bytes == 0:
             self._idle.set()
 

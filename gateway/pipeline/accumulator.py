@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.pipeline.tickets import Ticket
 
@@ -23,7 +24,7 @@ class Batch:
 
     records: list[bytes] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
-    tickets: list[Ticket | None] = field(default_factory=list)
+    tickets: list[Ticket[Any] | None] = field(default_factory=list)
     size_bytes: int = 0
     opened_at: float = 0.0
 
@@ -38,7 +39,7 @@ class Accumulator:
         self._current: Batch | None = None
         self._ready: deque[Batch] = deque()
 
-    def add(self, record: bytes, key: str, ticket: Ticket | None, now: float) -> bool:
+    def add(self, record: bytes, key: str, ticket: Ticket[Any] | None, now: float) -> bool:
         """Append one record; True when the sender must look again (a batch opened or filled)."""
         batch = self._current
         size = len(record) + 1  # the newline that ends it in a JSON-lines file

@@ -24,6 +24,7 @@ from gateway.common.settings_base import TlsSettings
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import Pipeline
 from gateway.transport.flow_control import FlowControl
+from gateway.transport.replies import ReplyBatcher
 from gateway.transport.reply_order import ReplyOrder
 from gateway.transport.tls import TlsSession, load, server_context
 from parser.proxy_protocol import (
@@ -75,6 +76,8 @@ class DevicePort:
         self.pipeline = pipeline
         self.flow = flow
         self.connections: set[DeviceConnection] = set()
+        self.replies = ReplyBatcher()
+        pipeline.on_batch_settled(self.replies)
         self.server: asyncio.Server | None = None
         self.bound_port = settings.port
         self.tls = server_context(settings.tls) if settings.tls is not None else None
@@ -394,11 +397,11 @@ class DeviceConnection(asyncio.Protocol):
         """Queue a reply (``count`` of them in one buffer); it is written with the others of
         the same read or sink batch."""
         if not self._outbox:
-            self.port.pipeline.replies.add(self)
+            self.port.replies.add(self)
         self._outbox.append(reply)
         self._acks_queued += count
 
-    def _send_reply(self, reply: bytes, accepted_at: float) -> None:
+    def send_reply(self, reply: bytes, accepted_at: float) -> None:
         """Queue the acknowledgement of data that arrived at ``accepted_at``."""
         self._queue_reply(reply)
         self.port.stats.ack_latency.observe(time.monotonic() - accepted_at)

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from gateway.pipeline.tickets import Outcome, Ticket
+
+# What a frame's ticket notes for its reply: its number (:meth:`ReplyOrder.reserve`), the reply
+# owed, and when the frame was accepted (for the ACK latency).
+PendingReply = tuple[int, bytes, float]
+
 
 class Replier(Protocol):
     """The connection a :class:`ReplyOrder` releases replies to (``DeviceConnection``)."""
 
-    def _send_reply(self, reply: bytes, accepted_at: float) -> None: ...
+    def send_reply(self, reply: bytes, accepted_at: float) -> None: ...
 
     def frame_lost(self) -> None: ...
 
@@ -20,15 +26,15 @@ class ReplyOrder:
     of order: one that did not decode also waits for ``errors/`` and was ACKed after the frame
     behind it. Devices read an ACK as "this and what came before is saved", and MQTT requires
     PUBACKs in the order of the PUBLISHes ([MQTT-4.6.0-2]). So a frame owing a reply takes the
-    next number when it is accepted (:meth:`reserve`); its ticket calls this object with that
-    number once its records are written, and the reply leaves when every earlier one has.
+    next number when it is accepted (:meth:`ticket`); its ticket reports to this object, its
+    finalizer, once its records are written, and the reply leaves when every earlier one has.
 
     Cheap on the hot path: frames finishing in order (the common case) touch two integers, no
     allocation; only a frame finishing early waits, in a dict keyed by its number. A frame given
-    up on (dead-lettered) never finishes: :meth:`on_fail` (which ``Ticket.fail`` calls) tells the
-    connection (``frame_lost``), which by default closes it after writing the replies released
-    so far, so the device reconnects and resends what was not ACKed instead of waiting behind a
-    reply that will never come.
+    up on (dead-lettered) never finishes: its outcome ``LOST`` tells the connection
+    (``frame_lost``), which closes it after writing the replies released so far, so the device
+    reconnects and resends what was not ACKed instead of waiting behind a reply that will never
+    come.
     """
 
     __slots__ = ("_conn", "_early", "_next", "_released")
@@ -40,17 +46,30 @@ class ReplyOrder:
         self._early: dict[int, tuple[bytes, float]] = {}  # finished, behind an unfinished one
 
     def reserve(self) -> int:
-        """The number of the frame just accepted; pass it to :meth:`__call__` when written."""
+        """The number of the frame just accepted (its place among the replies)."""
         number = self._next
         self._next = number + 1
         return number
 
-    def __call__(self, number: int, reply: bytes, accepted_at: float) -> None:
-        """Frame ``number`` is written (the ticket's ``on_done``): release what is in order."""
+    def ticket(self, reply: bytes, accepted_at: float) -> Ticket[PendingReply]:
+        """The ticket of a frame just accepted that owes ``reply`` once written."""
+        return Ticket(self, (self.reserve(), reply, accepted_at))
+
+    def settled(self, note: PendingReply, outcome: Outcome) -> None:
+        """A frame's ticket is settled: written, release what is in order; lost, its reply
+        never comes (the connection closes, see :meth:`Replier.frame_lost`)."""
+        if outcome is Outcome.LOST:
+            self._conn.frame_lost()
+            return
+        number, reply, accepted_at = note
+        self.release(number, reply, accepted_at)
+
+    def release(self, number: int, reply: bytes, accepted_at: float) -> None:
+        """Frame ``number`` is written: its reply leaves once every earlier one has."""
         if number != self._released:
             self._early[number] = (reply, accepted_at)
             return
-        send = self._conn._send_reply
+        send = self._conn.send_reply
         send(reply, accepted_at)
         number += 1
         early = self._early
@@ -62,10 +81,6 @@ class ReplyOrder:
     def now(self, reply: bytes, accepted_at: float) -> None:
         """A reply owed at once (a login, ACK policy ``accepted``): after those still owed."""
         if self._released == self._next:
-            self._conn._send_reply(reply, accepted_at)
+            self._conn.send_reply(reply, accepted_at)
         else:
             self._early[self.reserve()] = (reply, accepted_at)
-
-    def on_fail(self, number: int, reply: bytes, accepted_at: float) -> None:
-        """Frame ``number`` is lost to the sink (``Ticket.fail``): its reply never comes."""
-        self._conn.frame_lost()

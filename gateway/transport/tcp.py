@@ -15,9 +15,9 @@ import structlog
 
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import FrameSource, Pipeline
-from gateway.settings import ListenerSettings
 from gateway.transport.connection import DeviceConnection, DevicePort
 from gateway.transport.flow_control import FlowControl
+from gateway.transport.settings import ListenerSettings
 from gateway.transport.tls import common_name
 from parser.codec import Codec, Session
 from parser.events import Action, Frame, Login, Reject
@@ -127,10 +127,8 @@ class TcpDeviceProtocol(DeviceConnection):
             stats.decode_errors[event.error_code] += 1
         reply = event.reply
         if reply and listener.delivered:
-            order = self.reply_order  # the ticket's callback: one per connection (see Ticket)
-            stats.records += listener.pipeline.accept(
-                self.source, event, order, (order.reserve(), reply, now)
-            )
+            ticket = self.reply_order.ticket(reply, now)
+            stats.records += listener.pipeline.accept(self.source, event, ticket)
         else:
             stats.records += listener.pipeline.accept(self.source, event, None)
             if reply:

@@ -1,7 +1,7 @@
 """One MQTT device connection: CONNECT and credentials, PUBLISH to the pipeline, acknowledgements
 under the listener's ACK policy, the command-topic SUBSCRIBE, keep-alive.
 
-Many packets per read, one write of the replies they earned (the pipeline's reply batcher).
+Many packets per read, one write of the replies they earned (the port's reply batcher).
 A QoS 1 PUBACK or QoS 2 PUBREC leaves only once the frame is accepted under the ACK policy;
 while the memory budget is full the socket is not read and PUBACKs are held, so the device's
 in-flight window (5.0 Receive Maximum) fills and it stops sending. The peer's mistakes cost only
@@ -340,7 +340,7 @@ class MqttConnection(DeviceConnection):
         if qos == 2 and packet_id in session.qos2:
             # A resend of a message already taken: answer it, do not store it twice.
             if session.qos2[packet_id]:
-                self._send_reply(self.mqtt.pubrec(packet_id), now)
+                self.send_reply(self.mqtt.pubrec(packet_id), now)
             else:
                 self._pubrec_owed[packet_id] = now
             return
@@ -365,13 +365,12 @@ class MqttConnection(DeviceConnection):
             if listener.delivered:
                 # PUBACKs leave in the order of their PUBLISHes ([MQTT-4.6.0-2]) whatever order
                 # the streams finish in; a message the sink gave up on closes (frame_lost).
-                order = self.reply_order
-                args = (order.reserve(), self._acknowledgement(packet_id, qos, code), now)
-                stats.records += accept(source, event, order, args)
+                ack = self._acknowledgement(packet_id, qos, code)
+                stats.records += accept(source, event, self.reply_order.ticket(ack, now))
             else:
                 stats.records += accept(source, event, None)
                 if code:
-                    self._send_reply(self._acknowledgement(packet_id, qos, code), now)
+                    self.send_reply(self._acknowledgement(packet_id, qos, code), now)
                 else:
                     self._pubacks_owed.append(packet_id)
                     listener.stats.ack_latency.observe(time.monotonic() - now)
@@ -379,11 +378,11 @@ class MqttConnection(DeviceConnection):
             session.qos2_started(packet_id)
             self._pubrec_owed[packet_id] = now
             if listener.delivered:  # PUBRECs in the order of their PUBLISHes ([MQTT-4.6.0-3])
-                qos2 = session.written(packet_id, self.reply_order.reserve())
+                qos2 = session.ticket(packet_id, self.reply_order.reserve())
                 stats.records += accept(source, event, qos2)
             else:
                 stats.records += accept(source, event, None)
-                session.written(packet_id)()
+                session.accepted(packet_id)
 
     def _frame(
         self, resolved: Resolved, device_id: str, payload: bytes
@@ -557,9 +556,9 @@ class MqttConnection(DeviceConnection):
         if accepted_at is None:
             return
         if number is None:
-            self._send_reply(self.mqtt.pubrec(packet_id), accepted_at)
+            self.send_reply(self.mqtt.pubrec(packet_id), accepted_at)
         else:
-            self.reply_order(number, self.mqtt.pubrec(packet_id), accepted_at)
+            self.reply_order.release(number, self.mqtt.pubrec(packet_id), accepted_at)
 
     def qos2_lost(self, packet_id: int) -> None:
         """The session's QoS 2 message was lost to the sink: no PUBREC for it (its resend is

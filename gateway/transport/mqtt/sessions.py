@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Protocol
 
+from gateway.pipeline.tickets import Outcome, Ticket
+
 SESSION_EXPIRY_NEVER = 0xFFFFFFFF  # 5.0 §3.1.2.11.2
 # Completed QoS 2 packet ids a session keeps awaiting their PUBREL: the bound on a session's
 # memory (tens of bytes an id) now that the receive window is 65535. Forgetting one costs at
@@ -24,6 +26,11 @@ MAX_QOS2_IDS = 1024
 class SessionOwner(Protocol):
     def qos2_written(self, packet_id: int, number: int | None) -> None: ...
     def qos2_lost(self, packet_id: int) -> None: ...
+
+
+# What a QoS 2 message's ticket notes: its packet id, its place among the replies of the
+# connection that received it (None: no reply waits in order), and that connection.
+Qos2Note = tuple[int, int | None, SessionOwner | None]
 
 
 class Session:
@@ -50,44 +57,32 @@ class Session:
                 del self.qos2[oldest]
         self.qos2[packet_id] = False
 
-    def written(self, packet_id: int, number: int | None = None) -> Qos2Write:
-        """The callback for when the message with ``packet_id`` is accepted under the policy
-        (and, through its ``on_fail``, for when it is lost: see ``Ticket.fail``). ``number``:
-        its place among the replies of the owner now (see ``qos2_written``)."""
-        return Qos2Write(self, packet_id, number)
+    def ticket(self, packet_id: int, number: int) -> Ticket[Qos2Note]:
+        """The ticket of the message with ``packet_id``, received by the owner now, where it is
+        ``number`` among the replies (see ``qos2_written``); this session is its finalizer."""
+        return Ticket(self, (packet_id, number, self.owner))
 
+    def accepted(self, packet_id: int) -> None:
+        """The message with ``packet_id`` is accepted under the policy at once (``accepted``)."""
+        self.settled((packet_id, None, self.owner), Outcome.WRITTEN)
 
-class Qos2Write:
-    """The end of one QoS 2 message's write: the PUBREC goes to whichever connection owns the
-    session by then (in its place among the replies of the connection that received the
-    message, if that one still owns it); a message lost to the sink forgets its packet id."""
-
-    __slots__ = ("number", "packet_id", "received_by", "session")
-
-    def __init__(self, session: Session, packet_id: int, number: int | None) -> None:
-        self.session = session
-        self.packet_id = packet_id
-        self.number = number
-        self.received_by = session.owner
-
-    def __call__(self) -> None:
-        session = self.session
-        if self.packet_id in session.qos2:
-            session.qos2[self.packet_id] = True
-            owner = session.owner
-            if owner is not None:
-                owner.qos2_written(
-                    self.packet_id, self.number if owner is self.received_by else None
-                )
-
-    def on_fail(self) -> None:
+    def settled(self, note: Qos2Note, outcome: Outcome) -> None:
+        """The end of one QoS 2 message's write: the PUBREC goes to whichever connection owns
+        the session by then (in its place among the replies of the connection that received
+        the message, if that one still owns it); a message lost to the sink forgets its id."""
+        packet_id, number, received_by = note
+        qos2, owner = self.qos2, self.owner
+        if outcome is Outcome.WRITTEN:
+            if packet_id in qos2:
+                qos2[packet_id] = True
+                if owner is not None:
+                    owner.qos2_written(packet_id, number if owner is received_by else None)
         # Kept, the id would make every resend a "duplicate" of a message never stored: no
         # PUBREC ever, the id and its receive-maximum slot blocked. Forgotten, the resend is new.
-        session = self.session
-        if session.qos2.get(self.packet_id) is False:
-            del session.qos2[self.packet_id]
-            if session.owner is not None:
-                session.owner.qos2_lost(self.packet_id)
+        elif qos2.get(packet_id) is False:
+            del qos2[packet_id]
+            if owner is not None:
+                owner.qos2_lost(packet_id)
 
 
 class SessionStore:

@@ -10,6 +10,7 @@ from gateway.bridge.settings import RouteSettings
 from gateway.bridge.stats import RouteStats
 from gateway.bridge.window import InFlightWindow
 from gateway.pipeline.accept import FrameSource, Pipeline
+from gateway.pipeline.tickets import Ticket
 from parser.events import Frame
 from parser.records import Reading
 from tests.parser.streams import layout_codec
@@ -33,7 +34,7 @@ class Accepted:
     def __init__(self) -> None:
         self.frames: list[tuple[FrameSource, Frame]] = []
 
-    def accept(self, source: FrameSource, frame: Frame, on_written: Any, *args: Any) -> int:
+    def accept(self, source: FrameSource, frame: Frame, ticket: Ticket[Any] | None) -> int:
         self.frames.append((source, frame))
         return 0
 

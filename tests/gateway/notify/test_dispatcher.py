@@ -16,8 +16,9 @@ import pytest
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.queue import ACCEPTED, Outcome, Outgoing, Verdict
 from gateway.notify.settings import RetrySettings
+from gateway.pipeline import tickets
 from gateway.pipeline.tickets import Ticket
-from gateway.settings import LocalSinkSettings
+from gateway.sinks.settings import LocalSinkSettings
 from tests.gateway.notify.notes import notification
 
 FAST = RetrySettings(first_s=0.001, max_s=0.002, max_attempts=3)
@@ -67,7 +68,7 @@ def dispatcher(
     return Dispatcher([target], FAST, local, clock)
 
 
-def submit(d: Dispatcher, *raw_ids: str) -> Ticket:
+def submit(d: Dispatcher, *raw_ids: str) -> Ticket[Any]:
     notes = [notification(raw_id=r) for r in raw_ids]
     return d.submit(notes, [msgspec.json.encode(n) for n in notes], time.monotonic(), None)
 
@@ -84,8 +85,8 @@ def dead_letters(tmp_path: Path) -> list[dict[str, Any]]:
 async def test_the_frames_ticket_waits_for_every_notification_write(tmp_path: Path) -> None:
     now = [100.0]
     d = dispatcher(tmp_path, ScriptedTarget([ACCEPTED]), lambda: now[0])
-    acked: list[str] = []
-    frame = Ticket(3, lambda: acked.append("ack"))  # raw record, parsed record, notifications
+    acked = Outcomes()
+    frame = Ticket(acked, "ack", pending=3)  # raw record, parsed record, notifications
     notes = [notification(raw_id="r"), notification(raw_id="r", code="EVB1-0x0102")]
     written = d.submit(notes, [msgspec.json.encode(n) for n in notes], 99.997, frame)
     frame.part_done()  # raw record written
@@ -96,7 +97,32 @@ async def test_the_frames_ticket_waits_for_every_notification_write(tmp_path: Pa
     local = d.stats.targets["local"]
     assert local.delivered == 2 and local.latency.sum == pytest.approx(0.003)
     frame.part_done()
-    assert acked == ["ack"]
+    assert acked == [("ack", tickets.Outcome.WRITTEN)]
+
+
+@pytest.mark.asyncio
+async def test_a_notification_lost_to_the_sink_settles_its_frame_as_lost(tmp_path: Path) -> None:
+    d = dispatcher(tmp_path, ScriptedTarget([ACCEPTED]))
+    settled = Outcomes()
+    frame = Ticket(settled, "frame", pending=2)  # raw record, notifications
+    written = submit_for(d, frame)
+    frame.part_done()
+    written.part_lost()
+    written.part_done()
+    assert settled == [("frame", tickets.Outcome.LOST)]
+    assert d.stats.targets["local"].delivered == 0
+
+
+def submit_for(d: Dispatcher, frame: Ticket[Any]) -> Ticket[Any]:
+    notes = [notification(raw_id="r")]
+    return d.submit(notes, [msgspec.json.encode(n) for n in notes], time.monotonic(), frame)
+
+
+class Outcomes(list[tuple[str, tickets.Outcome]]):
+    """A frame's finalizer that keeps what it is told."""
+
+    def settled(self, note: str, outcome: tickets.Outcome) -> None:
+        self.append((note, outcome))
 
 
 @pytest.mark.asyncio

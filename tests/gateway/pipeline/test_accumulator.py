@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.pipeline.accumulator import Accumulator
-from gateway.pipeline.tickets import Ticket
+from gateway.pipeline.tickets import Outcome, Ticket
 
 
 def test_linger_makes_a_batch_due() -> None:
@@ -58,8 +58,8 @@ def test_oversize_record_still_gets_a_batch_of_its_own() -> None:
 
 def test_keys_and_tickets_run_parallel_to_records() -> None:
     acc = Accumulator(linger_s=10, max_records=2, max_bytes=10_000)
-    done: list[str] = []
-    ticket = Ticket(3, lambda: done.append("acked"))
+    done = Outcomes()
+    ticket = Ticket(done, "acked", pending=3)
     for record in (b"r1", b"r2", b"r3"):  # one frame's records spanning two batches
         acc.add(record, "dev-1", ticket, now=0.0)
     first = acc.take(now=0.0)
@@ -70,23 +70,33 @@ def test_keys_and_tickets_run_parallel_to_records() -> None:
         for t in batch.tickets:
             assert t is not None
             t.part_done()
-    assert done == ["acked"]
+    assert done == [("acked", Outcome.WRITTEN)]
 
 
-def test_a_failed_record_means_no_ack() -> None:
-    done: list[int] = []
-    ticket = Ticket(2, lambda: done.append(1))
-    ticket.fail()
+def test_a_lost_record_settles_the_frame_as_lost_at_once_and_only_once() -> None:
+    done = Outcomes()
+    ticket = Ticket(done, "frame", pending=3)
+    ticket.part_done()
+    ticket.part_lost()
+    assert done == [("frame", Outcome.LOST)]  # not after the other records: nobody waits
+    ticket.part_lost()
     ticket.part_done()
     ticket.part_done()
-    assert done == [] and ticket.failed
+    assert done == [("frame", Outcome.LOST)]
 
 
 def test_ticket_fires_only_after_every_part() -> None:
-    done: list[int] = []
-    ticket = Ticket(3, lambda: done.append(1))
+    done = Outcomes()
+    ticket = Ticket(done, "frame", pending=3)
     ticket.part_done()
     ticket.part_done()
     assert done == []
     ticket.part_done()
-    assert done == [1]
+    assert done == [("frame", Outcome.WRITTEN)]
+
+
+class Outcomes(list[tuple[str, Outcome]]):
+    """A finalizer that keeps what it is told."""
+
+    def settled(self, note: str, outcome: Outcome) -> None:
+        self.append((note, outcome))

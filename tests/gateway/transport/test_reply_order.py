@@ -20,9 +20,10 @@ from hypothesis import strategies as st
 from gateway.common.stats import SinkStats
 from gateway.pipeline.accept import Pipeline
 from gateway.pipeline.registry import CodecRegistry
-from gateway.settings import ListenerSettings, PipelineSettings
+from gateway.pipeline.settings import PipelineSettings
 from gateway.transport.flow_control import FlowControl
 from gateway.transport.reply_order import ReplyOrder
+from gateway.transport.settings import ListenerSettings
 from gateway.transport.tcp import Listener
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess, read_records
@@ -89,7 +90,7 @@ class Replies:
         self.sent: list[bytes] = []
         self.lost = 0
 
-    def _send_reply(self, reply: bytes, accepted_at: float) -> None:
+    def send_reply(self, reply: bytes, accepted_at: float) -> None:
         self.sent.append(reply)
 
     def frame_lost(self) -> None:
@@ -112,7 +113,7 @@ def test_replies_leave_in_arrival_order_whatever_order_frames_finish_in(
             numbers[frame] = order.reserve()
     for frame in finish:
         if frame in numbers:
-            order(numbers[frame], b"%d" % frame, 0.0)
+            order.release(numbers[frame], b"%d" % frame, 0.0)
             # Released: exactly the frames before the first one not yet written.
             pending = [f for f in numbers if f not in finish[: finish.index(frame) + 1]]
             first_pending = min(pending, default=12)

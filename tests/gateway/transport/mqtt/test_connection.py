@@ -8,15 +8,14 @@ import gc
 import threading
 import time
 import tracemalloc
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
 import pytest
 
-from gateway.pipeline.accept import FrameSource, Pipeline, ReplyBatcher
+from gateway.pipeline.accept import FrameSource, Pipeline
 from gateway.pipeline.registry import CodecRegistry
-from gateway.pipeline.tickets import Ticket
+from gateway.pipeline.tickets import BatchSettled, Ticket
 from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.passwords import write_password
@@ -55,19 +54,18 @@ PASSWORD = "TopSecretPw"
 
 class FakePipeline:
     def __init__(self) -> None:
-        self.replies = ReplyBatcher()
-        self.tickets: list[Ticket | None] = []
+        self.observers: list[BatchSettled] = []
+        self.tickets: list[Ticket[Any] | None] = []
         self.events: list[Frame | Login] = []  # what was accepted, in order
 
-    def accept(
-        self,
-        source: FrameSource,
-        event: Frame | Login,
-        on_written: Callable[..., object] | None,
-        args: tuple[Any, ...] = (),
-    ) -> int:
+    def on_batch_settled(self, observer: BatchSettled) -> None:
+        self.observers.append(observer)
+
+    def accept(self, source: FrameSource, event: Frame | Login, ticket: Ticket[Any] | None) -> int:
         self.events.append(event)
-        self.tickets.append(None if on_written is None else Ticket(1, on_written, args))
+        if ticket is not None:
+            ticket.pending = 1  # one record per frame here
+        self.tickets.append(ticket)
         return 0
 
     def written(self, index: int, *, lost: bool = False) -> None:
@@ -75,9 +73,10 @@ class FakePipeline:
         ticket = self.tickets[index]
         assert ticket is not None
         if lost:
-            ticket.fail()
+            ticket.part_lost()
         ticket.part_done()
-        self.replies.flush()
+        for observer in self.observers:
+            observer.batch_settled()
 
 
 class FakeTransport:

@@ -4,31 +4,12 @@ client and settings (``[sink.kinesis] notifications``), while notifications/ sta
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.gateway.gatewayproc import GatewayProcess, read_records, wait_for
 from tests.gateway.notify.faults import FAULT, IMEI, Device, fault
-from tests.gateway.sinks.kinesis import emulator
 from tests.gateway.sinks.kinesis.emulator import Kinesalite, unique_stream_name
-
-AWS = {
-    "AWS_ACCESS_KEY_ID": "AKIDLOCALTEST",
-    "AWS_SECRET_ACCESS_KEY": "local-test-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-@pytest.fixture(scope="module")
-def kinesalite() -> Iterator[Kinesalite]:
-    problem = emulator.missing_tools()
-    if problem:
-        pytest.fail(problem, pytrace=False)
-    server = Kinesalite()
-    yield server
-    server.stop()
+from tests.gateway.sinks.kinesis.harness import AWS_ENV
 
 
 def test_notifications_go_to_their_own_stream(tmp_path: Path, kinesalite: Kinesalite) -> None:
@@ -41,7 +22,7 @@ def test_notifications_go_to_their_own_stream(tmp_path: Path, kinesalite: Kinesa
         f"notifications = {{ name = '{notes}', aggregate = false }}\n"
         f"endpoint_url = '{kinesalite.endpoint}'\n"
     )
-    gw = GatewayProcess(tmp_path / "data", codecs=("evb1",), config=config, env=AWS)
+    gw = GatewayProcess(tmp_path / "data", codecs=("evb1",), config=config, env=AWS_ENV)
     try:
         dev = Device(gw.ports["evb1"])
         dev.send(fault(1), 1, FAULT)

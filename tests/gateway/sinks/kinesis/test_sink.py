@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -13,79 +12,15 @@ from typing import Any
 
 import pytest
 
-from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, get, read_records, wait_for
+from tests.gateway.gatewayproc import get, read_records, wait_for
 from tests.gateway.sinks.kinesis.emulator import Kinesalite
 from tests.gateway.sinks.kinesis.fault_proxy import PUT_RECORDS, THROUGHPUT_EXCEEDED, FaultProxy
-from tests.parser.kpl_stock import stock_deaggregate
-
-CODECS = ("teltonika", "gt06", "evb1")
-AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "AKIDLOCALTEST",
-    "AWS_SECRET_ACCESS_KEY": "local-test-secret",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
-
-
-def start_gateway(
-    tmp: Path, endpoint: str, raw: str, parsed: str, extra: str = ""
-) -> GatewayProcess:
-    config = tmp / "kinesis.toml"
-    listeners = "".join(
-        f"[[listeners]]\ncodec = '{c}'\nhost = '127.0.0.1'\nport = 0\n" for c in CODECS
-    )
-    config.write_text(
-        listeners
-        + "[pipeline.raw]\nlinger_ms = 50\nmax_records = 5000\n"
-        + "[pipeline.parsed]\nlinger_ms = 50\nmax_records = 5000\n"
-        + f"[sink.kinesis]\nraw = {{ name = '{raw}' }}\nparsed = {{ name = '{parsed}' }}\n"
-        + f"endpoint_url = '{endpoint}'\nretry_first_s = 0.05\nretry_max_s = 1.0\n{extra}"
-    )
-    return GatewayProcess(tmp / "data", codecs=(), config=config, env=AWS_ENV)
-
-
-def simulate(
-    gw: GatewayProcess, tmp: Path, devices: int, duration: float
-) -> subprocess.Popen[bytes]:
-    targets = [a for c in CODECS for a in ("--target", f"{c}=127.0.0.1:{gw.ports[c]}")]
-    return subprocess.Popen(
-        [
-            GATEWAY,
-            "simulate",
-            "--codec",
-            ",".join(CODECS),
-            *targets,
-            "--devices",
-            str(devices),
-            "--rate",
-            "2",
-            "--duration",
-            str(duration),
-            "--seed",
-            "11",
-            "--ack-timeout",
-            "10",
-            "--acked-log",
-            str(tmp / "acked.jsonl"),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def user_records(kinesalite: Kinesalite, stream: str) -> list[dict[str, Any]]:
-    """Every user record of the stream, deaggregated by the stock aws-kinesis-agg library."""
-    out = []
-    for record in kinesalite.read_all(stream):
-        for key, _ehk, data in stock_deaggregate(record["Data"]):
-            out.append(
-                {
-                    "shard": record["ShardId"],
-                    "seq": record["SequenceNumber"],
-                    "key": key,
-                    "record": json.loads(data),
-                }
-            )
-    return out
+from tests.gateway.sinks.kinesis.harness import (
+    read_dead_letters,
+    simulate,
+    start_gateway,
+    user_records,
+)
 
 
 def acked_payloads(tmp: Path) -> list[str]:
@@ -95,14 +30,6 @@ def acked_payloads(tmp: Path) -> list[str]:
 
 def payload_hex(record: dict[str, Any]) -> str:
     return base64.b64decode(record["record"]["payload"]).hex()
-
-
-def read_dead_letters(data_dir: Path) -> list[dict[str, Any]]:
-    return [
-        json.loads(line)
-        for path in (data_dir / "dead-letters").glob("*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
 
 
 def assert_acked_frames_in_both_streams(

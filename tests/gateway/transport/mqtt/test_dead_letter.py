@@ -12,10 +12,9 @@ from pathlib import Path
 
 from parser.mqtt.packets import MQTT_5, Disconnect, Properties, PubAck, ReasonCode
 from tests.gateway.gatewayproc import wait_for
-from tests.gateway.sinks.kinesis.conftest import fault_proxy, kinesalite, make_stream  # noqa: F401 (fixtures)
 from tests.gateway.sinks.kinesis.emulator import Kinesalite
 from tests.gateway.sinks.kinesis.fault_proxy import FaultProxy
-from tests.gateway.sinks.kinesis.test_sink import AWS_ENV, read_dead_letters, user_records
+from tests.gateway.sinks.kinesis.harness import AWS_ENV, read_dead_letters, user_records
 from tests.gateway.transport.mqtt.client import MqttTestClient, start_gateway
 from tests.parser.streams import evb1_heartbeat
 
@@ -24,9 +23,9 @@ PERSISTENT = Properties(session_expiry_interval=600)
 
 def test_a_dead_lettered_message_closes_the_connection_and_its_resend_is_stored(
     tmp_path: Path,
-    kinesalite: Kinesalite,  # noqa: F811
-    make_stream: Callable[[int], str],  # noqa: F811
-    fault_proxy: FaultProxy,  # noqa: F811
+    kinesalite: Kinesalite,
+    make_stream: Callable[[int], str],
+    fault_proxy: FaultProxy,
 ) -> None:
     raw, parsed = make_stream(1), make_stream(1)
     sink = (

@@ -1,4 +1,6 @@
-"""One kinesalite for the whole session, a unique stream per test, a fault proxy per test."""
+"""Kinesalite for the gateway tests that ship to Kinesis (the sink, the raw-stream consumer, MQTT
+dead letters, notifications): one emulator per session, started by the first test that asks for
+it; a unique stream per test, a fault proxy per test."""
 
 from __future__ import annotations
 

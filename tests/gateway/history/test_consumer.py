@@ -14,7 +14,7 @@ from pathlib import Path
 from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, to_json
 from tests.gateway.gatewayproc import GATEWAY, read_records, wait_for
 from tests.gateway.sinks.kinesis.emulator import Kinesalite
-from tests.gateway.sinks.kinesis.test_sink import AWS_ENV, simulate, start_gateway, user_records
+from tests.gateway.sinks.kinesis.harness import AWS_ENV, simulate, start_gateway, user_records
 from tests.parser.streams import evb1_heartbeat
 
 

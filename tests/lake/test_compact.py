@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -14,17 +13,14 @@ import pytest
 
 from gateway.lake.store import relevant
 from gateway.lake.tables import STREAMS
-from tests.lake.lakes import FIRST_DAY, history, lake, partition_file, rows
+from tests.lake.lakes import FIRST_DAY, lake, partition_file, rows
 
 NEXT_DAY = "2026-05-30"
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Two days of two cars, a frame every 30 s, with faults (so notifications too)."""
-    base = tmp_path_factory.mktemp("data")
-    history(base, devices=2, days=2, frame_s=30.0, faults_per_min=0.02)
-    yield base
+@pytest.fixture
+def data(fleet_days: Path) -> Path:
+    return fleet_days
 
 
 def compact(data: Path, out: Path, day: str = FIRST_DAY, *more: str) -> None:

@@ -10,22 +10,21 @@ from pathlib import Path
 import pytest
 
 from gateway.cli.main import main as gateway
-from tests.lake.lakes import FIRST_DAY, history, lake, partition_file, rows
+from tests.lake.lakes import FIRST_DAY, lake, partition_file, rows
 
 
 def test_replayed_history_gives_the_daily_rows_live_ingest_gives(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    fleet_days: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    live = tmp_path / "live"
-    history(live, devices=2, days=1, frame_s=30.0, faults_per_min=0.02)
+    live = fleet_days
     replayed = tmp_path / "replayed"
     shutil.copytree(live / "raw", replayed / "raw")
     assert (
         gateway(["replay", str(replayed / "raw"), "--data-dir", str(replayed), "--notifications"])
         == 0
     )
-    for data in (live, replayed):
-        out = str(tmp_path / f"{data.name}-lake")
+    for name, data in (("live", live), ("replayed", replayed)):
+        out = str(tmp_path / f"{name}-lake")
         assert lake("compact", "--input", str(data), "--output", out, "--date", FIRST_DAY) == 0
         assert lake("daily", "--lake", out, "--date", FIRST_DAY) == 0
     capsys.readouterr()

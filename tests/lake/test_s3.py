@@ -4,7 +4,6 @@ data directory, with Firehose-style gzip objects as input."""
 from __future__ import annotations
 
 import gzip
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,18 +11,16 @@ import pytest
 from gateway.lake.store import Location, S3Options
 from gateway.lake.tables import STREAMS
 from tests import s3server
-from tests.lake.lakes import FIRST_DAY, history, lake, partition_file
+from tests.lake.lakes import FIRST_DAY, lake, partition_file
 from tests.s3server import MotoS3, isolate_aws
 
 moto = s3server.moto  # one moto_server for this module
 BUCKET = "ev-lake"
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    base = tmp_path_factory.mktemp("data")
-    history(base, devices=2, days=1, frame_s=30.0, faults_per_min=0.02)
-    yield base
+@pytest.fixture
+def data(fleet_days: Path) -> Path:
+    return fleet_days
 
 
 @pytest.fixture

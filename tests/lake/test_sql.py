@@ -15,7 +15,7 @@ import pytest
 
 from gateway.lake.daily import COLUMNS as DAILY_COLUMNS
 from gateway.lake.tables import TABLES
-from tests.lake.lakes import FIRST_DAY, history, partition_file
+from tests.lake.lakes import FIRST_DAY, partition_file
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
@@ -40,13 +40,10 @@ def gateway(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def local_lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+def local_lake(fleet_days: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     base = tmp_path_factory.mktemp("sql")
-    history(base / "data", devices=2, days=1, frame_s=60.0, codecs=("evb1", "teltonika"))
     out = str(base / "lake")
-    compact = gateway(
-        "compact", "--input", str(base / "data"), "--output", out, "--date", FIRST_DAY
-    )
+    compact = gateway("compact", "--input", str(fleet_days), "--output", out, "--date", FIRST_DAY)
     assert compact.returncode == 0, compact.stderr
     # Piped: the summary is one JSON line.
     assert json.loads(compact.stdout)["streams"]["parsed"]["records"] > 0

@@ -4,66 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-from collections import defaultdict
 from pathlib import Path
-from typing import Any
 
-import pytest
+from tests.gateway.gatewayproc import read_records
+from tests.gateway.history.replays import CODECS, by_device, replay
 
-from tests.gateway.gatewayproc import GATEWAY, GatewayProcess, read_records
-
-CODECS = ("teltonika", "gt06", "evb1")
 ROOT = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A live fleet run's data directory (raw/ and parsed/), made once for this module."""
-    tmp = tmp_path_factory.mktemp("live")
-    gw = GatewayProcess(tmp / "data", codecs=CODECS)
-    try:
-        targets = [a for c in CODECS for a in ("--target", f"{c}=127.0.0.1:{gw.ports[c]}")]
-        subprocess.run(
-            [
-                GATEWAY,
-                "simulate",
-                "--codec",
-                ",".join(CODECS),
-                *targets,
-                "--devices",
-                "60",
-                "--rate",
-                "2",
-                "--duration",
-                "4",
-                "--faults",
-                "3",
-                "--seed",
-                "5",
-            ],
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
-    finally:
-        assert gw.stop() == 0
-    return tmp / "data"
-
-
-def replay(*args: str) -> tuple[dict[str, Any], str]:
-    result = subprocess.run(
-        [GATEWAY, "replay", *args], capture_output=True, text=True, timeout=120, check=False
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.splitlines()[-1]), result.stderr
-
-
-def by_device(records: list[dict[str, Any]]) -> dict[str, list[str]]:
-    order: dict[str, list[str]] = defaultdict(list)
-    for r in records:
-        order[r["device_id"]].append(r["id"])
-    return order
 
 
 def test_replay_of_a_live_run_is_identical_record_for_record(live: Path, tmp_path: Path) -> None:

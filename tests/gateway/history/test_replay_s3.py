@@ -14,11 +14,9 @@ from gateway.cli import main as cli
 from gateway.history import replay_inputs
 from tests import s3server
 from tests.gateway.gatewayproc import read_records
-from tests.gateway.history import test_replay
-from tests.gateway.history.test_replay import by_device, replay
+from tests.gateway.history.replays import by_device, replay
 from tests.s3server import MotoS3, isolate_aws
 
-live = test_replay.live  # that module's live-run fixture, made once for this module too
 moto = s3server.moto  # one moto_server for this module
 
 PREFIX = "firehose/2026/11/26/"  # Firehose's default YYYY/MM/DD/HH/ layout

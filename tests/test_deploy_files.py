@@ -13,7 +13,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -30,10 +29,17 @@ from tests.gateway import gatewayproc
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess, read_records
 from tests.parser.streams import evb1_ack, evb1_heartbeat, evb1_login
+from tests.systemd_units import (
+    COMMON,
+    INSTALLED_GATEWAY,
+    SYSTEMD,
+    environment,
+    load_unit,
+    needs_systemd_analyze,
+    value,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
-SYSTEMD = ROOT / "systemd"
-INSTALLED_GATEWAY = "/opt/ev-gateway/.venv/bin/gateway"
 GATEWAY_TOML = "/etc/ev-gateway/gateway.toml"
 # Read by gateway/ops/workers.py, not a setting: the instance number of `run --workers` or
 # ev-gateway@.
@@ -41,81 +47,6 @@ NON_SETTINGS_VARIABLES = {"GATEWAY_WORKER"}
 
 # --- systemd units --------------------------------------------------------------------------------
 
-Unit = dict[str, dict[str, list[str]]]
-
-
-def parse_unit(text: str) -> Unit:
-    """systemd's unit syntax: ``[Section]``, ``Key=Value`` (a key may repeat: every value is kept,
-    in order), ``#``/``;`` comments, a trailing backslash continues the line."""
-    sections: Unit = {}
-    current: dict[str, list[str]] | None = None
-    pending = ""
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        line, pending = pending + line, ""
-        if line.startswith("[") and line.endswith("]"):
-            current = sections.setdefault(line[1:-1], {})
-            continue
-        key, sep, value = line.partition("=")
-        if not sep or current is None:
-            raise ValueError(f"line {number}: not a Key=Value inside a section: {raw!r}")
-        current.setdefault(key.strip(), []).append(value.strip())
-    return sections
-
-
-def load_unit(name: str) -> Unit:
-    return parse_unit((SYSTEMD / name).read_text(encoding="utf-8"))
-
-
-def value(unit: Unit, key: str, section: str = "Service") -> str:
-    """The effective value of a single-valued setting: the last assignment wins."""
-    values = unit.get(section, {}).get(key)
-    assert values, f"[{section}] {key}= missing"
-    return values[-1]
-
-
-def environment(unit: Unit) -> dict[str, str]:
-    env = {}
-    for assignments in unit["Service"].get("Environment", []):
-        for item in shlex.split(assignments):
-            name, _, val = item.partition("=")
-            env[name] = val
-    return env
-
-
-# Every unit: sd_notify, restarts, the environment file and the sandbox.
-COMMON = {
-    "Type": "notify",
-    "NotifyAccess": "main",
-    "Restart": "on-failure",
-    "RestartSec": "2",
-    "WatchdogSec": "30",
-    "KillMode": "mixed",
-    "ExecReload": "/bin/kill -HUP $MAINPID",
-    "EnvironmentFile": "-/etc/ev-gateway/gateway.env",
-    "DynamicUser": "yes",
-    "UMask": "0077",
-    "ProtectSystem": "strict",
-    "ProtectHome": "yes",
-    "PrivateTmp": "yes",
-    "PrivateDevices": "yes",
-    "NoNewPrivileges": "yes",
-    "RestrictAddressFamilies": "AF_INET AF_INET6 AF_UNIX",
-    "ProtectKernelTunables": "yes",
-    "ProtectKernelModules": "yes",
-    "ProtectKernelLogs": "yes",
-    "ProtectControlGroups": "yes",
-    "RestrictNamespaces": "yes",
-    "LockPersonality": "yes",
-    "MemoryDenyWriteExecute": "yes",
-    "SystemCallArchitectures": "native",
-    "SystemCallErrorNumber": "EPERM",
-}
 UNITS = {
     "ev-gateway.service": f"{INSTALLED_GATEWAY} run --config {GATEWAY_TOML}",
     "ev-gateway@.service": f"{INSTALLED_GATEWAY} run --config {GATEWAY_TOML}",
@@ -205,12 +136,6 @@ def _copies_with_a_real_executable(tmp_path: Path) -> list[Path]:
         copy.write_text((SYSTEMD / name).read_text().replace(INSTALLED_GATEWAY, gateway))
         copies.append(copy)
     return copies
-
-
-needs_systemd_analyze = pytest.mark.skipif(
-    shutil.which("systemd-analyze") is None,
-    reason="systemd-analyze not installed (Debian: apt-get install systemd); units only parsed",
-)
 
 
 @needs_systemd_analyze

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from gateway.cli.main import build_parser
-from tests.test_deploy_files import (
+from tests.systemd_units import (
     COMMON,
     INSTALLED_GATEWAY,
     SYSTEMD,

@@ -24,7 +24,7 @@ from gateway.sinks.settings import LocalSinkSettings
 from parser.rules import Notification
 from tests import s3server
 from tests.gateway.notify.notes import notification, outgoing
-from tests.gateway.notify.test_dispatcher import dead_letters, until
+from tests.gateway.notify.scripted import dead_letters, until
 from tests.s3server import MotoS3, isolate_aws
 
 ACCOUNT = "123456789012"  # moto's default account

@@ -20,7 +20,7 @@ from gateway.notify.targets import WebhookTarget
 from gateway.sinks.settings import LocalSinkSettings
 from tests.gateway.notify.notes import notification
 from tests.gateway.notify.receiver import WebhookReceiver
-from tests.gateway.notify.test_dispatcher import dead_letters, until
+from tests.gateway.notify.scripted import dead_letters, until
 
 SECRET = "correct horse battery staple"
 RETRY = RetrySettings(first_s=0.01, max_s=0.02, max_attempts=3)

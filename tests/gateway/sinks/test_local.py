@@ -17,7 +17,7 @@ from gateway.sinks.base import SinkError
 from gateway.sinks.local import LocalSink, RotatingFile
 from gateway.sinks.settings import LocalSinkSettings
 from tests.gateway.disks import fill, mounted_tmpfs, torn_lines
-from tests.gateway.notify.test_dispatcher import (
+from tests.gateway.notify.scripted import (
     ScriptedTarget,
     dead_letters,
     dispatcher,

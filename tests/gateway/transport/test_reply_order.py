@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
@@ -27,60 +26,17 @@ from gateway.transport.settings import ListenerSettings
 from gateway.transport.tcp import Listener
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess, read_records
+from tests.gateway.pipeline.memory_sink import STREAMS, MemorySink, until
+from tests.gateway.transport.mock_transport import MockTransport
 from tests.parser.streams import evb1_ack, evb1_frame, evb1_heartbeat, evb1_login
 
 IMEI = "356307042441013"
 UNKNOWN_TYPE = 0x7E  # frames (good CRC) but does not decode: raw/ and errors/, still ACKed
-STREAMS = ("raw", "parsed", "errors")
 EVB1_ACK_BYTES = 11
 
 
 def evb1_undecodable(seq: int) -> bytes:
     return evb1_frame(UNKNOWN_TYPE, seq, b"\x00\x01")
-
-
-class GatedSink:
-    """Writes a stream's batch only while its gate is open; ``lose`` dead-letters a stream's
-    records instead, as a sink that gave up on them does."""
-
-    def __init__(self) -> None:
-        self.gates = {stream: asyncio.Event() for stream in STREAMS}
-        self.written = dict.fromkeys(STREAMS, 0)
-        self.lose: set[str] = set()
-
-    async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
-        await self.gates[stream].wait()
-        self.written[stream] += len(records)
-        return list(range(len(records))) if stream in self.lose else []
-
-
-class FakeTransport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closing = False
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 5555) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    abort = close
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
 
 
 class Replies:
@@ -122,15 +78,8 @@ def test_replies_leave_in_arrival_order_whatever_order_frames_finish_in(
     assert replies.lost == 0
 
 
-async def until(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.005)
-
-
-async def connected() -> tuple[GatedSink, Pipeline, FakeTransport, Listener]:
-    sink = GatedSink()
+async def connected() -> tuple[MemorySink, Pipeline, MockTransport, Listener]:
+    sink = MemorySink(gated=True)
     settings = PipelineSettings()
     flow = FlowControl(settings.high_water_bytes, settings.low_water_bytes, time.monotonic)
     stats = {stream: SinkStats(stream) for stream in STREAMS}
@@ -138,7 +87,7 @@ async def connected() -> tuple[GatedSink, Pipeline, FakeTransport, Listener]:
     pipeline.start()
     codec = CodecRegistry.load().create("evb1")
     listener = Listener(ListenerSettings(codec="evb1", port=0), codec, pipeline, flow)
-    transport = FakeTransport()
+    transport = MockTransport()
     listener.connection().connection_made(cast(asyncio.Transport, transport))
     return sink, pipeline, transport, listener
 
@@ -154,7 +103,7 @@ async def test_a_frame_written_early_waits_for_the_ack_of_the_frame_before_it() 
         assert bytes(transport.out) == evb1_ack(0, 1)
         sink.gates["raw"].set()
         sink.gates["parsed"].set()
-        await until(lambda: sink.written["raw"] == 3 and sink.written["parsed"] == 2)
+        await until(lambda: len(sink.records["raw"]) == 3 and len(sink.records["parsed"]) == 2)
         await asyncio.sleep(0.05)  # room for a wrong ACK to be written
         assert bytes(transport.out) == evb1_ack(0, 1)  # frame 2 is written, frame 1 is not
         sink.gates["errors"].set()
@@ -178,7 +127,7 @@ async def test_a_frame_the_sink_gave_up_on_closes_the_connection_after_the_acks_
         # it, and frame 2 never will be. The device must reconnect and resend both.
         sink.lose.add("errors")
         conn.data_received(evb1_undecodable(2) + evb1_heartbeat(3))
-        await until(lambda: sink.written["parsed"] == 2)
+        await until(lambda: len(sink.records["parsed"]) == 2)
         sink.gates["errors"].set()
         await until(lambda: transport.closing)
         assert bytes(transport.out) == evb1_ack(0, 1) + evb1_ack(1, 4)

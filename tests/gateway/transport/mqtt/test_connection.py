@@ -42,6 +42,7 @@ from parser.mqtt.packets import (
     Will,
 )
 from parser.records import Reading
+from tests.gateway.transport.mock_transport import MockTransport
 from tests.parser.streams import evb1_heartbeat
 
 DEVICE = "356307042441013"
@@ -79,35 +80,6 @@ class FakePipeline:
             observer.batch_settled()
 
 
-class FakeTransport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closing = False
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 5555) if name == "peername" else default
-
-    def set_write_buffer_limits(self, high: int | None = None) -> None:
-        pass
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    abort = close
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-
 class BrokenCodec(JsonCodec):
     """A codec with a bug: something other than its DecodeError escapes."""
 
@@ -120,7 +92,7 @@ class Device:
 
     def __init__(self, listener: MqttListener, level: int = MQTT_311) -> None:
         self.conn = listener.connection()
-        self.transport = FakeTransport()
+        self.transport = MockTransport()
         self.conn.connection_made(cast(asyncio.Transport, self.transport))
         self.level = level
         self.client = MqttClientConnection(level)

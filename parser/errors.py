@@ -1,28 +1,16 @@
 """One error tree for the protocol layer.
 
-Hostile bytes never escape a session as an exception: sessions turn :class:`FrameError` into a
-:class:`parser.events.Reject` carrying the reaction it calls for. :class:`DecodeError` is raised
-by a codec's pure ``decode`` and travels inside a :class:`parser.events.Frame` (the raw record
-survives).
+Hostile bytes never escape a session as an exception: a session yields a
+:class:`parser.events.Reject` event carrying the reaction it calls for (its ``action``).
+:class:`DecodeError` is raised by a codec's pure ``decode`` and travels inside a
+:class:`parser.events.Frame` (the raw record survives).
 """
 
 from __future__ import annotations
 
-from parser.events import Action
-
 
 class ProtocolError(Exception):
     """Root of every error raised by ``parser``."""
-
-
-class FrameError(ProtocolError):
-    """A candidate frame cannot be accepted; ``action`` is what the connection must do next."""
-
-    def __init__(self, code: str, detail: str, action: Action = Action.RESYNC) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-        self.action = action
 
 
 class DecodeError(ProtocolError):

@@ -2,7 +2,9 @@
 
 Like aiokafka's ``MessageAccumulator``: a batch is ready when it is full or when its first
 record has waited ``linger``; the sender asks for the next deadline and sleeps until then,
-nothing polls. Oversize records are refused by the caller at the door (the pipeline sizes them).
+nothing polls. Unlike aiokafka, nothing refuses an oversize record at the door: a record's size
+is bounded before it gets here, by its codec's ``max_frame_bytes`` (an MQTT listener's
+``max_packet_bytes``), and one larger than ``max_bytes`` leaves as a batch of its own.
 """
 
 from __future__ import annotations

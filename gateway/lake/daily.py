@@ -14,8 +14,9 @@ over the step that ended there), which is how ``gateway.fleet.truth`` integrates
   used, into it while charging is charged, into it otherwise is regenerated;
 - charge sessions: runs of charging samples (fast when any sample of the run says so); a run
   across midnight counts on both days, as each day sees its part;
-- completeness: samples against the day at the device's usual interval (the median step), and
-  the gaps over ``GAP_S`` including those before the first and after the last sample.
+- completeness: frames received (any kind), samples against the day at the device's usual
+  interval (the median step), and the gaps over ``GAP_S`` including those before the first and
+  after the last sample.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ MM_PER_KM = 1_000_000.0
 COLUMNS: tuple[tuple[str, str], ...] = (
     ("device_id", "string"),
     ("codec", "string"),
+    ("frames", "bigint"),
     ("samples", "bigint"),
     ("interval_s", "double"),
     ("expected_samples", "bigint"),
@@ -168,11 +170,13 @@ notes AS (
     GROUP BY device_id
 ),
 devices AS (
-    SELECT device_id, min(codec) AS codec FROM parsed WHERE device_id IS NOT NULL GROUP BY ALL
+    SELECT device_id, min(codec) AS codec, count(DISTINCT raw_id) AS frames
+    FROM parsed WHERE device_id IS NOT NULL GROUP BY ALL
 )
 SELECT
     d.device_id,
     d.codec,
+    d.frames,
     coalesce(v.samples, 0) AS samples,
     v.interval_s,
     CAST(round({DAY_S} / v.interval_s) AS BIGINT) AS expected_samples,

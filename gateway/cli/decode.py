@@ -6,15 +6,19 @@ so a corpus of captures decodes in one process; each printed event names its ``l
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, BinaryIO
 
 import msgspec
 
+from gateway.cli.codecs import load_registry
+from gateway.common.hex_text import InputError, parse_hex
 from parser.codec import Codec
 from parser.events import Event, Frame, Login
 from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, parsed_records
@@ -22,8 +26,42 @@ from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, parsed_reco
 _HEX_TEXT = re.compile(rb"^[0-9a-fA-F\s]+$")
 
 
-class InputError(ValueError):
-    """The bytes to decode could not be read or are not valid hex."""
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--codec", required=True, help="codec name (see `gateway codecs`)")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--hex", help="the bytes as hex (whitespace allowed)")
+    src.add_argument("--file", help="a capture file (binary, or hex text)")
+    src.add_argument("stdin", nargs="?", choices=["-"], help="read the bytes from stdin")
+    p.add_argument(
+        "--format",
+        choices=["auto", "hex", "binary"],
+        default="auto",
+        help="how to read --file/stdin (auto: hex text if it is only hex digits)",
+    )
+    p.add_argument(
+        "--lines",
+        action="store_true",
+        help="each line of --file/stdin is one hex capture with a session of its own (a corpus "
+        "in one process); events carry their line number",
+    )
+    p.add_argument(
+        "--layout-dir",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="extra directory of codec layout files (repeatable)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    codec = load_registry(args.layout_dir).create(args.codec)
+    if args.lines:
+        if args.hex is not None:
+            raise InputError("--lines reads --file or stdin, not --hex")
+        return run_lines(codec, *read_lines(args.file, sys.stdin.buffer))
+    data = read_input(args.hex, args.file, sys.stdin.buffer, args.format)
+    print_events(codec, data)
+    return 0
 
 
 def read_input(hex_text: str | None, path: str | None, stdin: BinaryIO, fmt: str) -> bytes:
@@ -43,18 +81,6 @@ def read_input(hex_text: str | None, path: str | None, stdin: BinaryIO, fmt: str
     if fmt == "hex" or (fmt == "auto" and _HEX_TEXT.match(data)):
         return parse_hex(data.decode("ascii", "replace"))
     return data
-
-
-def parse_hex(text: str) -> bytes:
-    cleaned = "".join(text.split())
-    if cleaned[:2].lower() == "0x":
-        cleaned = cleaned[2:]
-    try:
-        return bytes.fromhex(cleaned)
-    except ValueError:
-        bad = next((c for c in cleaned if c not in "0123456789abcdefABCDEF"), None)
-        why = f"invalid character {bad!r}" if bad else "odd number of hex digits"
-        raise InputError(f"invalid hex input: {why}") from None
 
 
 def event_lines(
@@ -97,7 +123,7 @@ def event_lines(
             }
 
 
-def run(codec: Codec, data: bytes) -> None:
+def print_events(codec: Codec, data: bytes) -> None:
     encoder = msgspec.json.Encoder()
     out = sys.stdout.buffer
     for line in event_lines(codec, data):

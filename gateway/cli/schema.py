@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.cli.status import EXIT_IO
 from parser.notification import Notification
 from parser.records import ParsedRecord, RawRecord, json_schema
 
@@ -17,6 +19,19 @@ FILES: dict[str, type[msgspec.Struct]] = {
     "parsed-record.schema.json": ParsedRecord,
     "notification.schema.json": Notification,
 }
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--write", type=Path, metavar="DIR", help="write the schema files into DIR")
+    p.add_argument("--check", type=Path, metavar="DIR", help="exit 1 if DIR's files are stale")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return command(args.write, args.check)
+    except OSError as exc:  # `--write /proc/x`, an unreadable --check directory
+        print(f"gateway schema: {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EXIT_IO
 
 
 def documents() -> dict[str, str]:

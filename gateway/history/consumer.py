@@ -10,7 +10,6 @@ and every raw record is parsed at least once.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -18,6 +17,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,8 @@ import uvloop
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
-from gateway.history.replay import Replayer
-from gateway.ops import logs
-from gateway.settings import ConfigError, Settings, load_settings
+from gateway.common.settings_base import ConfigError
+from gateway.history.replay import Replayer, ReplayOptions, ReplaySettings
 from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink, list_shards
 from gateway.sinks.local import LocalSink
@@ -43,30 +42,15 @@ POLL_S = 0.25
 EXIT_TEMPFAIL = 75  # sysexits' EX_TEMPFAIL: records were dead-lettered, run again
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``parse`` arguments (the command itself is registered by ``gateway.cli.main``)."""
-    p.add_argument(
-        "--config",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="settings with [sink.kinesis] (the raw stream to read, the parsed one to write)",
-    )
-    p.add_argument(
-        "--checkpoint",
-        type=Path,
-        metavar="FILE",
-        help="position file (default: <data_dir>/parse-checkpoint.json)",
-    )
-    p.add_argument(
-        "--to-local",
-        type=Path,
-        metavar="DIR",
-        help="write parsed records to a local sink here instead of the parsed stream",
-    )
-    p.add_argument(
-        "--idle-exit", type=float, metavar="S", help="stop after S seconds without new raw records"
-    )
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """``checkpoint``: the position file (default ``<data_dir>/parse-checkpoint.json``);
+    ``to_local``: write parsed records to a local sink there instead of the parsed stream;
+    ``idle_exit_s``: stop after this long without new raw records (default: never)."""
+
+    checkpoint: Path | None = None
+    to_local: Path | None = None
+    idle_exit_s: float | None = None
 
 
 class Checkpoint:
@@ -99,18 +83,17 @@ class Checkpoint:
 
 
 class Consumer:
-    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
+    def __init__(self, settings: ReplaySettings, options: ConsumerOptions) -> None:
         kinesis = settings.sink.kinesis
         if kinesis is None:
             raise ConfigError(["gateway parse needs a [sink.kinesis] section (the raw stream)"])
-        self.args = args
+        self.options = options
         self.settings = settings
         self.stream = kinesis.raw.name
         self.checkpoint = Checkpoint(
-            args.checkpoint or settings.sink.local.data_dir / "parse-checkpoint.json"
+            options.checkpoint or settings.sink.local.data_dir / "parse-checkpoint.json"
         )
-        filters = argparse.Namespace(since=None, until=None, device=None, codec=None)
-        self.replayer = Replayer(filters, settings)
+        self.replayer = Replayer(settings, ReplayOptions())  # every raw record, no filters
         engine = self.replayer.engine
         saved = self.checkpoint.rule_state
         if engine is not None and saved is not None and not engine.restore(saved):
@@ -129,9 +112,9 @@ class Consumer:
         assert kinesis is not None
         sink: Sink
         out_kinesis: KinesisSink | None = None
-        if self.args.to_local is not None:
+        if self.options.to_local is not None:
             local = LocalSink(
-                self.settings.sink.local.model_copy(update={"data_dir": self.args.to_local})
+                self.settings.sink.local.model_copy(update={"data_dir": self.options.to_local})
             )
             local.open()
             sink = local
@@ -250,8 +233,8 @@ class Consumer:
             if got_any:
                 last_record = time.monotonic()
             elif (
-                self.args.idle_exit is not None
-                and time.monotonic() - last_record > self.args.idle_exit
+                self.options.idle_exit_s is not None
+                and time.monotonic() - last_record > self.options.idle_exit_s
             ):
                 return
             if not got_any:
@@ -259,10 +242,9 @@ class Consumer:
                     await asyncio.wait_for(self.stop.wait(), POLL_S)
 
 
-def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
-    logs.configure(settings.log)
-    consumer = Consumer(args, settings)
+def consume(settings: ReplaySettings, options: ConsumerOptions) -> int:
+    """Consume until stopped (or idle), then print a summary line; returns the exit status."""
+    consumer = Consumer(settings, options)
     started = time.monotonic()
     try:
         uvloop.run(consumer.run())

@@ -7,7 +7,6 @@ For operators (what is the gateway writing?) and for the tests. Reads every shar
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
@@ -15,6 +14,7 @@ import json
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiobotocore.session
@@ -29,21 +29,24 @@ from parser.kpl import deaggregate
 POLL_S = 0.2
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``kinesis`` tools (the command itself is registered by ``gateway.cli.main``)."""
-    tools = p.add_subparsers(dest="kinesis_command", required=True, metavar="TOOL")
-    t = tools.add_parser("tail", help="print a stream's records (deaggregated) as JSON lines")
-    t.add_argument("--stream", required=True, help="stream name")
-    t.add_argument("--from-start", action="store_true", help="read from the oldest record")
-    t.add_argument("--region", help="AWS region (default: the AWS configuration chain)")
-    t.add_argument("--endpoint-url", help="endpoint (default: AWS_ENDPOINT_URL_KINESIS or AWS)")
-    t.add_argument("--idle-exit", type=float, metavar="S", help="stop after S s without records")
-    t.add_argument("--limit", type=int, metavar="N", help="stop after N user records")
+@dataclass(frozen=True)
+class TailOptions:
+    """The stream to read and where (unset: the AWS configuration chain, or
+    ``AWS_ENDPOINT_URL_KINESIS``); from its oldest record or its tip; when to stop (after
+    ``idle_exit_s`` without records, after ``limit`` user records; unset: on a signal only)."""
+
+    stream: str
+    from_start: bool = False
+    region: str | None = None
+    endpoint_url: str | None = None
+    idle_exit_s: float | None = None
+    limit: int | None = None
 
 
-def run(args: argparse.Namespace) -> int:
+def tail(options: TailOptions) -> int:
+    """Print the stream's user records as JSON lines until told to stop; the exit status."""
     try:
-        return uvloop.run(_tail(args))
+        return uvloop.run(_tail(options))
     except (BotoCoreError, ClientError) as exc:
         print(f"gateway kinesis tail: {_describe(exc)}", file=sys.stderr)
         return 2
@@ -68,7 +71,7 @@ def _line(shard: str, sequence: str, sub: int | None, key: str, data: bytes) -> 
     return json.dumps(out).encode() + b"\n"
 
 
-async def _tail(args: argparse.Namespace) -> int:
+async def _tail(options: TailOptions) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -78,20 +81,20 @@ async def _tail(args: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     printed = 0
     async with session.create_client(
-        "kinesis", region_name=args.region, endpoint_url=args.endpoint_url, config=config
+        "kinesis", region_name=options.region, endpoint_url=options.endpoint_url, config=config
     ) as client:
         iterators: dict[str, str] = {}
         done: set[str] = set()
 
         async def discover() -> None:
-            for shard in await list_shards(client, args.stream):
+            for shard in await list_shards(client, options.stream):
                 sid = shard["ShardId"]
                 if sid in iterators or sid in done:
                     continue
                 parent_open = shard.get("ParentShardId") in iterators
-                from_start = args.from_start or parent_open
+                from_start = options.from_start or parent_open
                 r = await client.get_shard_iterator(
-                    StreamName=args.stream,
+                    StreamName=options.stream,
                     ShardId=sid,
                     ShardIteratorType="TRIM_HORIZON" if from_start else "LATEST",
                 )
@@ -121,11 +124,11 @@ async def _tail(args: argparse.Namespace) -> int:
                         out_lines = [
                             _line(sid, seq, i, k, body) for i, (k, _, body) in enumerate(users)
                         ]
-                    if args.limit is not None:
-                        out_lines = out_lines[: args.limit - printed]
+                    if options.limit is not None:
+                        out_lines = out_lines[: options.limit - printed]
                     out.write(b"".join(out_lines))
                     printed += len(out_lines)
-                    if args.limit is not None and printed >= args.limit:
+                    if options.limit is not None and printed >= options.limit:
                         out.flush()
                         return 0
                 next_iterator = response.get("NextShardIterator")
@@ -138,7 +141,10 @@ async def _tail(args: argparse.Namespace) -> int:
             out.flush()
             if got_any:
                 last_record = time.monotonic()
-            elif args.idle_exit is not None and time.monotonic() - last_record > args.idle_exit:
+            elif (
+                options.idle_exit_s is not None
+                and time.monotonic() - last_record > options.idle_exit_s
+            ):
                 return 0
             if not got_any:
                 with contextlib.suppress(TimeoutError):

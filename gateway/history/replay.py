@@ -18,27 +18,29 @@ per-record work is the decoding and the building of records, not the plumbing ar
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import uvloop
 
-from gateway.history.replay_inputs import S3_SCHEME, ReplayInputs
+from gateway.common.settings_base import ConfigError
+from gateway.history.replay_inputs import S3_SCHEME, InputOptions, ReplayInputs
+from gateway.notify.settings import NotificationSettings
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
-from gateway.pipeline.settings import json_codec_factories
-from gateway.settings import ConfigError, Settings, load_settings
+from gateway.pipeline.settings import JsonCodecSettings, json_codec_factories
 from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
 from gateway.sinks.local import LocalSink
+from gateway.sinks.settings import SinkSettings
 from parser.codec import Codec, CodecOptions
 from parser.errors import DecodeError
 from parser.events import Frame, Login
@@ -50,58 +52,45 @@ from parser.rules import evaluate_frame
 BATCH_RECORDS = 2000
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``replay`` arguments (the command itself is registered by ``gateway.cli.main``)."""
-    p.add_argument(
-        "inputs",
-        nargs="*",
-        metavar="INPUT",
-        help="raw-record files or directories (JSON lines, gzip or plain), or s3://BUCKET/PREFIX",
-    )
-    p.add_argument(
-        "--capture",
-        type=Path,
-        metavar="FILE",
-        help="a legacy capture: hex per line or binary (needs --device-id and --codec)",
-    )
-    p.add_argument("--device-id", help="device id of a legacy capture")
-    p.add_argument(
-        "--config",
-        type=Path,
-        metavar="FILE",
-        help="settings: output sink (local or Kinesis), listener time zones",
-    )
-    p.add_argument("--data-dir", type=Path, metavar="DIR", help="write to this local sink")
-    p.add_argument("--since", help="only frames received at or after this ISO time (UTC)")
-    p.add_argument("--until", help="only frames received before this ISO time (UTC)")
-    p.add_argument("--device", action="append", metavar="ID", help="only these devices")
-    p.add_argument(
-        "--codec",
-        action="append",
-        metavar="NAME",
-        help="only these codecs (for --capture: the capture's codec)",
-    )
-    p.add_argument(
-        "--s3-endpoint-url",
-        metavar="URL",
-        help="S3 endpoint for s3:// inputs (default: AWS_ENDPOINT_URL_S3, else AWS's)",
-    )
-    p.add_argument(
-        "--s3-region",
-        metavar="REGION",
-        help="region for s3:// inputs (default: AWS_DEFAULT_REGION)",
-    )
-    p.add_argument(
-        "--notifications",
-        action="store_true",
-        help="also write the notifications the rules raise, marked replayed, to the sink's "
-        "notifications stream (never sent to SNS or webhooks)",
-    )
-    p.add_argument(
-        "--dry-run",
-        action="store_true",
-        help="write nothing; report how the output would differ from what is there",
-    )
+class CodecListener(Protocol):
+    """What replay reads of a listener: its codec's options, so it decodes as live did."""
+
+    @property
+    def codec(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def variant(self) -> str: ...
+
+
+class ReplaySettings(Protocol):
+    """The parts of the gateway's settings a replay (and ``gateway parse``) reads;
+    ``gateway.settings.Settings`` is one."""
+
+    @property
+    def listeners(self) -> Sequence[CodecListener]: ...
+    @property
+    def layout_dirs(self) -> Sequence[Path]: ...
+    @property
+    def json_codecs(self) -> Mapping[str, JsonCodecSettings]: ...
+    @property
+    def notifications(self) -> NotificationSettings: ...
+    @property
+    def sink(self) -> SinkSettings: ...
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """What to replay and how: the inputs, filters (``since``/``until`` ISO times, devices,
+    codecs; empty: all), and whether to write notifications or only compare (``dry_run``)."""
+
+    inputs: InputOptions = field(default_factory=InputOptions)
+    since: str | None = None
+    until: str | None = None
+    devices: tuple[str, ...] = ()
+    codecs: tuple[str, ...] = ()
+    notifications: bool = False
+    dry_run: bool = False
 
 
 @dataclass
@@ -132,7 +121,7 @@ def _parse_time(value: str | None, flag: str) -> str | None:
 class Codecs(dict[str, Codec | None]):
     """Codecs by name, each made on first use (None: unknown); a hit is a plain dict lookup."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: ReplaySettings) -> None:
         super().__init__()
         self.settings = settings
         self.registry = CodecRegistry.load(
@@ -156,19 +145,19 @@ class Codecs(dict[str, Codec | None]):
 
 
 class Replayer:
-    def __init__(self, args: argparse.Namespace, settings: Settings) -> None:
-        self.args = args
+    def __init__(self, settings: ReplaySettings, options: ReplayOptions) -> None:
+        self.options = options
         self.settings = settings
         self.codecs = Codecs(settings)
         self.summary = Summary()
-        self.since = _parse_time(args.since, "--since")
-        self.until = _parse_time(args.until, "--until")
-        self.devices = set(args.device or [])
-        self.codec_filter = set(args.codec or [])
+        self.since = _parse_time(options.since, "--since")
+        self.until = _parse_time(options.until, "--until")
+        self.devices = set(options.devices)
+        self.codec_filter = set(options.codecs)
         self.filtering = bool(
             self.devices or self.codec_filter or self.since is not None or self.until is not None
         )
-        self.inputs = ReplayInputs(args, self.warn, self.codecs.__getitem__)
+        self.inputs = ReplayInputs(options.inputs, self.warn, self.codecs.__getitem__)
         # The live rules, so rule alarms in the parsed records match live ones; a frame's time
         # is when it was received (hold times and reminders run on it as live on its clock).
         notify = settings.notifications
@@ -232,11 +221,11 @@ class Replayer:
         return out
 
 
-def _open_sink(settings: Settings) -> tuple[Sink, Any]:
-    if settings.sink.kinesis is not None:
-        kinesis = KinesisSink(settings.sink.kinesis, settings.sink.local)
+def _open_sink(settings: SinkSettings) -> tuple[Sink, Any]:
+    if settings.kinesis is not None:
+        kinesis = KinesisSink(settings.kinesis, settings.local)
         return kinesis, kinesis
-    local = LocalSink(settings.sink.local)
+    local = LocalSink(settings.local)
     local.open()
     return local, None
 
@@ -253,12 +242,12 @@ def _existing(data_dir: Path) -> dict[str, bytes]:
 
 
 async def _replay(replayer: Replayer) -> None:
-    args, settings, summary = replayer.args, replayer.settings, replayer.summary
-    existing = _existing(settings.sink.local.data_dir) if args.dry_run else {}
+    options, settings, summary = replayer.options, replayer.settings, replayer.summary
+    existing = _existing(settings.sink.local.data_dir) if options.dry_run else {}
     sink: Sink | None = None
     kinesis: KinesisSink | None = None
-    if not args.dry_run:
-        sink, kinesis = _open_sink(settings)
+    if not options.dry_run:
+        sink, kinesis = _open_sink(settings.sink)
         if kinesis is not None:
             try:
                 await kinesis.open()
@@ -268,14 +257,14 @@ async def _replay(replayer: Replayer) -> None:
     keys: list[str] = []
     progress = sys.stderr.isatty()
     started = last_report = time.monotonic()
-    if args.notifications and kinesis is not None and "notifications" not in kinesis.streams:
+    if options.notifications and kinesis is not None and "notifications" not in kinesis.streams:
         raise ConfigError(["--notifications with [sink.kinesis] needs its notifications stream"])
 
     async def flush() -> None:
         if sink is not None and records:
             await sink.write("parsed", records, keys)
         notes = replayer.notifications
-        if sink is not None and notes and args.notifications:
+        if sink is not None and notes and options.notifications:
             await sink.write(
                 "notifications",
                 [msgspec.json.encode(n) for n in notes],
@@ -290,7 +279,7 @@ async def _replay(replayer: Replayer) -> None:
         async for source in sources:
             for raws in source:
                 out = replayer.parsed(raws)
-                if args.dry_run:
+                if options.dry_run:
                     replayer.notifications.clear()  # counted in the summary only
                     for record, encoded in zip(out, map(to_json, out), strict=True):
                         before = existing.get(record.id)
@@ -325,27 +314,25 @@ async def _replay(replayer: Replayer) -> None:
             sink.close()
 
 
-def run(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {}
-    if args.data_dir is not None:
-        overrides["sink"] = {"local": {"data_dir": args.data_dir}}
-    settings = load_settings(args.config, overrides)
-    if not args.inputs and args.capture is None:
+def run(settings: ReplaySettings, options: ReplayOptions) -> int:
+    """Replay, then print the summary as one JSON line; returns the exit status."""
+    inputs = options.inputs
+    if not inputs.paths and inputs.capture is None:
         raise ConfigError(["give raw-record files or directories, or --capture FILE"])
     # A named input that is not there is a wrong command line (`replay data/raw` when the data
     # is in data/demo/raw), not bad data to skip: nothing would be replayed.
-    local = [
-        *(i for i in args.inputs if not i.startswith(S3_SCHEME)),
-        *filter(None, [args.capture]),
+    local: list[str | Path] = [
+        *(i for i in inputs.paths if not i.startswith(S3_SCHEME)),
+        *filter(None, [inputs.capture]),
     ]
     missing = [str(path) for path in map(Path, local) if not path.exists()]
     if missing:
         raise ConfigError([f"{path}: no such file or directory" for path in missing])
     if any(
-        i.startswith(S3_SCHEME) and not i[len(S3_SCHEME) :].partition("/")[0] for i in args.inputs
+        i.startswith(S3_SCHEME) and not i[len(S3_SCHEME) :].partition("/")[0] for i in inputs.paths
     ):
         raise ConfigError([f"an S3 input needs a bucket: {S3_SCHEME}BUCKET/PREFIX"])
-    replayer = Replayer(args, settings)
+    replayer = Replayer(settings, options)
     # The start-up heap (imports, settings, codecs) lives as long as the process: frozen, the
     # collector's full passes stop walking it while records stream through (~2 % of a replay).
     gc.freeze()
@@ -365,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
         "seconds": round(seconds, 3),
         "raw_records_per_s": round(s.raw_records / max(seconds, 1e-9)),
     }
-    if args.dry_run:
+    if options.dry_run:
         line.update(dry_run=True, new=s.new, changed=s.changed, unchanged=s.unchanged)
     print(json.dumps(line))
     return 0

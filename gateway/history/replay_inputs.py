@@ -9,11 +9,11 @@ file (or ``s3://`` object) and line and skipped.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import zlib
 from collections.abc import AsyncGenerator, Callable, Iterator
 from contextlib import AsyncExitStack, aclosing
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from tempfile import SpooledTemporaryFile
@@ -25,7 +25,7 @@ import msgspec
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from gateway.cli.decode import parse_hex
+from gateway.common.hex_text import parse_hex
 from gateway.common.settings_base import ConfigError
 from parser.codec import Codec
 from parser.events import Reject
@@ -136,14 +136,29 @@ def _gunzip(f: IO[bytes]) -> Iterator[bytes]:
             data = data.lstrip(b"\0")
 
 
+@dataclass(frozen=True)
+class InputOptions:
+    """Where ``gateway replay`` reads raw records: ``paths`` (files, directories and
+    ``s3://BUCKET/PREFIX``), or a legacy ``capture`` of ``device_id`` in the one codec of
+    ``codecs``."""
+
+    paths: tuple[str, ...] = ()
+    capture: Path | None = None
+    device_id: str | None = None
+    codecs: tuple[str, ...] = ()
+    # Unset: botocore's AWS_ENDPOINT_URL_S3 (or the config file's endpoint_url), AWS_DEFAULT_REGION.
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+
+
 class ReplayInputs:
-    """The command line's inputs as raw records: one iterator of batches per file, S3 object or
-    capture. Counts files and lines; reports bad input through ``warn``."""
+    """The inputs as raw records: one iterator of batches per file, S3 object or capture.
+    Counts files and lines; reports bad input through ``warn``."""
 
     def __init__(
-        self, args: argparse.Namespace, warn: Warn, codec: Callable[[str], Codec | None]
+        self, options: InputOptions, warn: Warn, codec: Callable[[str], Codec | None]
     ) -> None:
-        self.args = args
+        self.options = options
         self.warn = warn
         self.codec = codec
         self.files = 0
@@ -154,18 +169,18 @@ class ReplayInputs:
     async def sources(self) -> AsyncGenerator[Iterator[list[RawRecord]], None]:
         """The inputs in command-line order. Only fetching objects awaits; every line is read
         by ``records``."""
-        if self.args.capture is not None:
+        if self.options.capture is not None:
             yield self.capture_records()
             return
         async with AsyncExitStack() as stack:
             client = None
-            if any(item.startswith(S3_SCHEME) for item in self.args.inputs):
+            if any(item.startswith(S3_SCHEME) for item in self.options.paths):
                 # Before any input: a bad endpoint or profile is a usage error, not a skip.
                 try:
                     client = await stack.enter_async_context(self._s3_client())
                 except (ValueError, BotoCoreError) as exc:
                     raise ConfigError([f"S3 client: {exc}"]) from None
-            for item in self.args.inputs:
+            for item in self.options.paths:
                 if client is not None and item.startswith(S3_SCHEME):
                     async with aclosing(self.object_records(client, item)) as objects:
                         async for records in objects:
@@ -239,12 +254,11 @@ class ReplayInputs:
         return batch
 
     def _s3_client(self) -> ClientCreatorContext[S3Client]:
-        # Unset flags leave endpoint and region to botocore: AWS_ENDPOINT_URL_S3 (or the config
-        # file's endpoint_url), AWS_DEFAULT_REGION; credentials come from the standard chain.
+        # Credentials come from the standard chain.
         return aiobotocore.session.get_session().create_client(
             "s3",
-            region_name=self.args.s3_region,
-            endpoint_url=self.args.s3_endpoint_url,
+            region_name=self.options.s3_region,
+            endpoint_url=self.options.s3_endpoint_url,
             config=AioConfig(retries={"mode": "standard"}, connect_timeout=5, read_timeout=60),
         )
 
@@ -308,11 +322,12 @@ class ReplayInputs:
     def capture_records(self) -> Iterator[list[RawRecord]]:
         """A legacy capture's frames as raw records (one batch) with ids derived from their
         content."""
-        args = self.args
-        path: Path = args.capture
-        if not args.device_id or not args.codec or len(args.codec) != 1:
+        device_id = self.options.device_id
+        path = self.options.capture
+        codecs = self.options.codecs
+        if path is None or not device_id or len(codecs) != 1:
             raise ConfigError(["--capture needs --device-id ID and one --codec NAME"])
-        codec_name = args.codec[0]
+        codec_name = codecs[0]
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -345,14 +360,14 @@ class ReplayInputs:
                     self.warn(where, event.reason, event.detail)
                     continue
                 digest = hashlib.sha256(
-                    f"{args.device_id}|{codec_name}|{len(records)}|".encode() + event.payload
+                    f"{device_id}|{codec_name}|{len(records)}|".encode() + event.payload
                 ).hexdigest()
                 # Time part 0: the capture has no arrival times; the rest is stable.
                 records.append(
                     RawRecord(
                         RAW_SCHEMA,
                         f"{0:012x}{digest[:14]}",
-                        args.device_id,
+                        device_id,
                         codec_name,
                         "capture",
                         None,

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 
 from pydantic import Field, model_validator
@@ -77,5 +78,7 @@ class JsonCodecSettings(Section):
         return create
 
 
-def json_codec_factories(json_codecs: dict[str, JsonCodecSettings]) -> dict[str, CodecFactory]:
+def json_codec_factories(
+    json_codecs: Mapping[str, JsonCodecSettings],
+) -> dict[str, CodecFactory]:
     return {name: mapping.factory(name) for name, mapping in json_codecs.items()}

@@ -3,7 +3,6 @@ at a time with the same verdicts, line numbers and errors as decoding line by li
 
 from __future__ import annotations
 
-import argparse
 import base64
 import gzip
 import io
@@ -13,7 +12,7 @@ import zlib
 import pytest
 
 from gateway.history import replay_inputs
-from gateway.history.replay_inputs import DamagedGzip, ReplayInputs, line_blocks
+from gateway.history.replay_inputs import DamagedGzip, InputOptions, ReplayInputs, line_blocks
 from parser.records import RawRecord
 from tests.parser.streams import layout_codec
 
@@ -104,7 +103,7 @@ def raw_line(**changes: object) -> bytes:
 def read(data: bytes) -> tuple[list[RawRecord], list[str], ReplayInputs]:
     warnings: list[str] = []
     inputs = ReplayInputs(
-        argparse.Namespace(),
+        InputOptions(),
         lambda where, reason, detail: warnings.append(f"{where} {reason}"),
         lambda name: EVB1 if name == "evb1" else None,
     )

@@ -8,6 +8,7 @@ one in-flight window per lost connection; every message carries an id for downst
 
 Modules: ``settings`` (the ``[bridge]`` section, validated), ``client`` (aiomqtt + paho manual
 acks), ``window`` (in-flight window, acks in order), ``routes`` (mapping and message ids),
-``source`` (one source's session loop), ``publisher`` (a destination's connection pool),
-``pacing`` (token buckets, backoff), ``stats``/``metrics``, ``service`` (assembly, lifecycle).
+``source`` (one source's session loop), ``publisher`` (a destination's connection pool, paced by
+token buckets), ``stats``/``metrics``, ``service`` (assembly, lifecycle). Token buckets and the
+reconnect backoff are the gateway's shared ones (``gateway.common``).
 """

@@ -21,10 +21,11 @@ import aiomqtt
 import structlog
 
 from gateway.bridge.client import BridgeClient, PublishRefused
-from gateway.bridge.pacing import Backoff, TokenBucket
 from gateway.bridge.routes import Outgoing
 from gateway.bridge.settings import DestinationSettings
 from gateway.bridge.stats import ConnectionStats
+from gateway.common.backoff import Backoff
+from gateway.common.token_bucket import TokenBucket
 
 log = structlog.get_logger("gateway.bridge")
 

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import ssl
-import sys
 from collections.abc import Callable
 
 import structlog
@@ -25,6 +23,7 @@ from gateway.bridge.settings import PIPELINE, BridgeSettings, ClientTlsSettings
 from gateway.bridge.source import SourceSession
 from gateway.bridge.stats import RouteStats
 from gateway.common.settings_base import ConfigError
+from gateway.common.tasks import exit_if_died
 from gateway.pipeline.accept import Pipeline
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError
 from gateway.transport.flow_control import FlowControl
@@ -90,7 +89,7 @@ class Bridge:
             tasks.append(source.start())
             self._flow.register(source)
         for task in tasks:
-            task.add_done_callback(_task_died)
+            task.add_done_callback(exit_if_died("bridge task"))
 
     def status(self) -> str:
         """One line for ``systemctl status``: each source's connection state."""
@@ -118,15 +117,6 @@ class Bridge:
             await asyncio.wait_for(asyncio.gather(*windows), timeout_s)
         await asyncio.gather(*(s.close() for s in self.sources))
         await asyncio.gather(*(p.close() for p in self.pools.values()))
-
-
-def _task_died(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        # Connection errors are handled inside; this is a bug. Crash loudly so the supervisor
-        # restarts us: nothing unacknowledged is lost, the brokers deliver it again.
-        log.critical("bridge task died", task=task.get_name(), error=repr(task.exception()))
-        sys.stdout.flush()
-        os._exit(70)
 
 
 def _tls(

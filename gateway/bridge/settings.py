@@ -221,7 +221,7 @@ class BridgeSettings(Section):
     # as many again, stops reading the socket) at this bound; MQTT 5 also announces it as the
     # CONNECT's Receive Maximum. It bounds the duplicates one reconnect or crash can cause.
     in_flight: int = Field(default=64, ge=1, le=65_535)
-    # Reconnects wait min(cap, uniform(base, 3 times the previous wait)): decorrelated jitter.
+    # The n-th reconnect in a row waits min(cap, base * 2 ** (n - 1)), jittered to 50-100 %.
     backoff_base_s: float = Field(default=0.5, gt=0)
     backoff_cap_s: float = Field(default=30.0, gt=0)
     # A pipeline message not written within this long (its records were dead-lettered) makes

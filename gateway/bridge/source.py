@@ -4,9 +4,9 @@ Per connection: CONNECT with the session kept (3.1.1 clean session off; MQTT 5 c
 plus a Session Expiry Interval, and the in-flight window as Receive Maximum), SUBSCRIBE, then take
 messages one at a time into the in-flight window and hand each to its route. Acknowledgements go
 back as destinations confirm (``gateway.bridge.window``). A lost connection abandons the window
-— the broker redelivers what was not acknowledged — and the next attempt waits a decorrelated-
-jitter backoff. A pipeline message not written by its deadline (dead-lettered) also ends the
-connection on purpose, for the same redelivery.
+— the broker redelivers what was not acknowledged — and the next attempt waits a jittered
+backoff (gateway/common/backoff.py). A pipeline message not written by its deadline
+(dead-lettered) also ends the connection on purpose, for the same redelivery.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import structlog
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.bridge.client import BridgeClient, Received
-from gateway.bridge.pacing import Backoff
 from gateway.bridge.routes import Route, is_own_copy, message_id, pick
 from gateway.bridge.settings import BridgeSettings, SourceSettings
 from gateway.bridge.stats import SourceStats
 from gateway.bridge.window import InFlightWindow
+from gateway.common.backoff import Backoff
 
 log = structlog.get_logger("gateway.bridge")
 

@@ -6,8 +6,8 @@ never from topics or device ids, so their number is fixed by the configuration.
 
 from __future__ import annotations
 
-from gateway.bridge.pacing import TokenBucket
 from gateway.common.stats import LATENCY_BUCKETS_S, Histogram
+from gateway.common.token_bucket import TokenBucket
 
 # A backlog drained after an outage arrives minutes late: the lag buckets go on to an hour.
 LAG_BUCKETS_S = (*LATENCY_BUCKETS_S, 60.0, 300.0, 900.0, 3600.0)

@@ -13,10 +13,11 @@ import random
 import time
 from typing import cast
 
+from gateway.common.backoff import Backoff
 from gateway.fleet.unit import DeviceUnit
 
-# Reconnect backoff: doubles from the base up to the cap, with equal jitter (half fixed, half
-# random) so that a fleet dropped at once does not come back in lockstep. Reset by a login.
+# Reconnect backoff (gateway/common/backoff.py: doubling, jittered to 50-100 %, so that a fleet
+# dropped at once does not come back in lockstep), reset by a login.
 BACKOFF_BASE_S = 0.5
 BACKOFF_MAX_S = 30.0
 # Bytes the kernel may not take before the protocol is paused and frames wait in flash.
@@ -50,11 +51,10 @@ class SimulatedDevice:
 
     __slots__ = (
         "_address",
-        "_backoff_s",
+        "_backoff",
         "_connect_timeout_s",
         "_handle",
         "_loop",
-        "_rng",
         "_stopped",
         "_task",
         "_transport",
@@ -74,9 +74,8 @@ class SimulatedDevice:
         self.unit = unit
         self._address = address
         self._loop = loop
-        self._rng = rng
         self._connect_timeout_s = connect_timeout_s
-        self._backoff_s = BACKOFF_BASE_S
+        self._backoff = Backoff(BACKOFF_BASE_S, BACKOFF_MAX_S, rng)
         self._transport: asyncio.Transport | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
@@ -146,9 +145,7 @@ class SimulatedDevice:
     def _retry(self) -> None:
         if self._stopped:
             return
-        half = self._backoff_s / 2
-        self._backoff_s = min(self._backoff_s * 2, BACKOFF_MAX_S)
-        self._handle = self._loop.call_later(half + self._rng.uniform(0.0, half), self._connect)
+        self._handle = self._loop.call_later(self._backoff.next_delay_s(), self._connect)
 
     # -- from DeviceConnection --
 
@@ -166,7 +163,7 @@ class SimulatedDevice:
         was_logged_in = unit.logged_in
         self._write(unit.received(data, time.monotonic()))
         if unit.logged_in and not was_logged_in:
-            self._backoff_s = BACKOFF_BASE_S
+            self._backoff.reset()
 
     def connection_lost(self) -> None:
         self._transport = None

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +36,7 @@ from typing import Any
 import msgspec
 import structlog
 
+from gateway.common.tasks import exit_if_died
 from gateway.notify.cursor import CursorFile, SettledPrefix
 from gateway.notify.journal import Journal, Position, age_s
 from gateway.notify.metrics import NotifyStats
@@ -114,7 +114,7 @@ class Dispatcher:
         senders = {f"notify-{t.name}": self._send(t) for t in self.targets}
         for name, coroutine in {**senders, "notify-cursors": self._keep_cursors()}.items():
             task = asyncio.create_task(coroutine, name=name)
-            task.add_done_callback(_died)
+            task.add_done_callback(exit_if_died("notification sender"))
             self._tasks.append(task)
 
     def _recover(self) -> None:
@@ -235,7 +235,7 @@ class Dispatcher:
                     break
                 flight = asyncio.create_task(self._deliver(target, batch), name=f"notify-{name}")
                 flights.add(flight)
-                flight.add_done_callback(_died)
+                flight.add_done_callback(exit_if_died("notification sender"))
                 flight.add_done_callback(landed)
             dead = queue.take_dead()
             if dead:
@@ -341,11 +341,3 @@ class Dispatcher:
             await target.close()
         self._file_thread.shutdown(wait=True)
         self._dead_file.close()
-
-
-def _died(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        # A dead sender would leave notifications queued forever: crash loudly so the
-        # supervisor restarts us (as the pipeline does for a dead sink writer).
-        log.critical("notification sender died", task=task.get_name(), error=repr(task.exception()))
-        os._exit(70)

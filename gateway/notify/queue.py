@@ -7,7 +7,7 @@ concurrently, up to ``max_in_flight`` deliveries. A global line held every devic
 failing or slow notification (a receiver answering 500 for one device kept 49 others' critical
 alarms unsent for 30 s; one answering in 1 s delivered one notification per second). A
 notification a target could not take this time stays at the front of its device's line and waits
-for its backoff (capped exponential, jittered to 50-100 % like the pipeline's sink retries); that
+for its backoff (gateway/common/backoff.py, counted by the notification's attempts); that
 device's later ones wait with it, other devices do not. A batch holds the heads of distinct
 devices, so a partly taken batch (SNS PublishBatch) cannot reorder a device either. One that
 cannot succeed (refused), that ran out of attempts, that outlived ``ttl_s`` since its frame
@@ -20,12 +20,12 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-import random
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from gateway.common.backoff import Backoff, RandomSource
 from gateway.notify.settings import RetrySettings
 from parser.rules import Notification
 
@@ -94,11 +94,9 @@ class TargetQueue:
     """Per-device lines; every device with notifications is in exactly one place: ready (its
     head may be sent), backing off (a heap by due time) or in flight."""
 
-    def __init__(
-        self, retry: RetrySettings, jitter: Callable[[float, float], float] = random.uniform
-    ) -> None:
+    def __init__(self, retry: RetrySettings, rng: RandomSource | None = None) -> None:
         self._retry = retry
-        self._jitter = jitter
+        self._delays = Backoff(retry.first_s, retry.max_s, rng)  # by each item's attempts
         self._lines: dict[str, deque[Outgoing]] = {}  # device -> its notifications, in order
         self._ready: deque[str] = deque()  # devices in the order their heads became sendable
         self._backoff: list[tuple[float, int, str]] = []  # (due_at, tie-break, device)
@@ -177,8 +175,7 @@ class TargetQueue:
             outcome = verdict.outcome
             if outcome is Outcome.RETRY and item.attempts < retry.max_attempts:
                 item.last_error = verdict.reason
-                delay = min(retry.max_s, retry.first_s * 2 ** (item.attempts - 1))
-                item.due_at = now + delay * self._jitter(0.5, 1.0)
+                item.due_at = now + self._delays.delay_s(item.attempts)
                 # Stays at the front of its line: nothing of this device overtakes it.
                 heapq.heappush(self._backoff, (item.due_at, next(self._tie), device))
                 out.retried += 1

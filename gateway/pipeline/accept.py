@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 
+from gateway.common.backoff import Backoff
 from gateway.common.stats import SinkStats
+from gateway.common.tasks import exit_if_died
 from gateway.pipeline.accumulator import Accumulator, Batch
 from gateway.pipeline.settings import AccumulatorSettings, PipelineSettings
 from gateway.pipeline.tickets import BatchSettled, Ticket
@@ -123,7 +124,7 @@ class Pipeline:
     def start(self) -> None:
         for stream in self._acc:
             task = asyncio.create_task(self._writer(stream), name=f"sink-writer-{stream}")
-            task.add_done_callback(self._writer_died)
+            task.add_done_callback(exit_if_died("sink writer"))
             self._tasks.append(task)
 
     def accept(
@@ -221,7 +222,7 @@ class Pipeline:
 
     async def _write(self, stream: str, batch: Batch) -> None:
         stats = self._stats[stream]
-        delay = RETRY_FIRST_S
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while True:
             started = self._clock()
             try:
@@ -229,6 +230,7 @@ class Pipeline:
                 break
             except SinkError as exc:
                 stats.errors += 1
+                delay = backoff.next_delay_s()
                 self._failing_since.setdefault(stream, self._clock())
                 log.warning(
                     "sink write failed; retrying",
@@ -237,8 +239,7 @@ class Pipeline:
                     records=len(batch.records),
                     retry_in_s=round(delay, 2),
                 )
-                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
-                delay = min(delay * 2, RETRY_MAX_S)
+                await asyncio.sleep(delay)
         self._failing_since.pop(stream, None)
         stats.write_latency.observe(self._clock() - started)
         stats.batches += 1
@@ -265,12 +266,6 @@ class Pipeline:
             return 0.0
         return self._clock() - min(self._failing_since.values())
 
-    def _writer_died(self, task: asyncio.Task[None]) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            # Nothing may hang on a dead writer: crash loudly so the supervisor restarts us
-            # (un-ACKed frames are resent by the devices).
-            log.critical("sink writer died", task=task.get_name(), error=repr(task.exception()))
-            os._exit(70)
 
     async def flush(self) -> None:
         """Write everything accepted so far, ignoring linger; returns when it is all written."""

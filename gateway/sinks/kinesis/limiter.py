@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.common.token_bucket import TokenBucket
+
 # A shard takes 1,000 records and 1 MiB a second (PutRecords limits).
 SHARD_RECORDS_PER_S = 1000
 SHARD_BYTES_PER_S = 1024 * 1024
@@ -14,12 +16,16 @@ MIN_FACTOR = 0.1
 RECOVERY_S = 10.0
 
 
-@dataclass(slots=True)
-class _Bucket:
-    records: float
-    bytes: float
-    updated: float
-    factor: float
+class _Shard:
+    """A shard's two buckets, each holding one second at the shard's current share."""
+
+    __slots__ = ("bytes", "factor", "records", "updated")
+
+    def __init__(self, factor: float, now: float) -> None:
+        self.factor = factor
+        self.records = TokenBucket(SHARD_RECORDS_PER_S * factor, SHARD_RECORDS_PER_S * factor, now)
+        self.bytes = TokenBucket(SHARD_BYTES_PER_S * factor, SHARD_BYTES_PER_S * factor, now)
+        self.updated = now
 
 
 @dataclass
@@ -38,29 +44,24 @@ class ShardLimiter:
     """
 
     max_factor: float
-    buckets: dict[str, _Bucket] = field(default_factory=dict)
+    shards: dict[str, _Shard] = field(default_factory=dict)
 
-    def _bucket(self, shard: str, now: float) -> _Bucket:
-        bucket = self.buckets.get(shard)
-        if bucket is None:
+    def _shard(self, shard_id: str, now: float) -> _Shard:
+        shard = self.shards.get(shard_id)
+        if shard is None:
             # A new shard starts with a full second's allowance, as an idle one has.
-            bucket = self.buckets[shard] = _Bucket(
-                SHARD_RECORDS_PER_S * self.max_factor,
-                SHARD_BYTES_PER_S * self.max_factor,
-                now,
-                self.max_factor,
-            )
-        elapsed = max(0.0, now - bucket.updated)
-        bucket.factor = min(self.max_factor, bucket.factor + elapsed * self.max_factor / RECOVERY_S)
-        rate = bucket.factor  # each bucket holds one second at its rate
-        bucket.records = min(
-            SHARD_RECORDS_PER_S * rate, bucket.records + elapsed * SHARD_RECORDS_PER_S * rate
-        )
-        bucket.bytes = min(
-            SHARD_BYTES_PER_S * rate, bucket.bytes + elapsed * SHARD_BYTES_PER_S * rate
-        )
-        bucket.updated = now
-        return bucket
+            shard = self.shards[shard_id] = _Shard(self.max_factor, now)
+        elapsed = max(0.0, now - shard.updated)
+        shard.factor = min(self.max_factor, shard.factor + elapsed * self.max_factor / RECOVERY_S)
+        shard.updated = now
+        # The recovered rate applies to the whole time since the last look.
+        for bucket, per_s in (
+            (shard.records, SHARD_RECORDS_PER_S),
+            (shard.bytes, SHARD_BYTES_PER_S),
+        ):
+            bucket.rate_per_s = bucket.capacity = per_s * shard.factor
+            bucket.refill(now)
+        return shard
 
     def wait_s(self, needs: dict[str, tuple[int, int]], now: float) -> float:
         """Seconds until every shard in ``needs`` (records, bytes) admits the call; 0 = go.
@@ -70,24 +71,20 @@ class ShardLimiter:
         admitted within ``RECOVERY_S`` plus what its debt and a full bucket take to refill.
         """
         wait = 0.0
-        for shard, (records, size) in needs.items():
-            b = self._bucket(shard, now)
-            per_s_r = SHARD_RECORDS_PER_S * b.factor
-            per_s_b = SHARD_BYTES_PER_S * b.factor
-            # Capped at what a full bucket holds: a bigger call waits for a full bucket.
-            short_r = max(0.0, min(records, per_s_r) - b.records) / per_s_r
-            short_b = max(0.0, min(size, per_s_b) - b.bytes) / per_s_b
-            wait = max(wait, short_r, short_b)
+        for shard_id, (records, size) in needs.items():
+            shard = self._shard(shard_id, now)
+            # A bigger call than a full bucket holds waits for a full bucket.
+            wait = max(wait, shard.records.wait_s(records, now), shard.bytes.wait_s(size, now))
         return wait
 
     def take(self, needs: dict[str, tuple[int, int]], now: float) -> None:
-        for shard, (records, size) in needs.items():
-            b = self._bucket(shard, now)
+        for shard_id, (records, size) in needs.items():
+            shard = self._shard(shard_id, now)
             # A call bigger than the bucket leaves it negative: the debt is paid before the next.
-            b.records -= records
-            b.bytes -= size
+            shard.records.take(records, now)
+            shard.bytes.take(size, now)
 
-    def throttled(self, shard: str, now: float) -> None:
-        """One call came back throttled on ``shard``: send slower there for a while."""
-        b = self._bucket(shard, now)
-        b.factor = max(MIN_FACTOR, b.factor * THROTTLED_FACTOR)
+    def throttled(self, shard_id: str, now: float) -> None:
+        """One call came back throttled on ``shard_id``: send slower there for a while."""
+        shard = self._shard(shard_id, now)
+        shard.factor = max(MIN_FACTOR, shard.factor * THROTTLED_FACTOR)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import random
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ import structlog
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
+from gateway.common.backoff import Backoff
 from gateway.sinks.kinesis.entries import Entry, build_entries
 from gateway.sinks.kinesis.limiter import ShardLimiter
 from gateway.sinks.kinesis.put import describe, next_call, put_records
@@ -187,7 +187,7 @@ class KinesisSink:
             )
         started = time.monotonic()
         expires = started + self.settings.record_ttl_s
-        delay = self.settings.retry_first_s
+        backoff = Backoff(self.settings.retry_first_s, self.settings.retry_max_s)
         while pending:
             now = time.monotonic()
             self._stalled_since.setdefault(record_class, now)
@@ -228,11 +228,10 @@ class KinesisSink:
                 stats.retries += len(outcome.retry)
                 # Failed entries stay at the front; back off before trying again.
                 await asyncio.sleep(
-                    min(delay * random.uniform(0.5, 1.0), max(0.0, deadline - time.monotonic()))
+                    min(backoff.next_delay_s(), max(0.0, deadline - time.monotonic()))
                 )
-                delay = min(delay * 2, self.settings.retry_max_s)
             else:
-                delay = self.settings.retry_first_s
+                backoff.reset()
         return lost
 
     def failing_for_s(self) -> float:

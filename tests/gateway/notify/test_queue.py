@@ -11,14 +11,16 @@ RETRY = Verdict(Outcome.RETRY, "HTTP 503")
 OTHER = "356307042441021"  # a second device
 
 
-def full_delay(low: float, high: float) -> float:
+class FullDelay:
     """Jitter pinned to its top, so delays are exact."""
-    return high
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
 
 
 def queue(**retry: float) -> TargetQueue:
     settings = RetrySettings.model_validate({"first_s": 1.0, "max_s": 8.0, **retry})
-    return TargetQueue(settings, jitter=full_delay)
+    return TargetQueue(settings, rng=FullDelay())
 
 
 def raw_ids(items: list[Outgoing]) -> list[str]:

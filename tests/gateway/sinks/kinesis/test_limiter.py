@@ -72,7 +72,7 @@ def test_after_throttling_the_next_full_call_is_admitted_within_a_bounded_wait(c
     limiter.take(FULL_CALL, now=0.0)
     for i in range(cuts):
         limiter.throttled("s0", now=0.001 * i)
-    assert limiter.buckets["s0"].factor < 0.26  # cut well below what FULL_CALL needs
+    assert limiter.shards["s0"].factor < 0.26  # cut well below what FULL_CALL needs
     at = admitted_at(limiter, FULL_CALL, now=0.5, horizon_s=RECOVERY_S + 2.0)
     assert at is not None, "the throttled shard never admitted another call"
     limiter.take(FULL_CALL, at)
@@ -84,13 +84,13 @@ def test_throttling_slows_a_shard_and_time_restores_the_configured_rate() -> Non
     limiter = ShardLimiter(max_factor=1.0)
     limiter.take({"s0": (1000, 0)}, now=0.0)  # empty
     limiter.throttled("s0", now=0.0)
-    assert limiter.buckets["s0"].factor == pytest.approx(0.7)
+    assert limiter.shards["s0"].factor == pytest.approx(0.7)
     # At 70 % of 1,000 records/s, 350 records take half a second (the rate climbs meanwhile,
     # so the estimate is an upper bound).
     assert limiter.wait_s({"s0": (350, 0)}, now=0.0) == pytest.approx(0.5)
     limiter.wait_s({"s0": (1, 0)}, now=RECOVERY_S * 0.3 / 2)
-    assert limiter.buckets["s0"].factor == pytest.approx(0.85)  # additive recovery over time
+    assert limiter.shards["s0"].factor == pytest.approx(0.85)  # additive recovery over time
     limiter.wait_s({"s0": (1, 0)}, now=RECOVERY_S)
-    assert limiter.buckets["s0"].factor == 1.0  # back, never above the configured rate
+    assert limiter.shards["s0"].factor == 1.0  # back, never above the configured rate
     limiter.wait_s({"s0": (1, 0)}, now=10 * RECOVERY_S)
-    assert limiter.buckets["s0"].factor == 1.0
+    assert limiter.shards["s0"].factor == 1.0

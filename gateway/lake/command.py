@@ -129,6 +129,10 @@ def compact(args: argparse.Namespace) -> dict[str, Any]:
     progress = Progress()
     began = time.monotonic()
     streams: dict[str, Any] = {}
+    listed = {stream: source.list_files(stream) for stream in args.streams}
+    if not any(listed.values()):
+        # A mistyped location must not replace a day's files with empty ones.
+        raise LakeError(f"{source}: no files under {', '.join(s + '/' for s in args.streams)}")
     with tempfile.TemporaryDirectory(prefix="gateway-lake-") as tmp:
         work = Path(tmp)
         con = connect(args.threads, work)
@@ -136,7 +140,7 @@ def compact(args: argparse.Namespace) -> dict[str, Any]:
             table = TABLES[stream]
             names = [
                 n
-                for n in source.list_files(stream)
+                for n in listed[stream]
                 if relevant(n.removeprefix(stream + "/"), args.date, args.late_days)
             ]
             progress.say(f"{stream}: reading {len(names)} files from {source}")

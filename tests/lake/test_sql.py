@@ -107,5 +107,9 @@ def test_bad_input_is_one_line_and_an_exit_status(tmp_path: Path) -> None:
     for bad in (("ddl", "--location", "/tmp/x"), ("daily", "--lake", "x", "--date", "May 29")):
         result = gateway(*bad)
         assert result.returncode == 2 and "Traceback" not in result.stderr, bad
+    # A mistyped input replaces nothing with empty files.
+    typo = gateway("compact", "--input", str(tmp_path / "dat"), "--output", str(tmp_path))
+    assert typo.returncode == 74 and "no files under parsed/, raw/" in typo.stderr
+    assert not list(tmp_path.iterdir())
     sql = gateway("query", "--lake", str(tmp_path), "SELECT 1")
     assert sql.returncode == 74 and sql.stderr.count("\n") == 1

@@ -45,7 +45,7 @@ from gateway.notify.settings import RetrySettings
 from gateway.pipeline import tickets
 from gateway.pipeline.tickets import Ticket
 from gateway.sinks.base import SinkError
-from gateway.sinks.local import RotatingFile
+from gateway.sinks.dead_letters import DeadLetter, DeadLetterFile
 from gateway.sinks.settings import LocalSinkSettings
 from parser.records import iso_ms
 from parser.rules import Notification
@@ -53,16 +53,6 @@ from parser.rules import Notification
 log = structlog.get_logger("gateway.notify")
 
 CURSOR_SAVE_S = 1.0  # what a crash may send a second time, beyond what was in flight
-
-
-class DeadLetter(msgspec.Struct, frozen=True):
-    at: str
-    target: str
-    reason: str
-    detail: str
-    attempts: int
-    notification: msgspec.Raw  # the record exactly as written to notifications/
-    record_class: str = msgspec.field(default="notifications", name="class")
 
 
 # A frame's notifications on their ticket: how many, when the frame arrived, the frame's ticket.
@@ -100,10 +90,9 @@ class Dispatcher:
         self._max_in_flight = retry.max_in_flight
         self._tasks: list[asyncio.Task[None]] = []
         self._flights: dict[str, set[asyncio.Task[None]]] = {t.name: set() for t in self.targets}
-        self._dead_file = RotatingFile(local.data_dir / "dead-letters", "notifications", local)
-        # Dead letters and cursors: file I/O off the event loop.
+        self._dead_letters = DeadLetterFile(local, "notifications")
+        # Cursors: file I/O off the event loop.
         self._file_thread = ThreadPoolExecutor(1, thread_name_prefix="notify-files")
-        self._encode = msgspec.json.Encoder().encode
 
     def queued(self) -> dict[str, int]:
         return {name: len(q) + len(q.overflow) for name, q in self._queues.items()}
@@ -283,16 +272,23 @@ class Dispatcher:
     async def _dead_letter(self, target: str, dead: list[Dead]) -> None:
         stats = self.stats.targets[target]
         at = iso_ms(time.time_ns() // 1_000_000)
-        lines = []
+        letters = []
         for d in dead:
             stats.dead_letters[d.reason] += 1
             item = d.item
             # Lost ones are in the Kinesis sink's own dead-letter file already.
             if d.reason != "lost":
-                record = DeadLetter(
-                    at, target, d.reason, d.detail, item.attempts, msgspec.Raw(item.body)
+                letters.append(
+                    DeadLetter(
+                        at,
+                        "notifications",
+                        target,
+                        d.reason,
+                        d.detail,
+                        item.attempts,
+                        msgspec.Raw(item.body),
+                    )
                 )
-                lines.append(self._encode(record))
             log.error(
                 "notification dead-lettered",
                 target=target,
@@ -302,17 +298,12 @@ class Dispatcher:
                 device_id=item.note.device_id,
                 notification_id=item.note.id,
             )
-        if lines:
-            data = b"\n".join(lines) + b"\n"
-            loop = asyncio.get_running_loop()
-            try:
-                await loop.run_in_executor(self._file_thread, self._dead_file.write, data)
-            except SinkError as exc:
-                # Unsettled, they hold their cursor back: a restart sends them again.
-                log.error(
-                    "cannot write notification dead letters", error=str(exc), lines=len(lines)
-                )
-                return
+        try:
+            await self._dead_letters.write(letters)
+        except SinkError as exc:
+            # Unsettled, they hold their cursor back: a restart sends them again.
+            log.error("cannot write notification dead letters", error=str(exc), lines=len(letters))
+            return
         self._settle(target, [d.item for d in dead])
 
     async def close(self, deadline: float) -> None:
@@ -340,4 +331,4 @@ class Dispatcher:
         for target in self.targets:
             await target.close()
         self._file_thread.shutdown(wait=True)
-        self._dead_file.close()
+        self._dead_letters.close()

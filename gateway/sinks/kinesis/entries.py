@@ -22,6 +22,7 @@ class Entry:
     shard: str | None  # where we expect it to land
     indexes: list[int]  # the batch's user records it carries
     size: int = 0
+    attempts: int = 0  # PutRecords calls that carried it
 
     def __post_init__(self) -> None:
         self.size = len(self.data) + len(self.partition_key.encode())

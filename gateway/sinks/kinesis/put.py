@@ -79,6 +79,8 @@ async def put_records(
         }
         for e in call
     ]
+    for entry in call:
+        entry.attempts += 1
     started = time.monotonic()
     stats.put_calls += 1
     try:

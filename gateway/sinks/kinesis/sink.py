@@ -4,7 +4,7 @@ One long-lived aiobotocore client. ``write`` turns a batch of one record class's
 into Kinesis entries (``entries``), sends them in PutRecords calls within the service limits
 (``put``) and each shard's rate (``limiter``), and resubmits *only* the entries that failed with a
 retriable code, front of the queue first, after jittered exponential backoff. Records not
-delivered within their TTL (or by the shutdown deadline) are dead-lettered to a local file with
+delivered within their TTL (or by the shutdown deadline) are dead-lettered (``dead_letters``) with
 the error code and reported lost, so their frames are never ACKed and the devices resend them.
 
 Names: a *record class* is what the pipeline writes (raw, parsed, notifications); each goes to
@@ -14,28 +14,27 @@ its own Kinesis stream, named by ``stream_name``.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack
 from typing import Any
 
 import aiobotocore.session
+import msgspec
 import structlog
 from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from gateway.common.backoff import Backoff
+from gateway.sinks.dead_letters import DeadLetter, DeadLetterFile
 from gateway.sinks.kinesis.entries import Entry, build_entries
 from gateway.sinks.kinesis.limiter import ShardLimiter
 from gateway.sinks.kinesis.put import describe, next_call, put_records
 from gateway.sinks.kinesis.shards import ShardRoutes, list_shards, open_shard_map
 from gateway.sinks.kinesis.stats import KinesisStats
-from gateway.sinks.local import RotatingFile
 from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings
 from parser.kpl import MAX_RECORD_BYTES
+from parser.records import iso_ms
 
 log = structlog.get_logger("gateway.sinks.kinesis")
 
@@ -70,8 +69,7 @@ class KinesisSink:
         self._limiters = {
             s.name: ShardLimiter(settings.rate_limit_pct / 100) for s in self.streams.values()
         }
-        self._dead = RotatingFile(local.data_dir / "dead-letters", "dead-letters", local)
-        self._dead_thread = ThreadPoolExecutor(1, thread_name_prefix="dead-letters")
+        self._dead_letters = DeadLetterFile(local, "dead-letters")
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._deadline: float | None = None  # set at shutdown: give up by then
@@ -120,8 +118,7 @@ class KinesisSink:
         if self._refresher is not None:
             self._refresher.cancel()
         await self._stack.aclose()
-        self._dead_thread.shutdown(wait=True)
-        self._dead.close()
+        self._dead_letters.close()
 
     def give_up_at(self, deadline: float) -> None:
         """Shutdown: records not delivered by ``deadline`` (monotonic) are dead-lettered."""
@@ -268,32 +265,28 @@ class KinesisSink:
     ) -> list[int]:
         """Write the entries' user records to the dead-letter file; return their indexes."""
         stream_name = self.streams[record_class].name
-        indexes = [i for e in entries for i in e.indexes]
-        at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        lines = [
-            json.dumps(
-                {
-                    "at": at,
-                    "class": record_class,
-                    "stream": stream_name,
-                    "error_code": code,
-                    "error_message": message,
-                    "partition_key": keys[i],
-                    "data": base64.b64encode(records[i]).decode(),
-                }
-            ).encode()
-            for i in indexes
+        at = iso_ms(time.time_ns() // 1_000_000)
+        letters = [
+            DeadLetter(
+                at,
+                record_class,
+                "kinesis",
+                code,
+                message,
+                entry.attempts,
+                msgspec.Raw(records[i]),
+                stream_name,
+                keys[i],
+            )
+            for entry in entries
+            for i in entry.indexes
         ]
-        self.stats[record_class].dead_letters += len(indexes)
+        self.stats[record_class].dead_letters += len(letters)
         log.error(
             "records dead-lettered; their frames are not ACKed",
             stream=stream_name,
             code=code,
-            records=len(indexes),
+            records=len(letters),
         )
-        if lines:
-            data = b"\n".join(lines) + b"\n"
-            await asyncio.get_running_loop().run_in_executor(
-                self._dead_thread, self._dead.write, data
-            )
-        return indexes
+        await self._dead_letters.write(letters)
+        return [i for entry in entries for i in entry.indexes]

@@ -118,7 +118,7 @@ async def test_what_cannot_be_delivered_is_dead_lettered_with_the_reason(tmp_pat
     assert line["class"] == "notifications" and line["target"] == "scripted"
     assert (line["reason"], line["attempts"]) == ("expired", 3)
     assert line["detail"] == "out of attempts after 3 attempts; last error: HTTP 500"
-    assert line["notification"] == msgspec.to_builtins(notification(raw_id="a"))
+    assert line["record"] == msgspec.to_builtins(notification(raw_id="a"))
 
 
 @pytest.mark.asyncio

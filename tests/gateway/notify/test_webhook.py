@@ -103,7 +103,7 @@ async def test_a_persistent_failure_ends_in_the_dead_letter_file(
     assert len(receiver.requests) == RETRY.max_attempts and stats.retries == 2
     [line] = dead_letters(tmp_path)
     assert line["detail"] == "out of attempts after 3 attempts; last error: HTTP 500"
-    assert line["notification"] == msgspec.json.decode(body)
+    assert line["record"] == msgspec.json.decode(body)
 
 
 @pytest.mark.asyncio

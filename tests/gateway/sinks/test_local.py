@@ -132,5 +132,5 @@ async def test_a_notification_dead_letter_on_a_full_disk_leaves_the_sender_runni
         await until(lambda: stats.dead_letters["refused"] == 2)
         await d.close(0.0)
         # "a" stays unsettled (its cursor holds it for the next start), nothing is torn.
-        assert [x["notification"]["raw_id"] for x in dead_letters(disk)] == ["b"]
+        assert [x["record"]["raw_id"] for x in dead_letters(disk)] == ["b"]
         assert torn_lines(disk, "dead-letters") == []

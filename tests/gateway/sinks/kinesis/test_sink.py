@@ -280,14 +280,14 @@ def test_shutdown_with_kinesis_down_dead_letters_and_acks_nothing_unsent(
         sim.communicate(timeout=60)
     assert code == 0 and took < 25  # the default 20 s deadline, with what was pending dead-lettered
     dead = read_dead_letters(gw.data_dir)
-    assert dead and {d["error_code"] for d in dead} == {"Expired"}
+    assert dead and {(d["target"], d["reason"]) for d in dead} == {("kinesis", "Expired")}
     fault_proxy.update(refuse_connections=False)
     # Every ACKed frame reached both streams …
     raw, parsed = assert_acked_frames_in_both_streams(
         tmp_path, kinesalite, raw_stream, parsed_stream
     )
     delivered = {payload_hex(r) for r in raw}
-    dead_records = [(d["class"], json.loads(base64.b64decode(d["data"]))) for d in dead]
+    dead_records = [(d["class"], d["record"]) for d in dead]
     dead_payloads = {base64.b64decode(r["payload"]).hex() for c, r in dead_records if c == "raw"}
     acked = set(acked_payloads(tmp_path))
     assert not acked & (dead_payloads - delivered)  # … nothing dead-lettered was ACKed …

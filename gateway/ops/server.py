@@ -34,11 +34,11 @@ from gateway.settings import ConfigError, Settings
 from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
 from gateway.sinks.local import STREAMS, LocalSink
-from gateway.transport.connection import DevicePort
 from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.metrics import MqttCollector
 from gateway.transport.mqtt.settings import MqttListenerSettings
+from gateway.transport.port import DevicePort
 from gateway.transport.settings import ListenerSettings
 from gateway.transport.tcp import Listener
 from parser.codec import Codec, CodecOptions
@@ -118,7 +118,7 @@ class Gateway:
             try:
                 host, port = await device_port.start(reuse_port=worker is not None)
             except OSError as exc:
-                ps = device_port.port_settings
+                ps = device_port.settings
                 raise _bind_error(f"listener {device_port.name}", ps.host, ps.port, exc) from None
             bound.append({"codec": device_port.name, "host": host, "port": port})
         if bridge is not None:

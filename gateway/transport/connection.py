@@ -1,13 +1,12 @@
-"""What every device socket shares, whatever its protocol (raw TCP codecs, MQTT).
+"""What every device socket does, whatever its protocol (raw TCP codecs, MQTT).
 
-A :class:`DevicePort` is one bound port: its TLS context, source allow-list, PROXY protocol mode
-and trusted proxies, counters and open connections. A :class:`DeviceConnection` is one
-``asyncio.Protocol`` with synchronous callbacks (uvicorn's shape): connection limit from TCP
+A :class:`DeviceConnection` is one ``asyncio.Protocol`` with synchronous callbacks (uvicorn's
+shape) holding its port's shared state (:class:`~gateway.transport.port.PortState`) and its own
+reading flags (:class:`~gateway.transport.flow_control.ReadFlow`): connection limit from TCP
 accept, socket options, the PROXY header, TLS over memory BIOs (after the header, if any), the
 memory budget checked between slices of a read (bytes left over wait until resumed), replies
-released in frame order (:class:`ReplyOrder`) and batched per read or sink batch, a bounded
-write buffer, and idempotent pause/resume flags driven by the process-wide
-:class:`FlowControl`. Subclasses say what the bytes mean (:meth:`DeviceConnection._feed`).
+released in frame order (:class:`ReplyOrder`) and batched per read or sink batch, and a bounded
+write buffer. The protocol classes say what the bytes mean (:meth:`DeviceConnection._feed`).
 """
 
 from __future__ import annotations
@@ -16,24 +15,15 @@ import asyncio
 import socket
 import ssl
 import time
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Generic, cast
 
 import structlog
 
-from gateway.common.settings_base import TlsSettings
-from gateway.common.stats import ListenerStats
-from gateway.pipeline.accept import Pipeline
-from gateway.transport.flow_control import FlowControl
-from gateway.transport.replies import ReplyBatcher
+from gateway.transport.flow_control import ReadFlow
+from gateway.transport.port import PortState, S
 from gateway.transport.reply_order import ReplyOrder
-from gateway.transport.tls import TlsSession, load, server_context
-from parser.proxy_protocol import (
-    AllowList,
-    ProxyHeaderParser,
-    ProxyMode,
-    ProxyProtocolError,
-    trusted_proxies,
-)
+from gateway.transport.tls import TlsSession
+from parser.proxy_protocol import ProxyHeaderParser, ProxyMode, ProxyProtocolError
 
 log = structlog.get_logger("gateway.transport.connection")
 
@@ -44,110 +34,19 @@ CONSUME_SLICE_BYTES = 4096
 PROXY_HEADER_BYTES = 4096
 
 
-class PortSettings(Protocol):
-    """The settings every device port has (TCP ``[[listeners]]``, ``[[mqtt_listeners]]``)."""
+class DeviceConnection(asyncio.Protocol, Generic[S]):
+    """One device socket of a port whose settings are ``S``."""
 
-    @property
-    def host(self) -> str: ...
-    @property
-    def port(self) -> int: ...
-    @property
-    def max_connections(self) -> int: ...
-    @property
-    def write_buffer_bytes(self) -> int: ...
-    @property
-    def tls(self) -> TlsSettings | None: ...
-    @property
-    def proxy_protocol(self) -> Literal["off", "optional", "required"]: ...
-    @property
-    def proxy_protocol_trusted_networks(self) -> list[str] | None: ...
-    @property
-    def allowed_networks(self) -> list[str] | None: ...
-
-
-class DevicePort:
-    """One bound port and its connections; subclasses make the connections."""
-
-    def __init__(
-        self, settings: PortSettings, stats: ListenerStats, pipeline: Pipeline, flow: FlowControl
-    ) -> None:
-        self.port_settings = settings
-        self.stats = stats
-        self.pipeline = pipeline
-        self.flow = flow
-        self.connections: set[DeviceConnection] = set()
-        self.replies = ReplyBatcher()
-        pipeline.on_batch_settled(self.replies)
-        self.server: asyncio.Server | None = None
-        self.bound_port = settings.port
-        self.tls = server_context(settings.tls) if settings.tls is not None else None
-        self.allow = AllowList.parse(settings.allowed_networks)
-        self.trusted = _trusted(settings)
-        self.proxy_mode = (
-            None if settings.proxy_protocol == "off" else ProxyMode(settings.proxy_protocol)
-        )
-
-    @property
-    def name(self) -> str:
-        """What the logs call this port's traffic (the codec, or ``mqtt``)."""
-        raise NotImplementedError
-
-    def connection(self) -> DeviceConnection:
-        raise NotImplementedError
-
-    def sweep(self, now: float) -> None:
-        """Close connections past their deadlines (called every second or so)."""
-        raise NotImplementedError
-
-    def all_stats(self) -> list[ListenerStats]:
-        return [self.stats]
-
-    async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
-        settings = self.port_settings
-        loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            self.connection,
-            settings.host,
-            settings.port,
-            backlog=4096,
-            reuse_address=True,
-            reuse_port=reuse_port or None,
-            # No ssl= here: the connection runs TLS itself (TlsSession), from TCP accept on, so
-            # a handshake counts against max_connections and the login deadline. With ssl=,
-            # the protocol exists only once the handshake is done: silent sockets held the port
-            # for uvloop's 60 s handshake timeout beyond every limit. And behind PROXY protocol
-            # the header precedes the ClientHello anyway.
-        )
-        host, port = self.server.sockets[0].getsockname()[:2]
-        self.bound_port = int(port)
-        return str(host), int(port)
-
-    def reload_port(self, settings: PortSettings) -> None:
-        """SIGHUP: new certificates, allow-list and trusted proxies for new connections; open
-        ones untouched."""
-        if self.tls is not None and settings.tls is not None:
-            load(self.tls, settings.tls)
-        self.allow = AllowList.parse(settings.allowed_networks)
-        self.trusted = _trusted(settings)
-        self.port_settings = settings
-
-    def stop_accepting(self) -> None:
-        if self.server is not None:
-            self.server.close()
-
-
-class DeviceConnection(asyncio.Protocol):
     __slots__ = (
         "_acks_queued",
         "_backlog",
         "_outbox",
-        "_paused_by_flow",
         "_proxy",
-        "_stopped",
         "_tls",
         "bytes_in",
         "close_reason",
         "device_id",
+        "flow",
         "frames",
         "last_activity",
         "live",
@@ -158,8 +57,9 @@ class DeviceConnection(asyncio.Protocol):
         "transport",
     )
 
-    def __init__(self, port: DevicePort) -> None:
+    def __init__(self, port: PortState[S, Any]) -> None:
         self.port = port
+        self.flow = ReadFlow()
         self.transport: asyncio.Transport | None = None
         self.live = False  # admitted under the connection limit; its bytes are read
         self.device_id: str | None = None
@@ -167,7 +67,6 @@ class DeviceConnection(asyncio.Protocol):
         self.opened_at = self.last_activity = time.monotonic()
         self.frames = self.bytes_in = 0
         self.close_reason = "peer_closed"
-        self._paused_by_flow = self._stopped = False
         self._outbox: list[bytes] = []
         self._acks_queued = 0  # replies in the outbox (one buffer may hold several)
         self._backlog = b""  # bytes read but not fed while the memory budget was full
@@ -175,7 +74,7 @@ class DeviceConnection(asyncio.Protocol):
         self._tls: TlsSession | None = None
         self.reply_order = ReplyOrder(self)
 
-    # -- what subclasses provide --------------------------------------------------------------
+    # -- what the protocol classes provide ----------------------------------------------------
 
     def _opened(self) -> None:
         """The connection was admitted under the limit (before the PROXY header, if any)."""
@@ -186,10 +85,6 @@ class DeviceConnection(asyncio.Protocol):
     def _feed(self, data: bytes) -> None:
         """Handle the next bytes of the stream (at most one slice)."""
         raise NotImplementedError
-
-    def _blocked(self) -> bool:
-        """Whether to stop feeding (beyond the memory budget): what is left waits."""
-        return False
 
     def _hold_replies(self) -> bool:
         """Whether queued replies wait (they leave at :meth:`unblocked` or on close)."""
@@ -206,7 +101,7 @@ class DeviceConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
-        self.transport = transport
+        self.transport = self.flow.transport = transport
         port = self.port
         stats = port.stats
         peer = transport.get_extra_info("peername")
@@ -214,7 +109,7 @@ class DeviceConnection(asyncio.Protocol):
         if port.proxy_mode is ProxyMode.REQUIRED and not port.trusted.allows(self._peer_host()):
             self.close("proxy_untrusted", abort=True)  # only the load balancer may connect
             return
-        if len(port.connections) >= port.port_settings.max_connections:
+        if len(port.connections) >= port.settings.max_connections:
             stats.refused["max_connections"] += 1
             transport.abort()
             return
@@ -223,13 +118,13 @@ class DeviceConnection(asyncio.Protocol):
             # ACKs are tiny and latency-bound; keep-alive reaps peers that vanished silently.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        transport.set_write_buffer_limits(high=port.port_settings.write_buffer_bytes)
+        transport.set_write_buffer_limits(high=port.settings.write_buffer_bytes)
         self.live = True
         self._opened()
         port.connections.add(self)
         stats.connections_open += 1
         stats.connections_total += 1
-        port.flow.register(self)
+        port.budget.register(self)
         if port.proxy_mode is not None:
             # The device's address comes in the PROXY header; check and log it then.
             self._proxy = ProxyHeaderParser(port.proxy_mode, max_header_bytes=PROXY_HEADER_BYTES)
@@ -279,7 +174,7 @@ class DeviceConnection(asyncio.Protocol):
         return self._tls.peer_certificate() if self._tls is not None else None
 
     def data_received(self, data: bytes) -> None:
-        if not self.live or self._stopped:
+        if not self.live or self.flow.stopped:
             return
         self.bytes_in += len(data)
         self.port.stats.bytes_in += len(data)
@@ -309,10 +204,10 @@ class DeviceConnection(asyncio.Protocol):
         One read can hold tens of KiB of frames whose records are several times larger, so the
         budget is checked between slices; what is left waits here, as raw bytes, until resumed.
         """
-        flow = self.port.flow
+        budget, flow = self.port.budget, self.flow
         self._backlog = b""
         for start in range(0, len(data), CONSUME_SLICE_BYTES):
-            if flow.paused or self._blocked():
+            if budget.paused or flow.held:
                 self._backlog = data[start:]
                 return
             self._feed(data[start : start + CONSUME_SLICE_BYTES])
@@ -328,7 +223,7 @@ class DeviceConnection(asyncio.Protocol):
         if self in port.connections:
             port.connections.discard(self)
             port.stats.connections_open -= 1
-            port.flow.unregister(self)
+            port.budget.unregister(self)
             log.info(
                 "connection closed",
                 codec=port.name,
@@ -339,26 +234,25 @@ class DeviceConnection(asyncio.Protocol):
                 seconds=round(time.monotonic() - self.opened_at, 1),
                 reason=self.close_reason if exc is None else f"{self.close_reason}: {exc}",
             )
-        self.transport = None
+        self.transport = self.flow.transport = None
 
-    # -- flow control (idempotent, uvicorn style) -------------------------------------------
+    # -- the memory budget's reader (FlowControl) ----------------------------------------------
 
     def pause_reading(self) -> None:
-        if not self._paused_by_flow and self.transport is not None:
-            self._paused_by_flow = True
-            self.transport.pause_reading()
+        self.flow.pause()
 
     @property
     def paused(self) -> bool:
-        return self._paused_by_flow
+        return self.flow.paused
 
     def resume_reading(self) -> None:
-        if not self._paused_by_flow or self.transport is None or self.port.flow.paused:
+        flow = self.flow
+        if not flow.paused or self.transport is None or self.port.budget.paused:
             return  # (the budget may have filled again while other readers resumed)
-        self._paused_by_flow = False
+        flow.paused = False
         # Deadlines restart: the time spent paused was the gateway's, not the device's.
         self.last_activity = time.monotonic()
-        if self._stopped:
+        if flow.stopped:
             return
         self.unblocked()
 
@@ -368,16 +262,11 @@ class DeviceConnection(asyncio.Protocol):
             self._consume(self._backlog)
         if self._outbox:
             self.flush_replies()
-        held = self._paused_by_flow or self._blocked() or self._stopped
-        if not held and self.transport is not None:
-            self.transport.resume_reading()
+        self.flow.resume()
 
     def stop_reading(self) -> None:
         """Shutdown: read nothing more; what was accepted is still flushed and ACKed."""
-        if not self._stopped and self.transport is not None:
-            self._stopped = True
-            if not self._paused_by_flow:
-                self.transport.pause_reading()
+        self.flow.stop()
 
     def close(self, reason: str, *, abort: bool = False) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -422,7 +311,3 @@ class DeviceConnection(asyncio.Protocol):
             return  # the device reconnects and resends; at-least-once, never lost
         self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
         self.port.stats.acks += acks
-
-
-def _trusted(settings: PortSettings) -> AllowList:
-    return trusted_proxies(settings.proxy_protocol, settings.proxy_protocol_trusted_networks)

@@ -1,4 +1,5 @@
-"""One memory budget for the whole process; pauses and resumes every reader together.
+"""One memory budget for the whole process, pausing and resuming every reader together; and
+each connection's own reading flags (:class:`ReadFlow`).
 
 Bytes are counted when a frame's records are accepted and released when the sink has written
 them. Above the high watermark every registered reader pauses (``transport.pause_reading()``),
@@ -8,6 +9,7 @@ hysteresis keeps readers from flapping on every batch (uvicorn's ``FlowControl``
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Protocol
 
@@ -69,3 +71,36 @@ class FlowControl:
         """Total time spent paused, including the current pause."""
         current = self._clock() - self._paused_at if self.paused else 0.0
         return self._paused_total_s + current
+
+
+class ReadFlow:
+    """Why one connection's socket is not read, as idempotent flags (uvicorn's per-connection
+    ``FlowControl``): ``paused`` by the memory budget above, ``held`` by the protocol while it
+    waits (an MQTT password check), ``stopped`` at shutdown. Reading resumes once none holds."""
+
+    __slots__ = ("held", "paused", "stopped", "transport")
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.paused = self.held = self.stopped = False
+
+    def pause(self) -> None:
+        if not self.paused and self.transport is not None:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def hold(self) -> None:
+        self.held = True
+        if self.transport is not None and not self.paused:
+            self.transport.pause_reading()
+
+    def stop(self) -> None:
+        if not self.stopped and self.transport is not None:
+            self.stopped = True
+            if not self.paused:
+                self.transport.pause_reading()
+
+    def resume(self) -> None:
+        """Read the socket again unless something still holds it."""
+        if not (self.paused or self.held or self.stopped) and self.transport is not None:
+            self.transport.resume_reading()

@@ -15,8 +15,9 @@ import structlog
 
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import FrameSource, Pipeline
-from gateway.transport.connection import DeviceConnection, DevicePort
+from gateway.transport.connection import DeviceConnection
 from gateway.transport.flow_control import FlowControl
+from gateway.transport.port import PortState
 from gateway.transport.settings import ListenerSettings
 from gateway.transport.tls import common_name
 from parser.codec import Codec, Session
@@ -25,39 +26,64 @@ from parser.events import Action, Frame, Login, Reject
 log = structlog.get_logger("gateway.transport.tcp")
 
 
-class Listener(DevicePort):
-    """One bound port for one codec: its settings and the sessions of its connections."""
+class Listener:
+    """One bound port for one codec: the state its connections share, and its codec."""
 
     def __init__(
         self,
         settings: ListenerSettings,
         codec: Codec,
         pipeline: Pipeline,
-        flow: FlowControl,
+        budget: FlowControl,
     ) -> None:
-        super().__init__(settings, ListenerStats(codec.name, "tcp"), pipeline, flow)
-        self.settings = settings
+        stats = ListenerStats(codec.name, "tcp")
+        self.port: PortState[ListenerSettings, TcpDeviceProtocol] = PortState(
+            codec.name, settings, stats, pipeline, budget
+        )
         self.codec = codec
-        self.delivered = settings.ack_policy == "delivered"
 
     @property
     def name(self) -> str:
-        return self.codec.name
+        return self.port.name
+
+    @property
+    def settings(self) -> ListenerSettings:
+        return self.port.settings
+
+    @property
+    def stats(self) -> ListenerStats:
+        return self.port.stats
+
+    @property
+    def connections(self) -> set[TcpDeviceProtocol]:
+        return self.port.connections
+
+    @property
+    def bound_port(self) -> int:
+        return self.port.bound_port
+
+    def all_stats(self) -> list[ListenerStats]:
+        return [self.port.stats]
 
     def connection(self) -> TcpDeviceProtocol:
-        return TcpDeviceProtocol(self)
+        return TcpDeviceProtocol(self.port, self.codec)
+
+    async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
+        return await self.port.start(self.connection, reuse_port=reuse_port)
+
+    def stop_accepting(self) -> None:
+        self.port.stop_accepting()
 
     def reload(self, settings: ListenerSettings, codec: Codec) -> None:
         """SIGHUP: new certificates, allow-lists and device allow-list for new connections;
         open connections are untouched."""
-        self.reload_port(settings)
+        self.port.reload(settings)
         self.codec = codec
-        self.settings = settings
 
     def sweep(self, now: float) -> None:
         """Close connections past their login or idle deadline."""
         login_s, idle_s = self.settings.login_timeout_s, self.settings.idle_timeout_s
-        for conn in list(self.connections):
+        for conn in list(self.port.connections):
             if conn.paused:
                 continue  # we stopped reading it: its silence is ours, not the device's
             # Before login, last_activity is the connect time (or the last resume).
@@ -67,20 +93,22 @@ class Listener(DevicePort):
                 conn.close("idle_timeout")
 
 
-class TcpDeviceProtocol(DeviceConnection):
-    __slots__ = ("listener", "session", "source")
+class TcpDeviceProtocol(DeviceConnection[ListenerSettings]):
+    """One device of a codec port: bytes to its codec session, frames to the pipeline."""
 
-    def __init__(self, listener: Listener) -> None:
-        super().__init__(listener)
-        self.listener = listener
+    __slots__ = ("codec", "session", "source")
+
+    def __init__(self, port: PortState[ListenerSettings, TcpDeviceProtocol], codec: Codec) -> None:
+        super().__init__(port)
+        self.codec = codec
         self.session: Session | None = None
-        self.source = FrameSource(listener.codec.name, "tcp", None)
+        self.source = FrameSource(codec.name, "tcp", None)
 
     def _opened(self) -> None:
-        self.session = self.listener.codec.session()
+        self.session = self.codec.session()
 
     def _peer_known(self) -> None:
-        self.source = FrameSource(self.listener.codec.name, "tcp", self.peer)
+        self.source = FrameSource(self.codec.name, "tcp", self.peer)
 
     def _feed(self, data: bytes) -> None:
         session = self.session
@@ -88,8 +116,8 @@ class TcpDeviceProtocol(DeviceConnection):
         try:
             events = session.feed(data)
         except Exception:  # a codec bug must cost one connection, never the process
-            log.exception("codec failed", codec=self.listener.codec.name, peer=self.peer)
-            self.listener.stats.rejects["codec_error"] += 1
+            log.exception("codec failed", codec=self.codec.name, peer=self.peer)
+            self.port.stats.rejects["codec_error"] += 1
             self.close("codec_error")
             return
         for event in events:
@@ -107,35 +135,35 @@ class TcpDeviceProtocol(DeviceConnection):
         if self.session is not None:
             for event in self.session.eof():
                 if isinstance(event, Reject):
-                    self.listener.stats.rejects[event.reason] += 1
+                    self.port.stats.rejects[event.reason] += 1
         return False  # close our side too
 
     # -- events --------------------------------------------------------------------------------
 
     def _frame(self, event: Frame) -> None:
-        listener = self.listener
-        if self.device_id is None and listener.settings.require_login:
-            listener.stats.rejects["data_before_login"] += 1
+        port = self.port
+        if self.device_id is None and port.settings.require_login:
+            port.stats.rejects["data_before_login"] += 1
             self.close("data_before_login")
             return
         now = time.monotonic()
         self.last_activity = now
         self.frames += 1
-        stats = listener.stats
+        stats = port.stats
         stats.frames += 1
         if event.error_code is not None:
             stats.decode_errors[event.error_code] += 1
         reply = event.reply
-        if reply and listener.delivered:
+        if reply and port.delivered:
             ticket = self.reply_order.ticket(reply, now)
-            stats.records += listener.pipeline.accept(self.source, event, ticket)
+            stats.records += port.pipeline.accept(self.source, event, ticket)
         else:
-            stats.records += listener.pipeline.accept(self.source, event, None)
+            stats.records += port.pipeline.accept(self.source, event, None)
             if reply:
                 self.reply_order.now(reply, now)
 
     def _login(self, event: Login) -> None:
-        listener = self.listener
+        port = self.port
         # Mutual TLS: the certificate names the one device this connection may speak for, in
         # its subject CN (as MQTT's identity = "certificate" reads it; SANs are not read).
         certificate = self.peer_certificate()
@@ -146,18 +174,18 @@ class TcpDeviceProtocol(DeviceConnection):
         self.last_activity = now = time.monotonic()
         # The login frame is kept like any frame, but its reply does not wait for the sink:
         # it acknowledges an identity, not data, and devices give up on slow logins.
-        listener.stats.records += listener.pipeline.accept(self.source, event, None)
+        port.stats.records += port.pipeline.accept(self.source, event, None)
         if event.reply:
             self.reply_order.now(event.reply, now)
-        log.debug("login", codec=listener.codec.name, peer=self.peer, device_id=event.device_id)
+        log.debug("login", codec=self.codec.name, peer=self.peer, device_id=event.device_id)
 
     def _certificate_mismatch(self, device_id: str, certificate_cn: str | None) -> None:
         """A login naming another device than the client certificate: refused, not stored
         (a certificate proves one device's identity; it must not speak for the others)."""
-        self.listener.stats.rejects["certificate_mismatch"] += 1
+        self.port.stats.rejects["certificate_mismatch"] += 1
         log.warning(
             "login refused: the client certificate names another device",
-            codec=self.listener.codec.name,
+            codec=self.codec.name,
             peer=self.peer,
             device_id=device_id,
             certificate_cn=certificate_cn,
@@ -165,10 +193,10 @@ class TcpDeviceProtocol(DeviceConnection):
         self.close("certificate_mismatch")
 
     def _reject(self, event: Reject) -> None:
-        self.listener.stats.rejects[event.reason] += 1
+        self.port.stats.rejects[event.reason] += 1
         log.debug(
             "reject",
-            codec=self.listener.codec.name,
+            codec=self.codec.name,
             peer=self.peer,
             device_id=self.device_id,
             reason=event.reason,

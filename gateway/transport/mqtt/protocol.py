@@ -11,20 +11,27 @@ this connection, answered with the reason code the protocol has for them.
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from typing import TYPE_CHECKING
 
 import structlog
 
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import FrameSource
 from gateway.transport.connection import DeviceConnection
+from gateway.transport.mqtt import handshake
+from gateway.transport.mqtt.messages import (
+    acknowledgement,
+    granted,
+    message_event,
+    unsubscribed,
+)
+from gateway.transport.mqtt.port import MqttPortState, codec_connection
 from gateway.transport.mqtt.routes import Resolved, TopicCache
-from gateway.transport.mqtt.sessions import MAX_QOS2_IDS, SESSION_EXPIRY_NEVER, Session
+from gateway.transport.mqtt.sessions import MAX_QOS2_IDS, Session
+from gateway.transport.mqtt.settings import MqttListenerSettings
+from gateway.transport.port import PortState
 from gateway.transport.tls import common_name
 from parser.events import Frame
-from parser.messages import message_frame
 from parser.mqtt.errors import MqttError
 from parser.mqtt.packets import (
     MQTT_5,
@@ -32,7 +39,6 @@ from parser.mqtt.packets import (
     Disconnect,
     Packet,
     PingReq,
-    Properties,
     Publish,
     PubRel,
     ReasonCode,
@@ -41,19 +47,13 @@ from parser.mqtt.packets import (
     Will,
 )
 
-if TYPE_CHECKING:
-    from gateway.transport.mqtt.listener import MqttListener
-
 log = structlog.get_logger("gateway.transport.mqtt")
 
-# Why a payload is not one frame (message_frame's rejects), as the 5.0 reason code of the
-# acknowledgement of a message kept anyway; any other reason is 0x99.
-_PAYLOAD_REFUSALS = {"identity_mismatch": ReasonCode.NOT_AUTHORIZED}
 
+class MqttConnection(DeviceConnection[MqttListenerSettings]):
+    """One MQTT device socket; ``mqtt_port`` is what it shares with the port's others."""
 
-class MqttConnection(DeviceConnection):
     __slots__ = (
-        "_authenticating",
         "_checking",
         "_held",
         "_pubacks_owed",
@@ -61,21 +61,24 @@ class MqttConnection(DeviceConnection):
         "_sources",
         "_topics",
         "_will",
-        "listener",
         "mqtt",
+        "mqtt_port",
         "session",
     )
 
-    def __init__(self, listener: MqttListener) -> None:
-        super().__init__(listener)
-        self.listener = listener
-        self.mqtt = listener.codec_connection()
+    def __init__(
+        self,
+        port: PortState[MqttListenerSettings, MqttConnection],
+        mqtt_port: MqttPortState,
+    ) -> None:
+        super().__init__(port)
+        self.mqtt_port = mqtt_port
+        self.mqtt = codec_connection(port.settings)
         self.session: Session | None = None
-        self._topics = TopicCache(listener.router)
+        self._topics = TopicCache(mqtt_port.router)
         self._sources: dict[str, FrameSource] = {}
         self._pubrec_owed: dict[int, float] = {}  # QoS 2 packet id -> arrival, PUBREC unsent
         self._pubacks_owed: list[int] = []  # accepted QoS 1 packet ids of this read, in order
-        self._authenticating = False
         self._held: list[Packet] = []  # packets after a CONNECT whose password is being checked
         # That CONNECT: kept here, not bound into the check's callback, where an error would
         # log it (asyncio prints a failing callback's arguments) and so its password.
@@ -87,9 +90,6 @@ class MqttConnection(DeviceConnection):
 
     def _peer_known(self) -> None:
         self._sources.clear()
-
-    def _blocked(self) -> bool:
-        return self._authenticating
 
     def _hold_replies(self) -> bool:
         # The budget is full: PUBACKs wait too, so the device's window fills and it pauses.
@@ -105,7 +105,7 @@ class MqttConnection(DeviceConnection):
         self._handle(packets)
 
     def unblocked(self) -> None:
-        if self._held and not self._authenticating:
+        if self._held and not self.flow.held:
             held, self._held = self._held, []
             self._handle(held)
         super().unblocked()
@@ -113,7 +113,7 @@ class MqttConnection(DeviceConnection):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
         if self.session is not None:
-            self.listener.sessions.detach(self.session, self, time.monotonic())
+            self.mqtt_port.sessions.detach(self.session, self, time.monotonic())
         if self._will is not None and self.close_reason != "shutdown":
             # Not at a gateway shutdown: the device has not gone away, it reconnects to the
             # next gateway (and the pipeline is closing).
@@ -128,24 +128,23 @@ class MqttConnection(DeviceConnection):
             self._flush()  # keep the acknowledgements owed ahead of the DISCONNECT
             self._write(self.mqtt.disconnect(code))
             if self.mqtt.protocol_level == MQTT_5:
-                self.listener.mqtt_stats.reason_codes["DISCONNECT", code.name] += 1
+                self.mqtt_port.mqtt_stats.reason_codes["DISCONNECT", code.name] += 1
         super().close(reason, abort=abort)
+
+    @property
+    def _v5(self) -> bool:
+        return self.mqtt.protocol_level == MQTT_5
 
     # -- deadlines (the listener's sweep) ------------------------------------------------------
 
     def silence_allowed_s(self) -> float:
-        settings = self.listener.settings
-        if self._authenticating:
-            return settings.connect_timeout_s  # since the CONNECT: waiting for a password check
-        keep_alive_s = self.mqtt.keep_alive_s
-        if keep_alive_s is None:
-            return settings.connect_timeout_s
-        # [MQTT-3.1.2-24]: one and a half times the keep-alive.
-        return keep_alive_s * 1.5 if keep_alive_s else settings.idle_timeout_s
+        return handshake.silence_allowed_s(
+            self.port.settings, self.mqtt.keep_alive_s, self.flow.held
+        )
 
     def expire(self) -> None:
-        if self._authenticating:  # its check is queued behind others: too busy to answer
-            self._authenticating = False  # (the check's late answer finds the connection closed)
+        if self.flow.held:  # its check is queued behind others: too busy to answer
+            self.flow.held = False  # (the check's late answer finds the connection closed)
             self._refuse_connect(ReasonCode.SERVER_BUSY, "auth_timeout")
         elif self.mqtt.protocol_level is None:
             self.close("connect_timeout")
@@ -159,7 +158,7 @@ class MqttConnection(DeviceConnection):
             self.last_activity = time.monotonic()
         try:  # around the loop, not per packet: costs nothing in 3.11 unless raised
             for index, packet in enumerate(packets):
-                if self._authenticating:
+                if self.flow.held:
                     self._held.extend(packets[index:])
                     break
                 transport = self.transport
@@ -195,30 +194,30 @@ class MqttConnection(DeviceConnection):
         connection is owed: ``close`` writes the acknowledgements earned so far first. Logged
         with the traceback only: packets are not shown (a CONNECT carries a password)."""
         log.exception("mqtt connection failed", peer=self.peer, device_id=self.device_id)
-        self.listener.stats.rejects[reason] += 1
+        self.port.stats.rejects[reason] += 1
         # 5.0 says why after its CONNACK ([MQTT-3.2.0-1]: nothing may come before it).
         code = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR if self.session is not None else None
         self.close(reason, code=code)
 
     def _refused_by_codec(self, exc: MqttError) -> None:
         reason = f"mqtt_{exc.reason_code.name.lower()}"
-        self.listener.stats.rejects[reason] += 1
+        self.port.stats.rejects[reason] += 1
         log.debug("mqtt refused", peer=self.peer, device_id=self.device_id, detail=exc.detail)
         if exc.reply and self.transport is not None and not self.transport.is_closing():
             self._flush()
             self._write(exc.reply)
             if self.mqtt.protocol_level == MQTT_5 or self.mqtt.protocol_level is None:
                 packet = "DISCONNECT" if self.session is not None else "CONNACK"
-                self.listener.mqtt_stats.reason_codes[packet, exc.reason_code.name] += 1
+                self.mqtt_port.mqtt_stats.reason_codes[packet, exc.reason_code.name] += 1
         self.close(reason)
 
     # -- CONNECT -------------------------------------------------------------------------------
 
     def _connect(self, connect: Connect) -> None:
-        if self.listener.settings.auth != "password":
+        if self.port.settings.auth != "password":
             self._connected(connect, True)
             return
-        checker = self.listener.passwords
+        checker = self.mqtt_port.passwords
         user, password = connect.username, connect.password
         if checker is None or user is None or password is None:
             self._connected(connect, False)
@@ -230,15 +229,13 @@ class MqttConnection(DeviceConnection):
             self._refuse_connect(ReasonCode.SERVER_BUSY, "auth_busy")
             return
         # scrypt runs in a thread: read nothing more (and hold what was read) meanwhile.
-        self._authenticating = True
-        if self.transport is not None and not self.paused:
-            self.transport.pause_reading()
+        self.flow.hold()
         self._checking = connect
         checker.check(user, password).add_done_callback(self._checked)
 
     def _checked(self, task: asyncio.Future[bool]) -> None:
         connect, self._checking = self._checking, None
-        self._authenticating = False
+        self.flow.held = False
         if connect is None or self.transport is None or self.transport.is_closing():
             return
         try:
@@ -250,80 +247,47 @@ class MqttConnection(DeviceConnection):
         except Exception:  # else the socket stays unread, CONNACK unsent, until the sweep
             self._failed("mqtt_internal_error")
 
-    def _connected(self, connect: Connect, authenticated: bool) -> None:
-        listener = self.listener
+    def _connected(self, packet: Connect, authenticated: bool) -> None:
+        port, mqtt_port = self.port, self.mqtt_port
         if not authenticated:
             self._refuse_connect(ReasonCode.BAD_USER_NAME_OR_PASSWORD, "bad_credentials")
             return
-        identity = self._identity(connect)
+        settings = port.settings
+        cn = self._certificate_cn
+        identity = handshake.identity(settings, packet, cn)
         if identity == "":
             self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "no_identity")
             return
         self.device_id = identity
-        if connect.will is not None:
-            refusal = self._refuse_will(connect.will)
+        if packet.will is not None:
+            refusal = self._refuse_will(packet.will)
             if refusal is not None:
                 self._refuse_connect(*refusal)
                 return
-        client_id = connect.client_id
-        properties = Properties()
-        if not client_id:  # the server assigns one ([MQTT-3.1.3-6], 5.0 §3.2.2.3.7)
-            client_id = f"gw-{secrets.token_hex(8)}"
-            if connect.protocol_level == MQTT_5:
-                properties = Properties(assigned_client_identifier=client_id)
-        principal = self._principal(connect, identity)
-        holder = listener.sessions.identity_of(client_id)
+        client_id, properties = handshake.client_identifier(packet)
+        principal = handshake.principal(settings, packet, identity, cn)
+        holder = mqtt_port.sessions.identity_of(client_id)
         if holder is not None and principal is not None and holder != principal:
             # Another device's client id: taking its session over would cut that device off.
             self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "client_id_in_use")
             return
-        session, present, previous = listener.sessions.attach(
-            self, client_id, principal, connect.clean_start, self._expiry_s(connect),
-            min(listener.settings.receive_maximum, MAX_QOS2_IDS),
+        session, present, previous = mqtt_port.sessions.attach(
+            self, client_id, principal, packet.clean_start, handshake.session_expiry_s(packet),
+            min(settings.receive_maximum, MAX_QOS2_IDS),
         )  # fmt: skip
         if isinstance(previous, MqttConnection):
             previous.taken_over()
-        listener.wills.cancel(client_id)  # back within its will's delay
-        will = connect.will
-        if will is not None:
-            delay_s = float(will.properties.will_delay_interval or 0)
-            self._will = (will.topic, will.payload, min(delay_s, session.expiry_s))
+        mqtt_port.wills.cancel(client_id)  # back within its will's delay
+        self._will = handshake.pending_will(packet, session.expiry_s)
         self.session = session
         self._queue_control(self.mqtt.connack(present, ReasonCode.SUCCESS, properties))
 
-    def _expiry_s(self, connect: Connect) -> float:
-        """How long the session outlives this connection (capped by the session store)."""
-        if connect.protocol_level == MQTT_5:
-            expiry = connect.properties.session_expiry_interval or 0
-            return float("inf") if expiry == SESSION_EXPIRY_NEVER else float(expiry)
-        return 0.0 if connect.clean_start else float("inf")
-
-    def _identity(self, connect: Connect) -> str | None:
-        """The device id this connection speaks for (``""``: none where one is required;
-        ``None``: from the topics, bound by the first one used)."""
-        source = self.listener.settings.identity
-        if source == "client_id":
-            return connect.client_id
-        if source == "username":
-            return connect.username or ""
-        if source == "certificate":
-            return common_name(self.peer_certificate()) or ""
-        return None
-
-    def _principal(self, connect: Connect, identity: str | None) -> str | None:
-        """Who may hold this client id (take its session over): the proven credential where
-        there is one (also with allow_any_identity), else the identity (``None`` with identity
-        from the topics and no auth: nothing is proven, anyone may)."""
-        auth = self.listener.settings.auth
-        if auth == "password":
-            return connect.username
-        if auth == "certificate":
-            return common_name(self.peer_certificate())
-        return identity
+    def _certificate_cn(self) -> str | None:
+        return common_name(self.peer_certificate())
 
     def _refuse_connect(self, code: ReasonCode, reason: str) -> None:
-        self.listener.stats.rejects[reason] += 1
-        self.listener.mqtt_stats.reason_codes["CONNACK", code.name] += 1
+        self.port.stats.rejects[reason] += 1
+        self.mqtt_port.mqtt_stats.reason_codes["CONNACK", code.name] += 1
         self._flush()
         self._write(self.mqtt.connack(False, code))
         self.close(reason)
@@ -331,11 +295,11 @@ class MqttConnection(DeviceConnection):
     # -- PUBLISH -------------------------------------------------------------------------------
 
     def _publish(self, publish: Publish) -> None:
-        listener = self.listener
+        port, mqtt_port = self.port, self.mqtt_port
         session = self.session
         assert session is not None  # the codec lets nothing but CONNECT come first
         qos, packet_id = publish.qos, publish.packet_id
-        listener.mqtt_stats.publishes[qos] += 1
+        mqtt_port.mqtt_stats.publishes[qos] += 1
         now = time.monotonic()
         if qos == 2 and packet_id in session.qos2:
             # A resend of a message already taken: answer it, do not store it twice.
@@ -344,8 +308,8 @@ class MqttConnection(DeviceConnection):
             else:
                 self._pubrec_owed[packet_id] = now
             return
-        if self._topics.router is not listener.router:  # reloaded: new routes from now on
-            self._topics = TopicCache(listener.router)
+        if self._topics.router is not mqtt_port.router:  # reloaded: new routes from now on
+            self._topics = TopicCache(mqtt_port.router)
         resolved = self._topics.resolve(publish.topic)
         if resolved is None:
             self._refuse_publish(publish, ReasonCode.TOPIC_NAME_INVALID, "unrouted_topic")
@@ -354,15 +318,15 @@ class MqttConnection(DeviceConnection):
         if device_id is None:
             self._refuse_publish(publish, ReasonCode.NOT_AUTHORIZED, "identity_mismatch")
             return
-        event, code = self._frame(resolved, device_id, publish.payload)
+        event, code = message_event(resolved, device_id, publish.payload, self._v5)
         source, stats = self._counted(resolved, event)
-        accept = listener.pipeline.accept
+        accept = port.pipeline.accept
         if qos == 0:
             stats.records += accept(source, event, None)
         elif qos == 1 or code:
             # (A QoS 2 message answered with an error code ends at its PUBREC, 5.0 §4.3.3: no
             # PUBREL follows, so the session must not keep its packet id.)
-            if listener.delivered:
+            if port.delivered:
                 # PUBACKs leave in the order of their PUBLISHes ([MQTT-4.6.0-2]) whatever order
                 # the streams finish in; a message the sink gave up on closes (frame_lost).
                 ack = self._acknowledgement(packet_id, qos, code)
@@ -373,44 +337,27 @@ class MqttConnection(DeviceConnection):
                     self.send_reply(self._acknowledgement(packet_id, qos, code), now)
                 else:
                     self._pubacks_owed.append(packet_id)
-                    listener.stats.ack_latency.observe(time.monotonic() - now)
+                    port.stats.ack_latency.observe(time.monotonic() - now)
         else:
             session.qos2_started(packet_id)
             self._pubrec_owed[packet_id] = now
-            if listener.delivered:  # PUBRECs in the order of their PUBLISHes ([MQTT-4.6.0-3])
+            if port.delivered:  # PUBRECs in the order of their PUBLISHes ([MQTT-4.6.0-3])
                 qos2 = session.ticket(packet_id, self.reply_order.reserve())
                 stats.records += accept(source, event, qos2)
             else:
                 stats.records += accept(source, event, None)
                 session.accepted(packet_id)
 
-    def _frame(
-        self, resolved: Resolved, device_id: str, payload: bytes
-    ) -> tuple[Frame, ReasonCode]:
-        """A message's frame and the reason code of its acknowledgement."""
-        event = message_frame(resolved.route.codec, device_id, payload)
-        if isinstance(event, Frame):
-            return event, ReasonCode.SUCCESS
-        # Not one frame of the codec: kept anyway as a frame that did not decode (a raw record
-        # plus an errors/ record with the reason, as TCP keeps one, to re-parse after a codec
-        # fix) and acknowledged, else a device that resends it on every reconnect would loop
-        # forever (3.1.1 has no negative acknowledgement but a close). 5.0 is told why in the
-        # reason code; the message still counts as handled.
-        code = ReasonCode.SUCCESS
-        if self.mqtt.protocol_level == MQTT_5:
-            code = _PAYLOAD_REFUSALS.get(event.reason, ReasonCode.PAYLOAD_FORMAT_INVALID)
-        return Frame(device_id, payload, b"", (), event.reason, event.detail), code
-
     def _counted(self, resolved: Resolved, event: Frame) -> tuple[FrameSource, ListenerStats]:
         """Count a message's frame under its route's codec; where its records come from."""
-        listener = self.listener
+        port, mqtt_port = self.port, self.mqtt_port
         codec = resolved.route.codec.name
-        stats = listener.codec_stats[codec]
+        stats = mqtt_port.codec_stats[codec]
         # Payload bytes are counted by the route's codec, like the frames they carry (the
         # listener's own series, codec "mqtt", keeps the rest: the protocol's bytes).
         size = len(event.payload)
         stats.bytes_in += size
-        listener.stats.bytes_in -= size
+        port.stats.bytes_in -= size
         self.frames += 1
         stats.frames += 1
         if event.error_code is not None:
@@ -425,12 +372,11 @@ class MqttConnection(DeviceConnection):
     def _refuse_will(self, will: Will) -> tuple[ReasonCode, str] | None:
         """Why the CONNECT's will could not be stored, as a CONNACK refusal; None if it can.
         Refused at once rather than dropped silently when the connection ends."""
-        if len(will.topic) + len(will.payload) > self.listener.settings.max_will_bytes:
+        if len(will.topic) + len(will.payload) > self.port.settings.max_will_bytes:
             return ReasonCode.QUOTA_EXCEEDED, "will_too_large"
-        v5 = self.mqtt.protocol_level == MQTT_5
         resolved = self._topics.resolve(will.topic)
         if resolved is None:  # (3.1.1 has no code for a topic: "not authorized")
-            return ReasonCode.TOPIC_NAME_INVALID if v5 else ReasonCode.NOT_AUTHORIZED, (
+            return ReasonCode.TOPIC_NAME_INVALID if self._v5 else ReasonCode.NOT_AUTHORIZED, (
                 "will_unrouted_topic"
             )
         if self._publisher(resolved) is None:
@@ -449,17 +395,17 @@ class MqttConnection(DeviceConnection):
     def _publish_will(self, topic: str, payload: bytes, delay_s: float) -> None:
         """The connection ended without a normal DISCONNECT: store its will, now or once its
         delay has passed (unless the client id connects again meanwhile)."""
-        listener = self.listener
+        port, mqtt_port = self.port, self.mqtt_port
         self._will = None
-        if self._topics.router is not listener.router:
-            self._topics = TopicCache(listener.router)
+        if self._topics.router is not mqtt_port.router:
+            self._topics = TopicCache(mqtt_port.router)
         resolved = self._topics.resolve(topic)
         device_id = None if resolved is None else self._publisher(resolved)
         if resolved is None or device_id is None:  # the routes were reloaded since the CONNECT
-            listener.stats.rejects["will_unrouted_topic"] += 1
+            port.stats.rejects["will_unrouted_topic"] += 1
             return
         try:
-            event, _ = self._frame(resolved, device_id, payload)
+            event, _ = message_event(resolved, device_id, payload, self._v5)
         except Exception as exc:
             # A codec bug: nobody is left to resend the will, so it is kept as a frame that
             # did not decode (as the bridge keeps such a message), not lost.
@@ -469,11 +415,11 @@ class MqttConnection(DeviceConnection):
 
         def store() -> None:
             source, stats = self._counted(resolved, event)
-            stats.records += listener.pipeline.accept(source, event, None)
-            listener.mqtt_stats.wills += 1
+            stats.records += port.pipeline.accept(source, event, None)
+            mqtt_port.mqtt_stats.wills += 1
 
         if delay_s > 0 and self.session is not None:
-            listener.wills.defer(self.session.client_id, time.monotonic() + delay_s, store)
+            mqtt_port.wills.defer(self.session.client_id, time.monotonic() + delay_s, store)
         else:
             store()
 
@@ -488,34 +434,28 @@ class MqttConnection(DeviceConnection):
     def _claim(self, device_id: str) -> bool:
         """Whether this connection speaks for ``device_id``; with identity from the topic, the
         first topic binds the connection to its device."""
-        if self.device_id is None and self.listener.settings.identity == "topic":
+        if self.device_id is None and self.port.settings.identity == "topic":
             self.device_id = device_id
         return device_id == self.device_id
 
     def _refuse_publish(self, publish: Publish, code: ReasonCode, reason: str) -> None:
         """5.0 QoS 1/2: a negative acknowledgement, and the connection goes on. Otherwise the
         protocol has no way to say no but closing (5.0 with a DISCONNECT saying why)."""
-        listener = self.listener
-        listener.stats.rejects[reason] += 1
+        port, mqtt_port = self.port, self.mqtt_port
+        port.stats.rejects[reason] += 1
         log.debug("publish refused", peer=self.peer, device_id=self.device_id, reason=reason)
-        if publish.qos and self.mqtt.protocol_level == MQTT_5:
-            if publish.qos == 1:
-                reply, packet = self.mqtt.puback(publish.packet_id, code), "PUBACK"
-            else:
-                reply, packet = self.mqtt.pubrec(publish.packet_id, code), "PUBREC"
-            listener.mqtt_stats.reason_codes[packet, code.name] += 1
+        if publish.qos and self._v5:
+            reply, packet = acknowledgement(self.mqtt, publish.qos, publish.packet_id, code)
+            mqtt_port.mqtt_stats.reason_codes[packet, code.name] += 1
             self._queue_control(reply)
         else:
             self.close(reason, code=code)
 
     def _acknowledgement(self, packet_id: int, qos: int, code: ReasonCode) -> bytes:
         """The PUBACK (QoS 1) or error PUBREC (QoS 2) a kept message is owed."""
-        if qos == 1:
-            reply, packet = self.mqtt.puback(packet_id, code), "PUBACK"
-        else:
-            reply, packet = self.mqtt.pubrec(packet_id, code), "PUBREC"
+        reply, packet = acknowledgement(self.mqtt, qos, packet_id, code)
         if code:
-            self.listener.mqtt_stats.reason_codes[packet, code.name] += 1
+            self.mqtt_port.mqtt_stats.reason_codes[packet, code.name] += 1
         return reply
 
     def frame_lost(self) -> None:
@@ -582,29 +522,15 @@ class MqttConnection(DeviceConnection):
     # -- SUBSCRIBE -----------------------------------------------------------------------------
 
     def _subscribe(self, subscribe: Subscribe) -> None:
-        """Only the device's own command topic is granted (and kept in its session)."""
-        session = self.session
-        assert session is not None
-        router, stats = self.listener.router, self.listener.mqtt_stats
-        codes = []
-        for sub in subscribe.subscriptions:
-            device_id = router.command_device(sub.topic_filter)
-            if device_id is not None and self._claim(device_id):
-                session.subscriptions[sub.topic_filter] = sub.qos
-                codes.append(ReasonCode(sub.qos))  # granted QoS 0, 1 or 2
-            else:
-                codes.append(ReasonCode.NOT_AUTHORIZED)
-                stats.reason_codes["SUBACK", ReasonCode.NOT_AUTHORIZED.name] += 1
-                self.listener.stats.rejects["subscribe_refused"] += 1
+        assert self.session is not None
+        codes = granted(self.mqtt_port.router, self.session, subscribe, self._claim)
+        if refused := codes.count(ReasonCode.NOT_AUTHORIZED):
+            reasons = self.mqtt_port.mqtt_stats.reason_codes
+            reasons["SUBACK", ReasonCode.NOT_AUTHORIZED.name] += refused
+            self.port.stats.rejects["subscribe_refused"] += refused
         self._queue_control(self.mqtt.suback(subscribe.packet_id, codes))
 
     def _unsubscribe(self, unsubscribe: Unsubscribe) -> None:
-        session = self.session
-        assert session is not None
-        codes = [
-            ReasonCode.SUCCESS
-            if session.subscriptions.pop(f, None) is not None
-            else ReasonCode.NO_SUBSCRIPTION_EXISTED
-            for f in unsubscribe.topic_filters
-        ]
+        assert self.session is not None
+        codes = unsubscribed(self.session, unsubscribe)
         self._queue_control(self.mqtt.unsuback(unsubscribe.packet_id, codes))

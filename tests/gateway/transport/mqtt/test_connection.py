@@ -428,7 +428,7 @@ async def test_password_checks_are_bounded_refused_busy_beyond_and_time_out(
         assert waiting.transport.closing and waiting.conn.close_reason == "auth_timeout"
     finally:
         release.set()
-    passwords = port.passwords
+    passwords = port.mqtt_port.passwords
     assert passwords is not None
     for _ in range(1000):
         if passwords.pending == 0:

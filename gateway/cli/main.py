@@ -49,7 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "consume the raw Kinesis stream and produce parsed records",
     ),
     "lake": (
-        "gateway.lake.command",
+        "gateway.cli.lake",
         "compact a day of records into Parquet, aggregate it per vehicle, print the Athena DDL",
     ),
     "check-config": ("gateway.cli.check_config", "validate a settings file; print every error"),

@@ -2,7 +2,7 @@
 daily per-vehicle aggregates — laid out and typed exactly as the Glue tables over S3 read them.
 
 ``tables`` holds the layout (columns, partitions) that compaction writes and the DDL declares;
-``inputs`` and ``store`` move files between a data directory or S3 and the local disk the
-engine (DuckDB) reads and writes; ``compact``, ``daily`` and ``ddl`` are the three jobs and
-``command`` their command line.
+``store`` moves files between a data directory or S3 and the local disk the engine (DuckDB)
+reads and writes; ``compact``, ``daily`` and ``ddl`` hold the SQL of each job and ``jobs`` runs
+them (``gateway.cli.lake`` is their command line).
 """

@@ -8,8 +8,8 @@ from typing import Any
 
 import duckdb
 
+from gateway.cli import lake as command
 from gateway.fleet.history import FleetHistory, HistoryConfig
-from gateway.lake import command
 from gateway.notify.settings import NotificationSettings
 from gateway.pipeline.registry import CodecRegistry, default_layout_dirs
 

@@ -1,4 +1,4 @@
-"""The data lake's jobs: compact, daily aggregates, Glue/Athena DDL, and SQL on a local lake.
+"""``gateway lake``: the data lake's jobs (:mod:`gateway.lake.jobs`) on the command line.
 
 ``compact`` turns a day of records into Parquet, ``daily`` aggregates it per vehicle, ``ddl``
 prints the Glue/Athena tables and ``query`` runs the same SQL on a local lake.
@@ -12,23 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
-import tempfile
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from gateway.lake.compact import StreamInput, compact_stream, connect
-from gateway.lake.daily import write_daily
-from gateway.lake.ddl import create_tables, local_views
-from gateway.lake.store import S3_SCHEME, LakeError, Location, S3Options, relevant
-from gateway.lake.tables import DAILY, NOTIFICATIONS, PARSED, STREAMS, TABLES, file_name, partition
+from gateway.lake import jobs
+from gateway.lake.ddl import create_tables
+from gateway.lake.store import S3_SCHEME, LakeError, S3Options
+from gateway.lake.tables import STREAMS
 
-EXIT_USAGE = 2
 EXIT_IO = 74  # sysexits' EX_IOERR
 
 
@@ -122,95 +117,6 @@ class Progress:
             print(text, file=sys.stderr, flush=True)
 
 
-def compact(args: argparse.Namespace) -> dict[str, Any]:
-    day = args.date.isoformat()
-    s3 = S3Options(args.s3_endpoint_url, args.s3_region)
-    source, lake = Location(args.input, s3), Location(args.output, s3)
-    progress = Progress()
-    began = time.monotonic()
-    streams: dict[str, Any] = {}
-    listed = {stream: source.list_files(stream) for stream in args.streams}
-    if not any(listed.values()):
-        # A mistyped location must not replace a day's files with empty ones.
-        raise LakeError(f"{source}: no files under {', '.join(s + '/' for s in args.streams)}")
-    with tempfile.TemporaryDirectory(prefix="gateway-lake-") as tmp:
-        work = Path(tmp)
-        con = connect(args.threads, work)
-        for stream in args.streams:
-            table = TABLES[stream]
-            names = [
-                n
-                for n in listed[stream]
-                if relevant(n.removeprefix(stream + "/"), args.date, args.late_days)
-            ]
-            progress.say(f"{stream}: reading {len(names)} files from {source}")
-            root = source.fetch(names, work / "in")
-            inputs = StreamInput(root / stream, tuple(root / n for n in names))
-            target = work / file_name(stream)
-            result = compact_stream(con, table, inputs, day, target)
-            lake.publish(target, f"{partition(table.prefix, day)}/{file_name(stream)}")
-            if source.is_s3:  # the next stream's objects need the disk more than these
-                shutil.rmtree(work / "in", ignore_errors=True)
-            streams[stream] = {
-                "files": result.files,
-                "records": result.records,
-                "duplicates": result.duplicates,
-            }
-            progress.say(
-                f"{stream}: {result.records:,} records of {day} ({result.duplicates:,} "
-                "duplicates dropped)"
-            )
-        con.close()
-    seconds = time.monotonic() - began
-    records = sum(s["records"] for s in streams.values())
-    return {
-        "job": "compact",
-        "date": day,
-        "output": str(lake),
-        "streams": streams,
-        "seconds": round(seconds, 3),
-        "records_per_s": round(records / max(seconds, 1e-9)),
-    }
-
-
-def daily(args: argparse.Namespace) -> dict[str, Any]:
-    day = args.date.isoformat()
-    lake = Location(args.lake, S3Options(args.s3_endpoint_url, args.s3_region))
-    began = time.monotonic()
-    parsed_path = f"{partition(PARSED.prefix, day)}/{file_name(PARSED.name)}"
-    notes_path = f"{partition(NOTIFICATIONS.prefix, day)}/{file_name(NOTIFICATIONS.name)}"
-    if not lake.exists(parsed_path):
-        raise LakeError(f"{lake}: no {parsed_path}: run `gateway lake compact` for {day} first")
-    with tempfile.TemporaryDirectory(prefix="gateway-lake-") as tmp:
-        work = Path(tmp)
-        paths = [parsed_path] + ([notes_path] if lake.exists(notes_path) else [])
-        root = lake.fetch(paths, work / "in")
-        con = connect(args.threads, work)
-        notes = root / notes_path if len(paths) == 2 else None
-        target = work / file_name(DAILY)
-        vehicles = write_daily(con, root / parsed_path, notes, day, target)
-        con.close()
-        lake.publish(target, f"{partition(DAILY, day)}/{file_name(DAILY)}")
-    return {
-        "job": "daily",
-        "date": day,
-        "lake": str(lake),
-        "vehicles": vehicles,
-        "seconds": round(time.monotonic() - began, 3),
-    }
-
-
-def query(args: argparse.Namespace) -> int:
-    con = connect()
-    if not local_views(con, args.lake):
-        raise LakeError(f"{args.lake}: no Parquet tables here (run `gateway lake compact`)")
-    result = con.execute(args.sql)
-    columns = [d[0] for d in result.description or []]
-    for row in result.fetchall():
-        print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
-    return 0
-
-
 def _report(summary: dict[str, Any]) -> None:
     if sys.stdout.isatty():
         for key, value in summary.items():
@@ -224,8 +130,18 @@ def run_command(args: argparse.Namespace) -> int:
         print(create_tables(args.location, args.database), end="")
         return 0
     if args.lake_command == "query":
-        return query(args)
-    _report(compact(args) if args.lake_command == "compact" else daily(args))
+        columns, rows = jobs.query(args.lake, args.sql)
+        for row in rows:
+            print(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+        return 0
+    s3 = S3Options(args.s3_endpoint_url, args.s3_region)
+    if args.lake_command == "compact":
+        job = jobs.CompactJob(
+            args.input, args.output, args.date, args.streams, args.late_days, args.threads, s3
+        )
+        _report(jobs.compact(job, Progress().say))
+    else:
+        _report(jobs.daily(jobs.DailyJob(args.lake, args.date, args.threads, s3)))
     return 0
 
 

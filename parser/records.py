@@ -17,6 +17,7 @@ import msgspec
 
 RAW_SCHEMA = "ev.raw/1"
 PARSED_SCHEMA = "ev.parsed/1"
+ERROR_SCHEMA = "ev.error/1"
 
 Kind = Literal["telemetry", "alarm", "heartbeat", "login", "command_reply"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -72,6 +73,21 @@ class RawRecord(msgspec.Struct, frozen=True, gc=False):
     codec: str
     transport: str
     peer: str | None
+    received_at: Timestamp
+    payload: bytes
+
+
+class ErrorRecord(msgspec.Struct, frozen=True, gc=False):
+    """One per frame that framed but did not decode: why, next to its raw record's id (the raw
+    record keeps the frame for a re-parse after a codec fix); ``payload`` is serialized as base64.
+    """
+
+    schema: str
+    raw_id: str
+    device_id: str | None
+    codec: str
+    reason: str  # the codec's error code (bad_body, bad_field, unknown_type …)
+    detail: str | None
     received_at: Timestamp
     payload: bytes
 

@@ -1,4 +1,5 @@
-"""``gateway schema``: the published JSON Schemas of the raw, parsed and notification records."""
+"""``gateway schema``: the published JSON Schemas of the raw, parsed, error and notification
+records."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ import msgspec
 
 from gateway.cli.status import EXIT_IO
 from parser.notification import Notification
-from parser.records import ParsedRecord, RawRecord, json_schema
+from parser.records import ErrorRecord, ParsedRecord, RawRecord, json_schema
 
 FILES: dict[str, type[msgspec.Struct]] = {
     "raw-record.schema.json": RawRecord,
     "parsed-record.schema.json": ParsedRecord,
+    "error-record.schema.json": ErrorRecord,
     "notification.schema.json": Notification,
 }
 

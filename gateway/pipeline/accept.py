@@ -32,7 +32,15 @@ from gateway.sinks.local import LocalSink
 from gateway.transport.flow_control import FlowControl
 from parser.events import Frame, Login
 from parser.kpl import MAX_PARTITION_KEY_CHARS
-from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, to_json
+from parser.records import (
+    ERROR_SCHEMA,
+    RAW_SCHEMA,
+    ErrorRecord,
+    RawRecord,
+    RecordIds,
+    iso_ms,
+    to_json,
+)
 from parser.rules import evaluate_frame
 
 if TYPE_CHECKING:
@@ -40,26 +48,12 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("gateway.pipeline.accept")
 
-ERROR_SCHEMA = "ev.error/1"
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
 # Notifications go to the local journal, group-committed like every local stream (see
 # ``Pipeline.__init__``): a fault waits for at most one fsync before its own.
 NOTIFICATIONS_MAX_RECORDS = 500
 NOTIFICATIONS_MAX_BYTES = 1024 * 1024
-
-
-class ErrorRecord(msgspec.Struct, frozen=True, gc=False):
-    """A frame that framed but did not decode: why, next to its raw record id."""
-
-    schema: str
-    raw_id: str
-    device_id: str | None
-    codec: str
-    reason: str
-    detail: str | None
-    received_at: str
-    payload: bytes
 
 
 class FrameSource(msgspec.Struct, frozen=True, gc=False):
@@ -265,7 +259,6 @@ class Pipeline:
         if not self._failing_since:
             return 0.0
         return self._clock() - min(self._failing_since.values())
-
 
     async def flush(self) -> None:
         """Write everything accepted so far, ignoring linger; returns when it is all written."""

@@ -72,200 +72,258 @@ class Gateway:
         self.mqtt_listeners: list[MqttListener] = []
         self.bridge: Bridge | None = None
         self.notifications: Notifications | None = None
+        # A worker of `run --workers N` (or of ev-gateway@.service): its index.
+        self.worker = worker_index()
+        # Set by startup():
+        self.flow: FlowControl
+        self.sink: LocalSink
+        self.sink_stats: dict[str, SinkStats]
+        self.kinesis: KinesisSink | None = None
+        self.pipeline: Pipeline
+        self._sweeper: asyncio.Task[None]
+        self._watchdog: asyncio.Task[None] | None = None
+        self._health: HealthServer | None = None
+        self._stop_metrics: Callable[[], None] = lambda: None
+        # Set by drain():
+        self._stopping_since = 0.0
+        self._deadline = 0.0
 
     async def serve(self) -> int:
+        """Run until SIGTERM/SIGINT; returns the exit status (uvicorn's ``serve`` shape)."""
+        await self.startup()
+        await self.main_loop()
+        flushed = await self.drain()
+        return await self.shutdown(flushed)
+
+    async def startup(self) -> None:
+        """Sinks first, then the pipeline, listeners, bridge, metrics, signals and health;
+        READY once every port is bound."""
         settings = self.settings
         self.registry = CodecRegistry.load(
             [*default_layout_dirs(), *settings.layout_dirs],
             configured=json_codec_factories(settings.json_codecs),
         )
-        sink = LocalSink(settings.sink.local)
-        sink.open()
         loop = asyncio.get_running_loop()
-        flow = FlowControl(
+        self.flow = FlowControl(
             settings.pipeline.high_water_bytes, settings.pipeline.low_water_bytes, loop.time
         )
-        sink_stats = {stream: SinkStats(stream) for stream in STREAMS}
-        sinks: dict[str, Sink] = {stream: sink for stream in STREAMS}
-        kinesis = None
-        if settings.sink.kinesis is not None:
-            kinesis = KinesisSink(settings.sink.kinesis, settings.sink.local)
-            try:
-                await kinesis.open()
-            except KinesisSetupError as exc:
-                raise ConfigError([f"sink.kinesis: {exc}"]) from None
-            # notifications/ stays local: it is where a fault is durably queued (its frame's
-            # ACK waits for it); the Kinesis stream is one of the notification targets.
-            sinks.update({s: kinesis for s in kinesis.streams if s != "notifications"})
+        sinks = await self._open_sinks()
         if settings.notifications.enabled:
             self.notifications = Notifications(
-                settings.notifications, sink, kinesis, worker=worker_index()
+                settings.notifications, self.sink, self.kinesis, worker=self.worker
             )
             await self.notifications.open()
-        pipeline = Pipeline(settings.pipeline, sinks, flow, sink_stats, self.notifications)
-        pipeline.start()
+        self.pipeline = Pipeline(
+            settings.pipeline, sinks, self.flow, self.sink_stats, self.notifications
+        )
+        self.pipeline.start()
         for ls in settings.listeners:
-            self.listeners.append(Listener(ls, self._codec(ls), pipeline, flow))
+            self.listeners.append(Listener(ls, self._codec(ls), self.pipeline, self.flow))
         for ms in settings.mqtt_listeners:
-            self.mqtt_listeners.append(MqttListener(ms, self._route_codecs(ms), pipeline, flow))
-        if settings.bridge is not None:
-            self.bridge = Bridge(settings.bridge, self.registry, pipeline, flow, self._show_status)
-        bridge = self.bridge
-        # A worker of `run --workers N` (or of ev-gateway@.service) shares its ports.
-        worker = worker_index()
-        bound = []
-        for device_port in self.ports:
-            try:
-                host, port = await device_port.start(reuse_port=worker is not None)
-            except OSError as exc:
-                ps = device_port.settings
-                raise _bind_error(f"listener {device_port.name}", ps.host, ps.port, exc) from None
-            bound.append({"codec": device_port.name, "host": host, "port": port})
-        if bridge is not None:
-            bridge.start()
-        metrics_address = None
-        stop_metrics: Callable[[], None] = lambda: None  # noqa: E731
-        if settings.metrics.enabled:
-            registry_ = CollectorRegistry()
-            registry_.register(
-                GatewayCollector(
-                    lambda: [s for x in self.ports for s in x.all_stats()],
-                    sink_stats.values(),
-                    flow,
-                )
+            self.mqtt_listeners.append(
+                MqttListener(ms, self._route_codecs(ms), self.pipeline, self.flow)
             )
-            if self.mqtt_listeners:
-                registry_.register(
-                    MqttCollector(
-                        lambda: [(str(x.bound_port), x.mqtt_stats) for x in self.mqtt_listeners]
-                    )
-                )
-            if kinesis is not None:
-                registry_.register(KinesisCollector(kinesis))
-            if self.notifications is not None:
-                registry_.register(self.notifications.collector())
-            if bridge is not None:
-                registry_.register(BridgeCollector(bridge))
-            if worker is not None:
-                registry_.register(WorkerCollector(worker))
-            metrics_port = settings.metrics.port
-            if worker is not None and metrics_port:
-                metrics_port += worker  # each worker is scraped on its own port
-            try:
-                mhost, mport, stop_metrics = serve_metrics(
-                    registry_, settings.metrics.host, metrics_port
-                )
-            except OSError as exc:  # another gateway on this host took the port, say
-                raise _bind_error("metrics", settings.metrics.host, metrics_port, exc) from None
-            metrics_address = f"http://{mhost}:{mport}/metrics"
+        if settings.bridge is not None:
+            self.bridge = Bridge(
+                settings.bridge, self.registry, self.pipeline, self.flow, self._show_status
+            )
+        bound = await self._bind_ports()
+        if self.bridge is not None:
+            self.bridge.start()
+        metrics_address = self._start_metrics() if settings.metrics.enabled else None
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        health = None
-        health_address = None
-        if settings.health.enabled:
-
-            def readiness() -> tuple[bool, str]:
-                if self._stop.is_set():
-                    return False, "draining"
-                down = max(pipeline.failing_for_s(), kinesis.failing_for_s() if kinesis else 0.0)
-                if down > settings.health.sink_down_after_s:
-                    return False, f"sink failing for {down:.0f} s"
-                if bridge is not None:
-                    gone = bridge.down_for_s()
-                    if gone > bridge.settings.source_down_after_s:
-                        return False, f"no bridge source connected for {gone:.0f} s"
-                return True, "ready"
-
-            health = HealthServer(readiness)
-            try:
-                hhost, hport = await health.start(
-                    settings.health.host, settings.health.port, reuse_port=worker is not None
-                )
-            except OSError as exc:
-                raise _bind_error(
-                    "health", settings.health.host, settings.health.port, exc
-                ) from None
-            health_address = f"http://{hhost}:{hport}"
-        sweeper = asyncio.create_task(self._sweep(), name="connection-sweeper")
+        health_address = await self._start_health() if settings.health.enabled else None
+        self._sweeper = asyncio.create_task(self._sweep(), name="connection-sweeper")
         # The start-up heap (imports, settings, codecs, sinks) lives as long as the process:
         # frozen, the collector's full passes stop walking it under load (~5 % of ingest CPU).
         gc.freeze()
         log.info(
             "ready",
-            worker=worker,
+            worker=self.worker,
             listeners=bound,
             metrics=metrics_address,
             health=health_address,
-            data_dir=str(sink.data_dir),
+            data_dir=str(self.sink.data_dir),
         )
         # systemd (Type=notify): started once every port is bound; then the watchdog, fed from
         # this loop so that a stuck loop stops the pings.
         ports = " ".join(f"{b['codec']}:{b['port']}" for b in bound) or "no device ports"
-        self._status = f"serving {ports}; sink {'kinesis' if kinesis else 'local'}"
+        self._status = f"serving {ports}; sink {'kinesis' if self.kinesis else 'local'}"
         self._notifier.ready(self._status_text())
         watchdog_s = self._notifier.watchdog_interval_s()
-        watchdog = None
         if watchdog_s is not None:
-            watchdog = asyncio.create_task(self._feed_watchdog(watchdog_s), name="watchdog")
+            self._watchdog = asyncio.create_task(self._feed_watchdog(watchdog_s), name="watchdog")
 
+    async def main_loop(self) -> None:
+        """Serve until a signal: connections are driven by their protocols, the sweeper and the
+        watchdog by their tasks; this only waits for the stop flag."""
         await self._stop.wait()
 
-        started = time.monotonic()
-        deadline = started + settings.shutdown_timeout_s
+    async def drain(self) -> bool:
+        """Stop accepting and reading, flush what was accepted and send the ACKs owed, close
+        the connections — within the deadline; False if records stayed unwritten."""
+        settings = self.settings
+        self._stopping_since = time.monotonic()
+        self._deadline = self._stopping_since + settings.shutdown_timeout_s
         log.info("stopping", deadline_s=settings.shutdown_timeout_s)
         self._notifier.stopping(f"draining, deadline {settings.shutdown_timeout_s:g} s")
-        sweeper.cancel()
+        self._sweeper.cancel()
         for listener in self.ports:
             listener.stop_accepting()
         for listener in self.ports:
             for conn in list(listener.connections):
                 conn.stop_reading()
-        if bridge is not None:
-            bridge.stop_taking()
-        if kinesis is not None:
+        if self.bridge is not None:
+            self.bridge.stop_taking()
+        if self.kinesis is not None:
             # Leave time to dead-letter what Kinesis did not take and to send the ACKs owed.
-            kinesis.give_up_at(deadline - min(2.0, settings.shutdown_timeout_s / 4))
+            self.kinesis.give_up_at(self._deadline - self._last_words_s())
         flushed = True
         try:
-            await asyncio.wait_for(pipeline.flush(), max(0.0, deadline - time.monotonic()))
+            await asyncio.wait_for(
+                self.pipeline.flush(), max(0.0, self._deadline - time.monotonic())
+            )
         except TimeoutError:
             flushed = False
         # The ACKs owed were written as their batches completed; close() sends what is queued.
         for listener in self.ports:
             for conn in list(listener.connections):
                 conn.close("shutdown")
-        while any(x.connections for x in self.ports) and time.monotonic() < deadline:
+        while any(x.connections for x in self.ports) and time.monotonic() < self._deadline:
             await asyncio.sleep(0.02)
-        if bridge is not None:  # after the flush: pipeline routes' acknowledgements have left
-            await bridge.close(max(0.0, deadline - time.monotonic()))
-        await pipeline.close()
+        return flushed
+
+    async def shutdown(self, flushed: bool) -> int:
+        """Close everything started, in reverse; the exit status. Records left unwritten
+        (``flushed`` False) end the process at once with 1: none of them was ACKed."""
+        if self.bridge is not None:  # after the flush: pipeline routes' acknowledgements have left
+            await self.bridge.close(max(0.0, self._deadline - time.monotonic()))
+        await self.pipeline.close()
         if self.notifications is not None:  # before Kinesis: it may be one of the targets
-            await self.notifications.close(deadline - min(2.0, settings.shutdown_timeout_s / 4))
-        if kinesis is not None:
-            await kinesis.close()
-        if watchdog is not None:
-            watchdog.cancel()
-        stop_metrics()
-        if health is not None:  # answered "draining" until here
-            health.close()
+            await self.notifications.close(self._deadline - self._last_words_s())
+        if self.kinesis is not None:
+            await self.kinesis.close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self._stop_metrics()
+        if self._health is not None:  # answered "draining" until here
+            self._health.close()
         if not flushed:
             log.error(
                 "shutdown deadline passed with records unwritten",
-                unwritten_bytes=pipeline.unwritten_bytes,
+                unwritten_bytes=self.pipeline.unwritten_bytes,
             )
             # A write stuck in the kernel cannot be cancelled and would block the interpreter's
             # exit (it joins executor threads): leave now. Nothing unwritten was ACKed.
-            sink.close(wait=False)
+            self.sink.close(wait=False)
             sys.stdout.flush()
             os._exit(1)
         try:
-            sink.close()
+            self.sink.close()
         except OSError as exc:
             log.error("closing the sink failed", error=str(exc))
             return 1
-        log.info("stopped", seconds=round(time.monotonic() - started, 2))
+        log.info("stopped", seconds=round(time.monotonic() - self._stopping_since, 2))
         return 0
+
+    def _last_words_s(self) -> float:
+        """How long before the deadline retries stop, so dead letters and ACKs still go out."""
+        return min(2.0, self.settings.shutdown_timeout_s / 4)
+
+    async def _open_sinks(self) -> dict[str, Sink]:
+        """The local sink (always: errors, dead letters, notifications/) and Kinesis if
+        configured; the sink of each record class."""
+        settings = self.settings
+        self.sink = LocalSink(settings.sink.local)
+        self.sink.open()
+        self.sink_stats = {stream: SinkStats(stream) for stream in STREAMS}
+        sinks: dict[str, Sink] = {stream: self.sink for stream in STREAMS}
+        if settings.sink.kinesis is not None:
+            self.kinesis = KinesisSink(settings.sink.kinesis, settings.sink.local)
+            try:
+                await self.kinesis.open()
+            except KinesisSetupError as exc:
+                raise ConfigError([f"sink.kinesis: {exc}"]) from None
+            # notifications/ stays local: it is where a fault is durably queued (its frame's
+            # ACK waits for it); the Kinesis stream is one of the notification targets.
+            sinks.update({s: self.kinesis for s in self.kinesis.streams if s != "notifications"})
+        return sinks
+
+    async def _bind_ports(self) -> list[dict[str, object]]:
+        """Bind every device port; a worker of ``run --workers N`` (or of
+        ev-gateway@.service) shares its ports."""
+        bound: list[dict[str, object]] = []
+        for device_port in self.ports:
+            try:
+                host, port = await device_port.start(reuse_port=self.worker is not None)
+            except OSError as exc:
+                ps = device_port.settings
+                raise _bind_error(f"listener {device_port.name}", ps.host, ps.port, exc) from None
+            bound.append({"codec": device_port.name, "host": host, "port": port})
+        return bound
+
+    def _start_metrics(self) -> str:
+        """The Prometheus endpoint with every part's collector; its URL."""
+        settings, worker = self.settings, self.worker
+        registry = CollectorRegistry()
+        registry.register(
+            GatewayCollector(
+                lambda: [s for x in self.ports for s in x.all_stats()],
+                self.sink_stats.values(),
+                self.flow,
+            )
+        )
+        if self.mqtt_listeners:
+            registry.register(
+                MqttCollector(
+                    lambda: [(str(x.bound_port), x.mqtt_stats) for x in self.mqtt_listeners]
+                )
+            )
+        if self.kinesis is not None:
+            registry.register(KinesisCollector(self.kinesis))
+        if self.notifications is not None:
+            registry.register(self.notifications.collector())
+        if self.bridge is not None:
+            registry.register(BridgeCollector(self.bridge))
+        if worker is not None:
+            registry.register(WorkerCollector(worker))
+        metrics_port = settings.metrics.port
+        if worker is not None and metrics_port:
+            metrics_port += worker  # each worker is scraped on its own port
+        try:
+            host, port, self._stop_metrics = serve_metrics(
+                registry, settings.metrics.host, metrics_port
+            )
+        except OSError as exc:  # another gateway on this host took the port, say
+            raise _bind_error("metrics", settings.metrics.host, metrics_port, exc) from None
+        return f"http://{host}:{port}/metrics"
+
+    async def _start_health(self) -> str:
+        """``/healthz`` and ``/readyz``; the server's URL."""
+        health = self.settings.health
+        self._health = HealthServer(self._readiness)
+        try:
+            host, port = await self._health.start(
+                health.host, health.port, reuse_port=self.worker is not None
+            )
+        except OSError as exc:
+            raise _bind_error("health", health.host, health.port, exc) from None
+        return f"http://{host}:{port}"
+
+    def _readiness(self) -> tuple[bool, str]:
+        if self._stop.is_set():
+            return False, "draining"
+        kinesis, bridge = self.kinesis, self.bridge
+        down = max(self.pipeline.failing_for_s(), kinesis.failing_for_s() if kinesis else 0.0)
+        if down > self.settings.health.sink_down_after_s:
+            return False, f"sink failing for {down:.0f} s"
+        if bridge is not None:
+            gone = bridge.down_for_s()
+            if gone > bridge.settings.source_down_after_s:
+                return False, f"no bridge source connected for {gone:.0f} s"
+        return True, "ready"
 
     def _codec(self, ls: ListenerSettings) -> Codec:
         options = CodecOptions(

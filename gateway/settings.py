@@ -30,27 +30,13 @@ from gateway.bridge.settings import BridgeSettings
 from gateway.common.settings_base import ConfigError
 from gateway.notify.settings import NotificationSettings
 from gateway.ops.settings import HealthSettings, LogSettings, MetricsSettings
-from gateway.pipeline.settings import AccumulatorSettings, JsonCodecSettings, PipelineSettings
-from gateway.sinks.settings import (
-    KinesisSettings,
-    KinesisStreamSettings,
-    LocalSinkSettings,
-    SinkSettings,
-)
+from gateway.pipeline.settings import JsonCodecSettings, PipelineSettings
+from gateway.sinks.settings import SinkSettings
 from gateway.transport.mqtt.settings import MqttListenerSettings
 from gateway.transport.settings import ListenerSettings
 
-# Transitional: the sections below moved to their packages; these names stay importable from
-# here until every importer names the package (issue 14, while the layers are being split).
-__all__ = [
-    "AccumulatorSettings",
-    "ConfigError",
-    "KinesisSettings",
-    "KinesisStreamSettings",
-    "ListenerSettings",
-    "LocalSinkSettings",
-    "PipelineSettings",
-]
+# What load_settings raises, for its callers.
+__all__ = ["ConfigError"]
 
 
 def _default_listeners() -> list[ListenerSettings]:

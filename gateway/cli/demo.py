@@ -25,13 +25,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from gateway.cli.status import EXIT_USAGE
 from gateway.settings import ConfigError, Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = str(Path(sys.executable).with_name("gateway"))
 STREAMS = ("raw", "parsed", "errors", "notifications")
 PROGRESS_S = 5.0
-EXIT_USAGE = 2
 # What a reader of the summary needs so that "acked < sent" does not read as data loss.
 NO_ACK_NOTE = (
     "no reply: GT06 location packets and every AIS-140 packet, which the protocols never"

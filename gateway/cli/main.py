@@ -32,7 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run the MQTT bridge of the [bridge] section (pipeline and sinks, no device ports)",
     ),
     "simulate": (
-        "gateway.fleet.command",
+        "gateway.cli.simulate",
         "run a simulated device fleet against a gateway and print a JSON summary",
     ),
     "passwd": (

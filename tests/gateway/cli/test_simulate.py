@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway.fleet import command
+from gateway.cli import simulate as command
+from gateway.cli.status import EXIT_USAGE
 from gateway.fleet.stats import SUMMARY_KEYS
 from tests.gateway.fleet.servers import AckServer
 
@@ -67,7 +68,7 @@ async def simulate(*argv: str, stop_once: Callable[[], bool] | None = None) -> t
 def test_bad_arguments_exit_2_with_one_line(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert command.run(parse(*argv)) == command.EXIT_USAGE
+    assert command.run(parse(*argv)) == EXIT_USAGE
     out, err = capsys.readouterr()
     assert out == ""
     assert err.count("\n") == 1 and err.startswith("gateway simulate: ")

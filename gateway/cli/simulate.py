@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
+from gateway.cli.status import EXIT_USAGE
 from gateway.fleet.simulator import (
     CODECS,
     DEFAULT_IMEI_BASE,
@@ -31,7 +32,6 @@ from gateway.fleet.simulator import (
 )
 from gateway.fleet.unit import UnitSettings
 
-EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 69  # sysexits' EX_UNAVAILABLE: nothing accepted the fleet's connections
 _MAX_PORT = 65535
 

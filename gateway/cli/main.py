@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run a simulated device fleet against a gateway and print a JSON summary",
     ),
     "passwd": (
-        "gateway.transport.mqtt.passwords",
+        "gateway.cli.passwd",
         "set or delete an MQTT device's password in a password file (like mosquitto_passwd)",
     ),
     "kinesis": ("gateway.cli.kinesis", "Kinesis tools"),

@@ -1,4 +1,4 @@
-"""Device passwords: a file of salted scrypt hashes, and ``gateway passwd`` which writes it.
+"""Device passwords: a file of salted scrypt hashes, which ``gateway passwd`` writes.
 
 One ``user:scrypt$N$r$p$salt$hash`` line per user (salt and hash base64), like the file
 ``mosquitto_passwd`` keeps. A check costs one scrypt (~50 ms, run off the event loop on a few
@@ -13,23 +13,19 @@ refuses the connection as busy.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import concurrent.futures
 import functools
-import getpass
 import hashlib
 import hmac
 import os
 import secrets
-import sys
 import tempfile
 from pathlib import Path
 
 from gateway.common.settings_base import ConfigError
 
-EXIT_USAGE = 2
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 SCRYPT_MAXMEM = 64 * 1024 * 1024
 SALT_BYTES = 16
@@ -162,41 +158,3 @@ def write_password(path: Path, user: str, password: str | None) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The ``passwd`` arguments (the command itself is registered by ``gateway.cli.main``)."""
-    p.add_argument("file", type=Path, help="the password file (created if missing)")
-    p.add_argument("user", help="user name (the MQTT CONNECT username)")
-    how = p.add_mutually_exclusive_group()
-    how.add_argument("-b", dest="password", metavar="PASSWORD",
-                     help="take the password from the command line (visible in `ps`)")  # fmt: skip
-    how.add_argument("-D", dest="delete", action="store_true", help="delete the user")
-
-
-def run(args: argparse.Namespace) -> int:
-    if ":" in args.user or not args.user or args.user != args.user.strip():
-        print("gateway passwd: the user name must be non-empty, without ':'", file=sys.stderr)
-        return EXIT_USAGE
-    password = None
-    if not args.delete:
-        password = args.password
-        if password is None:
-            try:
-                password = getpass.getpass("Password: ")
-                again = getpass.getpass("Reenter password: ")
-            except (EOFError, KeyboardInterrupt):
-                print("\ngateway passwd: no password given", file=sys.stderr)
-                return EXIT_USAGE
-            if password != again:
-                print("gateway passwd: the passwords do not match", file=sys.stderr)
-                return EXIT_USAGE
-        if not password:
-            print("gateway passwd: the password must not be empty", file=sys.stderr)
-            return EXIT_USAGE
-    try:
-        write_password(args.file, args.user, password)
-    except OSError as exc:
-        print(f"gateway passwd: {args.file}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_USAGE
-    return 0

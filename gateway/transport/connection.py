@@ -101,7 +101,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it.
         transport = cast(asyncio.Transport, transport)
-        self.transport = self.flow.transport = transport
+        self.transport = transport
         port = self.port
         stats = port.stats
         peer = transport.get_extra_info("peername")
@@ -234,12 +234,12 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
                 seconds=round(time.monotonic() - self.opened_at, 1),
                 reason=self.close_reason if exc is None else f"{self.close_reason}: {exc}",
             )
-        self.transport = self.flow.transport = None
+        self.transport = None
 
     # -- the memory budget's reader (FlowControl) ----------------------------------------------
 
     def pause_reading(self) -> None:
-        self.flow.pause()
+        self.flow.pause(self.transport)
 
     @property
     def paused(self) -> bool:
@@ -262,11 +262,11 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
             self._consume(self._backlog)
         if self._outbox:
             self.flush_replies()
-        self.flow.resume()
+        self.flow.resume(self.transport)
 
     def stop_reading(self) -> None:
         """Shutdown: read nothing more; what was accepted is still flushed and ACKed."""
-        self.flow.stop()
+        self.flow.stop(self.transport)
 
     def close(self, reason: str, *, abort: bool = False) -> None:
         if self.transport is not None and not self.transport.is_closing():

@@ -43,7 +43,9 @@ class ReplyOrder:
         self._conn = conn
         self._next = 0  # the number the next frame owing a reply takes
         self._released = 0  # the lowest number whose reply has not left yet
-        self._early: dict[int, tuple[bytes, float]] = {}  # finished, behind an unfinished one
+        # Finished, behind an unfinished one; made on first use (64 bytes per connection saved:
+        # most connections never have a frame finish early).
+        self._early: dict[int, tuple[bytes, float]] | None = None
 
     def reserve(self) -> int:
         """The number of the frame just accepted (its place among the replies)."""
@@ -67,7 +69,7 @@ class ReplyOrder:
     def release(self, number: int, reply: bytes, accepted_at: float) -> None:
         """Frame ``number`` is written: its reply leaves once every earlier one has."""
         if number != self._released:
-            self._early[number] = (reply, accepted_at)
+            self._wait(number, reply, accepted_at)
             return
         send = self._conn.send_reply
         send(reply, accepted_at)
@@ -83,4 +85,10 @@ class ReplyOrder:
         if self._released == self._next:
             self._conn.send_reply(reply, accepted_at)
         else:
-            self._early[self.reserve()] = (reply, accepted_at)
+            self._wait(self.reserve(), reply, accepted_at)
+
+    def _wait(self, number: int, reply: bytes, accepted_at: float) -> None:
+        """Frame ``number`` finished behind an unfinished one: its reply waits."""
+        if self._early is None:
+            self._early = {}
+        self._early[number] = (reply, accepted_at)

@@ -4,7 +4,10 @@ subscriptions are granted. The connection applies what these decide."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
+
+import structlog
 
 from gateway.transport.mqtt.routes import Resolved, Router
 from gateway.transport.mqtt.sessions import Session
@@ -12,6 +15,8 @@ from parser.events import Frame
 from parser.messages import message_frame
 from parser.mqtt.connection import MqttServerConnection
 from parser.mqtt.packets import ReasonCode, Subscribe, Unsubscribe
+
+log = structlog.get_logger("gateway.transport.mqtt")
 
 # Why a payload is not one frame (message_frame's rejects), as the 5.0 reason code of the
 # acknowledgement of a message kept anyway; any other reason is 0x99.
@@ -36,14 +41,33 @@ def message_event(
     return Frame(device_id, payload, b"", (), event.reason, event.detail), code
 
 
+def will_event(resolved: Resolved, device_id: str, payload: bytes, v5: bool, peer: str) -> Frame:
+    """A will's frame. A codec bug raising here leaves nobody to resend the will, so it is kept
+    as a frame that did not decode (as the bridge keeps such a message), not lost."""
+    try:
+        return message_event(resolved, device_id, payload, v5)[0]
+    except Exception as exc:
+        log.exception("mqtt will failed to decode", peer=peer, device_id=device_id)
+        detail = f"{type(exc).__name__}: {exc}"
+        return Frame(device_id, payload, b"", (), "codec_error", detail)
+
+
 def acknowledgement(
-    mqtt: MqttServerConnection, qos: int, packet_id: int, code: ReasonCode
-) -> tuple[bytes, str]:
-    """The PUBACK (QoS 1) or PUBREC (QoS 2) answering a PUBLISH with ``code``, and its name
-    (for the reason-code counters)."""
+    mqtt: MqttServerConnection,
+    qos: int,
+    packet_id: int,
+    code: ReasonCode,
+    reason_codes: Counter[tuple[str, str]],
+) -> bytes:
+    """The PUBACK (QoS 1) or PUBREC (QoS 2) answering a PUBLISH with ``code``; any code but
+    success is counted in ``reason_codes``."""
     if qos == 1:
-        return mqtt.puback(packet_id, code), "PUBACK"
-    return mqtt.pubrec(packet_id, code), "PUBREC"
+        reply, packet = mqtt.puback(packet_id, code), "PUBACK"
+    else:
+        reply, packet = mqtt.pubrec(packet_id, code), "PUBREC"
+    if code:
+        reason_codes[packet, code.name] += 1
+    return reply
 
 
 def granted(

@@ -24,6 +24,7 @@ from gateway.transport.mqtt.messages import (
     granted,
     message_event,
     unsubscribed,
+    will_event,
 )
 from gateway.transport.mqtt.port import MqttPortState, codec_connection
 from gateway.transport.mqtt.routes import Resolved, TopicCache
@@ -229,7 +230,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
             self._refuse_connect(ReasonCode.SERVER_BUSY, "auth_busy")
             return
         # scrypt runs in a thread: read nothing more (and hold what was read) meanwhile.
-        self.flow.hold()
+        self.flow.hold(self.transport)
         self._checking = connect
         checker.check(user, password).add_done_callback(self._checked)
 
@@ -404,14 +405,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         if resolved is None or device_id is None:  # the routes were reloaded since the CONNECT
             port.stats.rejects["will_unrouted_topic"] += 1
             return
-        try:
-            event, _ = message_event(resolved, device_id, payload, self._v5)
-        except Exception as exc:
-            # A codec bug: nobody is left to resend the will, so it is kept as a frame that
-            # did not decode (as the bridge keeps such a message), not lost.
-            log.exception("mqtt will failed to decode", peer=self.peer, device_id=device_id)
-            detail = f"{type(exc).__name__}: {exc}"
-            event = Frame(device_id, payload, b"", (), "codec_error", detail)
+        event = will_event(resolved, device_id, payload, self._v5, self.peer)
 
         def store() -> None:
             source, stats = self._counted(resolved, event)
@@ -441,22 +435,16 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
     def _refuse_publish(self, publish: Publish, code: ReasonCode, reason: str) -> None:
         """5.0 QoS 1/2: a negative acknowledgement, and the connection goes on. Otherwise the
         protocol has no way to say no but closing (5.0 with a DISCONNECT saying why)."""
-        port, mqtt_port = self.port, self.mqtt_port
-        port.stats.rejects[reason] += 1
+        self.port.stats.rejects[reason] += 1
         log.debug("publish refused", peer=self.peer, device_id=self.device_id, reason=reason)
         if publish.qos and self._v5:
-            reply, packet = acknowledgement(self.mqtt, publish.qos, publish.packet_id, code)
-            mqtt_port.mqtt_stats.reason_codes[packet, code.name] += 1
-            self._queue_control(reply)
+            self._queue_control(self._acknowledgement(publish.packet_id, publish.qos, code))
         else:
             self.close(reason, code=code)
 
     def _acknowledgement(self, packet_id: int, qos: int, code: ReasonCode) -> bytes:
-        """The PUBACK (QoS 1) or error PUBREC (QoS 2) a kept message is owed."""
-        reply, packet = acknowledgement(self.mqtt, qos, packet_id, code)
-        if code:
-            self.mqtt_port.mqtt_stats.reason_codes[packet, code.name] += 1
-        return reply
+        reason_codes = self.mqtt_port.mqtt_stats.reason_codes
+        return acknowledgement(self.mqtt, qos, packet_id, code, reason_codes)
 
     def frame_lost(self) -> None:
         """A message of this connection was given up on by the sink (dead-lettered): it will

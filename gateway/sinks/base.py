@@ -1,4 +1,8 @@
-"""What the pipeline needs from a sink: write one batch of one stream, say what was lost."""
+"""What the pipeline needs from a sink: write one batch of one record class, say what was lost.
+
+A record class (raw, parsed, errors, notifications) is what the metrics call a stream; the local
+sink keeps each in a directory of that name, the Kinesis sink sends each to its Kinesis stream.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ class SinkError(Exception):
 
 
 class Sink(Protocol):
-    async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
+    async def write(self, record_class: str, records: list[bytes], keys: list[str]) -> list[int]:
         """Write the records (``keys`` are their partition keys); return when they are safe.
 
         Returns the indexes of records given up on for good (dead-lettered with the reason):

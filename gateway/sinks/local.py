@@ -40,9 +40,10 @@ class RotatingFile:
     these files alone: ``write`` is the event loop's and the log's call too.
     """
 
-    def __init__(self, directory: Path, stream: str, settings: LocalSinkSettings) -> None:
+    def __init__(self, directory: Path, prefix: str, settings: LocalSinkSettings) -> None:
+        """Files ``<prefix>-<UTC start>-<pid>-<n>.jsonl`` in ``directory``."""
         self._directory = directory
-        self._stream = stream
+        self._prefix = prefix
         self._settings = settings
         self._durable = settings.fsync == "batch"
         self._fd: int | None = None
@@ -96,7 +97,7 @@ class RotatingFile:
                 self._serial += 1
                 path = (
                     self._directory
-                    / f"{self._stream}-{stamp}-{os.getpid()}-{self._serial:04d}.jsonl"
+                    / f"{self._prefix}-{stamp}-{os.getpid()}-{self._serial:04d}.jsonl"
                 )
                 try:
                     # O_EXCL: a name can repeat (a restart with the same pid in the same second,
@@ -158,15 +159,16 @@ class LocalSink:
         except OSError as exc:
             raise SinkError(f"cannot create {self.data_dir}: {exc.strerror or exc}") from None
 
-    def current_file(self, stream: str) -> Path | None:
-        """The file ``stream`` writes to now (None before its first write)."""
-        return self._files[stream].path
+    def current_file(self, record_class: str) -> Path | None:
+        """The file ``record_class`` writes to now (None before its first write)."""
+        return self._files[record_class].path
 
-    async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
+    async def write(self, record_class: str, records: list[bytes], keys: list[str]) -> list[int]:
         # One copy: ``join(...) + b"\n"`` copies a batch (megabytes at replay's rates) twice.
         data = b"\n".join([*records, b""])
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._threads[stream], self._files[stream].write, data)
+        thread, file = self._threads[record_class], self._files[record_class]
+        await loop.run_in_executor(thread, file.write, data)
         return []
 
     def close(self, *, wait: bool = True) -> None:

@@ -23,12 +23,13 @@ from gateway.bridge.metrics import BridgeCollector
 from gateway.bridge.service import Bridge
 from gateway.common.stats import SinkStats
 from gateway.notify.service import Notifications
+from gateway.ops.codecs import listener_codec, route_codecs
 from gateway.ops.health import HealthServer
 from gateway.ops.metrics import GatewayCollector, KinesisCollector, serve_metrics
 from gateway.ops.systemd_notify import Notifier
 from gateway.ops.workers import WorkerCollector, worker_index
 from gateway.pipeline.accept import Pipeline
-from gateway.pipeline.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
+from gateway.pipeline.registry import CodecRegistry, default_layout_dirs
 from gateway.pipeline.settings import json_codec_factories
 from gateway.settings import ConfigError, Settings
 from gateway.sinks.base import Sink
@@ -37,21 +38,13 @@ from gateway.sinks.local import STREAMS, LocalSink
 from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.metrics import MqttCollector
-from gateway.transport.mqtt.settings import MqttListenerSettings
 from gateway.transport.port import DevicePort
-from gateway.transport.settings import ListenerSettings
 from gateway.transport.tcp import Listener
-from parser.codec import Codec, CodecOptions
 
 log = structlog.get_logger("gateway")
 
 SWEEP_INTERVAL_S = 1.0
 EXIT_FORCED = 130
-
-
-def _wall_clock_ms() -> int:
-    """The clock codecs read for replies that carry the time (GT06 0x8A)."""
-    return time.time_ns() // 1_000_000
 
 
 class Gateway:
@@ -118,10 +111,12 @@ class Gateway:
         )
         self.pipeline.start()
         for ls in settings.listeners:
-            self.listeners.append(Listener(ls, self._codec(ls), self.pipeline, self.flow))
+            self.listeners.append(
+                Listener(ls, listener_codec(self.registry, ls), self.pipeline, self.flow)
+            )
         for ms in settings.mqtt_listeners:
             self.mqtt_listeners.append(
-                MqttListener(ms, self._route_codecs(ms), self.pipeline, self.flow)
+                MqttListener(ms, route_codecs(self.registry, ms), self.pipeline, self.flow)
             )
         if settings.bridge is not None:
             self.bridge = Bridge(
@@ -325,25 +320,6 @@ class Gateway:
                 return False, f"no bridge source connected for {gone:.0f} s"
         return True, "ready"
 
-    def _codec(self, ls: ListenerSettings) -> Codec:
-        options = CodecOptions(
-            max_frame_bytes=ls.max_frame_bytes,
-            timezone=ls.timezone,
-            allowed_devices=None if ls.allowed_devices is None else frozenset(ls.allowed_devices),
-            variant=ls.variant,
-            clock_ms=_wall_clock_ms,
-        )
-        try:
-            return self.registry.create(ls.codec, options)
-        except UnknownCodecError as exc:
-            raise ConfigError([f"listeners: {exc}"]) from None
-
-    def _route_codecs(self, ms: MqttListenerSettings) -> dict[str, Codec]:
-        try:
-            return {r.codec: self.registry.create(r.codec) for r in ms.routes}
-        except UnknownCodecError as exc:
-            raise ConfigError([f"mqtt_listeners: {exc}"]) from None
-
     @property
     def ports(self) -> list[DevicePort]:
         """Every device listener: TCP and MQTT."""
@@ -361,7 +337,7 @@ class Gateway:
                 ls = by_address.get((old.codec, old.host, old.port)) or by_address.get(
                     (old.codec, old.host, listener.bound_port), old
                 )
-                changes.append((listener, ls, self._codec(ls)))
+                changes.append((listener, ls, listener_codec(self.registry, ls)))
             by_port = {(ms.host, ms.port): ms for ms in fresh.mqtt_listeners}
             mqtt_changes = []
             for mqtt in self.mqtt_listeners:
@@ -369,7 +345,7 @@ class Gateway:
                 ms = by_port.get((old_ms.host, old_ms.port)) or by_port.get(
                     (old_ms.host, mqtt.bound_port), old_ms
                 )
-                mqtt_changes.append(mqtt.prepare_reload(ms, self._route_codecs(ms)))
+                mqtt_changes.append(mqtt.prepare_reload(ms, route_codecs(self.registry, ms)))
             for listener, ls, codec in changes:  # all loaded: apply together
                 listener.reload(ls, codec)
             for apply in mqtt_changes:

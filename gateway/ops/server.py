@@ -25,7 +25,7 @@ from gateway.common.stats import SinkStats
 from gateway.notify.service import Notifications
 from gateway.ops.codecs import listener_codec, route_codecs
 from gateway.ops.health import HealthServer
-from gateway.ops.metrics import GatewayCollector, KinesisCollector, serve_metrics
+from gateway.ops.metrics import GatewayCollector, serve_metrics
 from gateway.ops.systemd_notify import Notifier
 from gateway.ops.workers import WorkerCollector, worker_index
 from gateway.pipeline.accept import Pipeline
@@ -34,6 +34,7 @@ from gateway.pipeline.settings import json_codec_factories
 from gateway.settings import ConfigError, Settings
 from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
+from gateway.sinks.kinesis.metrics import KinesisCollector
 from gateway.sinks.local import STREAMS, LocalSink
 from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener

@@ -1,4 +1,4 @@
-"""Counters of the Kinesis sink, per record class; ``gateway.ops.metrics`` exports them."""
+"""Counters of the Kinesis sink, per record class (exported by ``sinks.kinesis.metrics``)."""
 
 from __future__ import annotations
 

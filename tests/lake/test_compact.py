@@ -163,3 +163,35 @@ def test_files_are_chosen_by_the_date_in_their_name(
     name: str, late_days: int | None, read: bool
 ) -> None:
     assert relevant(name, date(2026, 5, 29), late_days) is read
+
+
+def test_other_metrics_go_to_the_map_and_a_malformed_field_reads_as_empty(
+    data: Path, tmp_path: Path
+) -> None:
+    odd = tmp_path / "odd"
+    shutil.copytree(data, odd)
+    (source,) = (odd / "parsed").glob("*20260529T*")
+    first = json.loads(next(line for line in source.open() if '"telemetry"' in line))
+
+    def record(n: int, **fields: object) -> bytes:
+        return json.dumps({**first, "id": f"zz-odd-{n}", **fields}).encode() + b"\n"
+
+    with source.open("ab") as f:
+        f.write(record(1, metrics={"soc_pct": 50.5, "door_open": True, "tyre_kpa": [220, 221]}))
+        f.write(record(2, metrics={"soc_pct": None, "odometer_km": "n/a"}))  # null, mistyped
+        f.write(record(3, metrics="not an object", io='{"a":1}', attrs=7))
+        f.write(record(4, metrics={"soc_pct": 1.0, "soc_pct ": 2.0}))  # near miss of a name
+    compact(odd, tmp_path / "lake")
+    by_id = {r["id"]: r for r in rows(partition_file(tmp_path / "lake", "parsed", FIRST_DAY))}
+    one, two, three, four = (by_id[f"zz-odd-{n}"] for n in range(1, 5))
+    assert one["soc_pct"] == 50.5
+    assert one["metrics_other"] == {"door_open": "true", "tyre_kpa": "[220,221]"}
+    assert two["soc_pct"] is None and two["odometer_km"] is None
+    assert two["metrics_other"] == {}
+    assert three["soc_pct"] is None and three["metrics_other"] == {}
+    assert three["attrs"] is None
+    assert four["soc_pct"] == 1.0 and four["metrics_other"] == {"soc_pct ": "2.0"}
+    # Every other record is as before.
+    compact(data, tmp_path / "clean")
+    clean = {r["id"]: r for r in rows(partition_file(tmp_path / "clean", "parsed", FIRST_DAY))}
+    assert {k: v for k, v in by_id.items() if not k.startswith("zz-odd-")} == clean

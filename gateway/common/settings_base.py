@@ -1,7 +1,7 @@
-"""The pieces every settings section shares: the frozen section base, ACK policies, TLS, errors.
+"""The pieces every settings section shares: the frozen section base, ACK policies, errors.
 
-Areas with many settings (MQTT, bridge, notifications) keep their sections in their own module
-built on ``Section``; ``gateway.settings`` assembles the one ``Settings`` object.
+Each package keeps its sections in its own ``settings`` module built on ``Section``;
+``gateway.settings`` assembles the one ``Settings`` object.
 """
 
 from __future__ import annotations
@@ -39,13 +39,3 @@ def missing_file_allowed(path: Path) -> bool:
 
 class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class TlsSettings(Section):
-    """TLS on a device listener; certificates are read again on SIGHUP (no connection drops)."""
-
-    cert_file: Path
-    key_file: Path
-    # Mutual TLS: devices must present a certificate signed by this CA.
-    client_ca_file: Path | None = None
-    min_version: Literal["1.2", "1.3"] = "1.2"

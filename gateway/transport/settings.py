@@ -1,17 +1,17 @@
-"""Settings of the TCP device listeners (``[[listeners]]``).
+"""Settings of the TCP device listeners (``[[listeners]]``) and of TLS on device ports.
 
-The MQTT listeners' sections are in ``gateway.transport.mqtt.settings``; both take the
-``TlsSettings`` of ``gateway.common.settings_base``.
+The MQTT listeners' sections are in ``gateway.transport.mqtt.settings``; both take TlsSettings.
 """
 
 from __future__ import annotations
 
 import zoneinfo
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from gateway.common.settings_base import AckPolicy, Section, TlsSettings
+from gateway.common.settings_base import AckPolicy, Section
 from parser.ais140 import Ais140Variant
 from parser.gt06_packets import VARIANTS as GT06_VARIANTS
 from parser.proxy_protocol import AllowList, trusted_proxies
@@ -23,6 +23,16 @@ CODEC_VARIANTS = {
     "ais140": frozenset(v.value for v in Ais140Variant),
     "teltonika": frozenset(TELTONIKA_VARIANTS),
 }
+
+
+class TlsSettings(Section):
+    """TLS on a device listener; certificates are read again on SIGHUP (no connection drops)."""
+
+    cert_file: Path
+    key_file: Path
+    # Mutual TLS: devices must present a certificate signed by this CA.
+    client_ca_file: Path | None = None
+    min_version: Literal["1.2", "1.3"] = "1.2"
 
 
 class ListenerSettings(Section):

@@ -10,7 +10,8 @@ import contextlib
 import ssl
 from typing import Any
 
-from gateway.common.settings_base import ConfigError, TlsSettings
+from gateway.common.settings_base import ConfigError
+from gateway.transport.settings import TlsSettings
 
 
 def server_context(settings: TlsSettings) -> ssl.SSLContext:

@@ -12,7 +12,8 @@ from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
-from gateway.common.settings_base import AckPolicy, ConfigError, Section, TlsSettings
+from gateway.common.settings_base import AckPolicy, ConfigError, Section
+from gateway.transport.settings import TlsSettings
 from parser.proxy_protocol import AllowList, trusted_proxies
 from parser.topics import TopicError, TopicTemplate
 

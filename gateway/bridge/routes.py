@@ -25,8 +25,8 @@ from gateway.bridge.client import PackedProperties, Received
 from gateway.bridge.settings import DEVICE_ID, RouteSettings
 from gateway.bridge.stats import RouteStats
 from gateway.bridge.window import Delivery
+from gateway.common.tickets import Outcome, Ticket
 from gateway.pipeline.accept import FrameSource, Pipeline
-from gateway.pipeline.tickets import Outcome, Ticket
 from parser.codec import Codec
 from parser.events import Action, Frame, Reject
 from parser.messages import message_frame

@@ -36,14 +36,14 @@ from typing import Any
 import msgspec
 import structlog
 
+from gateway.common import tickets
 from gateway.common.tasks import exit_if_died
+from gateway.common.tickets import Ticket
 from gateway.notify.cursor import CursorFile, SettledPrefix
 from gateway.notify.journal import Journal, Position, age_s
 from gateway.notify.metrics import NotifyStats
 from gateway.notify.queue import Dead, Outcome, Outgoing, Target, TargetQueue, Verdict
 from gateway.notify.settings import RetrySettings
-from gateway.pipeline import tickets
-from gateway.pipeline.tickets import Ticket
 from gateway.sinks.base import SinkError
 from gateway.sinks.dead_letters import DeadLetter, DeadLetterFile
 from gateway.sinks.settings import LocalSinkSettings

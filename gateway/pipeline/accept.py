@@ -24,9 +24,9 @@ import structlog
 from gateway.common.backoff import Backoff
 from gateway.common.stats import SinkStats
 from gateway.common.tasks import exit_if_died
+from gateway.common.tickets import BatchSettled, Ticket
 from gateway.pipeline.accumulator import Accumulator, Batch
 from gateway.pipeline.settings import AccumulatorSettings, PipelineSettings
-from gateway.pipeline.tickets import BatchSettled, Ticket
 from gateway.sinks.base import Sink, SinkError
 from gateway.sinks.local import LocalSink
 from gateway.transport.flow_control import FlowControl

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.pipeline.tickets import Ticket
+from gateway.common.tickets import Ticket
 
 
 @dataclass(slots=True)

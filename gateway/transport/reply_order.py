@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from gateway.pipeline.tickets import Outcome, Ticket
+from gateway.common.tickets import Outcome, Ticket
 
 # What a frame's ticket notes for its reply: its number (:meth:`ReplyOrder.reserve`), the reply
 # owed, and when the frame was accepted (for the ACK latency).

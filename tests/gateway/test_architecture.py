@@ -43,8 +43,6 @@ SAME_LEVEL: dict[tuple[str, str], str] = {
 UPWARD: dict[tuple[str, str], str] = {
     ("gateway.pipeline.accept", "gateway.transport.flow_control"): "the memory budget the "
     "pipeline fills and drains is the flow control of transport/: it belongs in pipeline/",
-    ("gateway.notify.dispatcher", "gateway.pipeline.tickets"): "a fault frame's ticket waits "
-    "for its notification to be durably queued; tickets belong below both (common/)",
 }
 
 # Module cycles still being taken apart. None: the MQTT listener <-> protocol cycle is gone.

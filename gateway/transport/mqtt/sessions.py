@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Protocol
 
-from gateway.pipeline.tickets import Outcome, Ticket
+from gateway.common.tickets import Outcome, Ticket
 
 SESSION_EXPIRY_NEVER = 0xFFFFFFFF  # 5.0 §3.1.2.11.2
 # Completed QoS 2 packet ids a session keeps awaiting their PUBREL: the bound on a session's

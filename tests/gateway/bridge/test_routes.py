@@ -9,8 +9,8 @@ from gateway.bridge.routes import PipelineRoute
 from gateway.bridge.settings import RouteSettings
 from gateway.bridge.stats import RouteStats
 from gateway.bridge.window import InFlightWindow
+from gateway.common.tickets import Ticket
 from gateway.pipeline.accept import FrameSource, Pipeline
-from gateway.pipeline.tickets import Ticket
 from parser.events import Frame
 from parser.records import Reading
 from tests.parser.streams import layout_codec

@@ -13,10 +13,10 @@ from typing import Any
 
 import msgspec
 
+from gateway.common.tickets import Ticket
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.queue import Outgoing, Verdict
 from gateway.notify.settings import RetrySettings
-from gateway.pipeline.tickets import Ticket
 from gateway.sinks.settings import LocalSinkSettings
 from tests.gateway.notify.notes import notification
 

@@ -11,11 +11,11 @@ from typing import Any
 import msgspec
 import pytest
 
+from gateway.common import tickets
+from gateway.common.tickets import Ticket
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.queue import ACCEPTED, Outcome, Verdict
 from gateway.notify.settings import RetrySettings
-from gateway.pipeline import tickets
-from gateway.pipeline.tickets import Ticket
 from gateway.sinks.settings import LocalSinkSettings
 from tests.gateway.notify.notes import notification
 from tests.gateway.notify.scripted import (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway.common.tickets import Outcome, Ticket
 from gateway.pipeline.accumulator import Accumulator
-from gateway.pipeline.tickets import Outcome, Ticket
 
 
 def test_linger_makes_a_batch_due() -> None:
@@ -71,28 +71,6 @@ def test_keys_and_tickets_run_parallel_to_records() -> None:
             assert t is not None
             t.part_done()
     assert done == [("acked", Outcome.WRITTEN)]
-
-
-def test_a_lost_record_settles_the_frame_as_lost_at_once_and_only_once() -> None:
-    done = Outcomes()
-    ticket = Ticket(done, "frame", pending=3)
-    ticket.part_done()
-    ticket.part_lost()
-    assert done == [("frame", Outcome.LOST)]  # not after the other records: nobody waits
-    ticket.part_lost()
-    ticket.part_done()
-    ticket.part_done()
-    assert done == [("frame", Outcome.LOST)]
-
-
-def test_ticket_fires_only_after_every_part() -> None:
-    done = Outcomes()
-    ticket = Ticket(done, "frame", pending=3)
-    ticket.part_done()
-    ticket.part_done()
-    assert done == []
-    ticket.part_done()
-    assert done == [("frame", Outcome.WRITTEN)]
 
 
 class Outcomes(list[tuple[str, Outcome]]):

@@ -13,9 +13,9 @@ from typing import Any, cast
 
 import pytest
 
+from gateway.common.tickets import BatchSettled, Ticket
 from gateway.pipeline.accept import FrameSource, Pipeline
 from gateway.pipeline.registry import CodecRegistry
-from gateway.pipeline.tickets import BatchSettled, Ticket
 from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.passwords import write_password

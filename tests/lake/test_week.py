@@ -2,17 +2,32 @@
 the simulator integrated second by second (``gateway.fleet.truth``).
 
 Distance, driving and charging time, charged energy and charge sessions hold to 1 % each day.
-The energy a car uses and regenerates moves with every acceleration and braking (a few seconds
-each): a frame every 10 s samples it, and sampling the simulator's own physics that way (no
-gateway involved) is 2-4 % off on a day, either way, and within 0.5 % over the week: energy
-used is held to 5 % a day and 1 % over the week. Regeneration comes in the shortest bursts (a
-braking to a stop lasts about 6 s) and is held to 5 % over the week (2 % off here).
+
+Energy used and regenerated do not, and cannot from these frames. EVB1 reports the pack's
+voltage and current at one instant every 10 s and no energy or charge counter (its TELEMETRY
+body, /work/shared/protocols/evb1.md), while the power a car draws changes with every
+acceleration and braking, a few seconds each: the frames do not hold the day's energy to 1 %,
+whatever the job does with them. Measured on the simulator alone (42 vehicle-days, no gateway),
+the step rule used here (each sample's power over the step that ends at it) is unbiased and off
+by at most 3.4 % a day for energy used (16 days of 42 over 1 %) and 15 % for regeneration
+(braking to a stop lasts about 6 s; 33 of 42 over 1 %, and still up to 2.6 % at a frame every
+2 s); trapezoids are worse (3 % and 8-20 % low: they flatten the peaks and the sign split
+loses what the peaks hold). Over the week, used is within 0.8 % and regeneration within 3 %.
+
+So the test holds two things apart: the job's own arithmetic is exact (its energies equal the
+integral of the reported samples computed here, independently, from the JSON lines), and the
+sampling error against the truth stays within those bounds (5 % a day for used, 1 % over the
+week; 5 % over the week for regeneration). A device reporting an energy counter would be read
+like the odometer and held to 1 % a day; none of the codecs has one yet.
 """
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from collections.abc import Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +77,63 @@ def daily_rows(lake_dir: Path) -> dict[tuple[str, str], dict[str, Any]]:
 
 def close(measured: float, truth: float, tolerance: float = 0.01) -> bool:
     return abs(measured - truth) <= tolerance * abs(truth)
+
+
+def sampled_energy_kwh(data_dir: Path) -> dict[tuple[str, str], dict[str, float]]:
+    """Energy used, regenerated and charged per vehicle-day, integrated from the parsed JSON
+    lines as ``gateway.lake.daily`` documents it: samples are telemetry with a time and a
+    position, speed or SoC, one per time; each step of at most 5 minutes within the day carries
+    the later sample's power (+ = into the pack)."""
+    samples: dict[tuple[str, str], dict[datetime, dict[str, Any]]] = defaultdict(dict)
+    for path in sorted((data_dir / "parsed").iterdir()):
+        for line in path.read_text().splitlines():
+            if '"codec":"evb1"' not in line or '"kind":"telemetry"' not in line:
+                continue  # (only EVB1 reports pack current; skipping the rest is faster)
+            record = json.loads(line)
+            metrics = record["metrics"]
+            if record["ts"] is None:
+                continue
+            if (record["position"] or {}).get("lat") is None and not (
+                {"speed_kmh", "soc_pct"} & metrics.keys()
+            ):
+                continue
+            ts = datetime.fromisoformat(record["ts"])
+            key = (record["device_id"], ts.date().isoformat())
+            samples[key].setdefault(ts, metrics)
+    out = {}
+    for key, by_ts in samples.items():
+        totals = {"energy_used_kwh": 0.0, "energy_regen_kwh": 0.0, "energy_charged_kwh": 0.0}
+        times = sorted(by_ts)
+        for before, at in pairwise(times):
+            step_s = (at - before).total_seconds()
+            metrics = by_ts[at]
+            if step_s > 300 or "pack_current_a" not in metrics:
+                continue
+            energy = metrics["pack_voltage_v"] * metrics["pack_current_a"] * step_s / 3.6e6
+            if energy < 0:
+                totals["energy_used_kwh"] -= energy
+            elif metrics.get("charging"):
+                totals["energy_charged_kwh"] += energy
+            else:
+                totals["energy_regen_kwh"] += energy
+        out[key] = totals
+    return out
+
+
+def test_the_energies_are_exactly_the_integral_of_the_reported_samples(
+    week: tuple[Path, dict[str, Any]],
+) -> None:
+    lake_dir, _ = week
+    sampled = sampled_energy_kwh(lake_dir.parent / "data")
+    checked = 0
+    for (device, day), row in daily_rows(lake_dir).items():
+        if row["codec"] != "evb1":
+            continue
+        for key, value in sampled[device, day].items():
+            # The job sums whole millijoules per step: 8,640 roundings of at most 0.5 mJ.
+            assert abs(row[key] - value) < 1e-5, (device, day, key, row[key], value)
+            checked += 1
+    assert checked == 3 * DAYS
 
 
 def test_each_vehicle_day_is_within_one_percent_of_the_truth(

@@ -7,8 +7,6 @@ import argparse
 from typing import Any
 
 from gateway.cli.run import run_overrides, service_flags
-from gateway.ops import logs, server
-from gateway.settings import ConfigError, load_settings
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,6 +20,9 @@ def bridge_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gateway.ops import logs, server  # noqa: PLC0415
+    from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
+
     settings = load_settings(args.config, bridge_overrides(args))
     if settings.bridge is None:
         raise ConfigError([f"{args.config}: no [bridge] section"])

@@ -6,12 +6,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gateway.bridge.settings import unknown_codecs
-from gateway.common.settings_base import MISSING_FILES
-from gateway.pipeline.registry import CodecRegistry, default_layout_dirs
-from gateway.pipeline.settings import json_codec_factories
-from gateway.settings import ConfigError, load_settings
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", type=Path)
@@ -30,6 +24,12 @@ def run(args: argparse.Namespace) -> int:
 def check_config(path: Path, *, skip_files: bool = False) -> int:
     """Validate ``path`` like ``gateway run`` would, codec names included; with ``skip_files``
     the files it names need not exist here (they are listed)."""
+    from gateway.bridge.settings import unknown_codecs  # noqa: PLC0415
+    from gateway.common.settings_base import MISSING_FILES  # noqa: PLC0415
+    from gateway.pipeline.registry import CodecRegistry, default_layout_dirs  # noqa: PLC0415
+    from gateway.pipeline.settings import json_codec_factories  # noqa: PLC0415
+    from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
+
     missing: list[Path] = []
     token = MISSING_FILES.set(missing if skip_files else None)
     try:

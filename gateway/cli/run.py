@@ -8,10 +8,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gateway.ops import logs, server, workers
-from gateway.settings import ConfigError, load_settings, parse_address, parse_listen
-from gateway.transport.mqtt.settings import LISTEN_PREFIX, parse_mqtt_listen
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     service_flags(p, config_required=False)
@@ -51,6 +47,9 @@ def service_flags(p: argparse.ArgumentParser, *, config_required: bool) -> None:
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Settings given by ``gateway run`` flags (they beat the file and the environment)."""
+    from gateway.settings import parse_address, parse_listen  # noqa: PLC0415
+    from gateway.transport.mqtt.settings import LISTEN_PREFIX, parse_mqtt_listen  # noqa: PLC0415
+
     overrides: dict[str, Any] = {}
     if args.data_dir is not None:
         overrides["sink"] = {"local": {"data_dir": args.data_dir}}
@@ -82,6 +81,9 @@ def without_workers_flag(argv: Sequence[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gateway.ops import logs, server, workers  # noqa: PLC0415
+    from gateway.settings import ConfigError, load_settings  # noqa: PLC0415
+
     settings = load_settings(args.config, run_overrides(args))
     logs.configure(settings.log)  # the supervisor of --workers logs too (workers it restarts)
     if args.workers > 1:

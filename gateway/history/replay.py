@@ -65,7 +65,8 @@ class CodecListener(Protocol):
 
 class ReplaySettings(Protocol):
     """The parts of the gateway's settings a replay (and ``gateway parse``) reads;
-    ``gateway.settings.Settings`` is one."""
+    ``gateway.settings.Settings`` is one. A protocol, not that class: history/ sits below the
+    assembler of every package's settings, so it names only the sections it reads."""
 
     @property
     def listeners(self) -> Sequence[CodecListener]: ...

@@ -25,8 +25,8 @@ from gateway.bridge.stats import RouteStats
 from gateway.common.settings_base import ConfigError
 from gateway.common.tasks import exit_if_died
 from gateway.pipeline.accept import Pipeline
+from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError
-from gateway.transport.flow_control import FlowControl
 
 log = structlog.get_logger("gateway.bridge")
 

@@ -15,7 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from gateway.common.stats import ListenerStats, SinkStats
-from gateway.transport.flow_control import FlowControl
+from gateway.pipeline.flow_control import FlowControl
 
 
 class GatewayCollector(Collector):

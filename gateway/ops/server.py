@@ -29,6 +29,7 @@ from gateway.ops.metrics import GatewayCollector, serve_metrics
 from gateway.ops.systemd_notify import Notifier
 from gateway.ops.workers import WorkerCollector, worker_index
 from gateway.pipeline.accept import Pipeline
+from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry, default_layout_dirs
 from gateway.pipeline.settings import json_codec_factories
 from gateway.settings import ConfigError, Settings
@@ -36,7 +37,6 @@ from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
 from gateway.sinks.kinesis.metrics import KinesisCollector
 from gateway.sinks.local import STREAMS, LocalSink
-from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.metrics import MqttCollector
 from gateway.transport.port import DevicePort

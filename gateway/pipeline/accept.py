@@ -26,10 +26,10 @@ from gateway.common.stats import SinkStats
 from gateway.common.tasks import exit_if_died
 from gateway.common.tickets import BatchSettled, Ticket
 from gateway.pipeline.accumulator import Accumulator, Batch
+from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.settings import AccumulatorSettings, PipelineSettings
 from gateway.sinks.base import Sink, SinkError
 from gateway.sinks.local import LocalSink
-from gateway.transport.flow_control import FlowControl
 from parser.events import Frame, Login
 from parser.kpl import MAX_PARTITION_KEY_CHARS
 from parser.records import (

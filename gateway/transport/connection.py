@@ -2,7 +2,7 @@
 
 A :class:`DeviceConnection` is one ``asyncio.Protocol`` with synchronous callbacks (uvicorn's
 shape) holding its port's shared state (:class:`~gateway.transport.port.PortState`) and its own
-reading flags (:class:`~gateway.transport.flow_control.ReadFlow`): connection limit from TCP
+reading flags (:class:`~gateway.transport.read_flow.ReadFlow`): connection limit from TCP
 accept, socket options, the PROXY header, TLS over memory BIOs (after the header, if any), the
 memory budget checked between slices of a read (bytes left over wait until resumed), replies
 released in frame order (:class:`ReplyOrder`) and batched per read or sink batch, and a bounded
@@ -19,8 +19,8 @@ from typing import Any, Generic, cast
 
 import structlog
 
-from gateway.transport.flow_control import ReadFlow
 from gateway.transport.port import PortState, S
+from gateway.transport.read_flow import ReadFlow
 from gateway.transport.reply_order import ReplyOrder
 from gateway.transport.tls import TlsSession
 from parser.proxy_protocol import ProxyHeaderParser, ProxyMode, ProxyProtocolError

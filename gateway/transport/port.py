@@ -18,7 +18,7 @@ from typing import Generic, Literal, Protocol, TypeVar
 from gateway.common.settings_base import AckPolicy
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import Pipeline
-from gateway.transport.flow_control import FlowControl
+from gateway.pipeline.flow_control import FlowControl
 from gateway.transport.replies import ReplyBatcher
 from gateway.transport.settings import TlsSettings
 from gateway.transport.tls import load, server_context

@@ -15,8 +15,8 @@ import structlog
 
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import FrameSource, Pipeline
+from gateway.pipeline.flow_control import FlowControl
 from gateway.transport.connection import DeviceConnection
-from gateway.transport.flow_control import FlowControl
 from gateway.transport.port import PortState
 from gateway.transport.settings import ListenerSettings
 from gateway.transport.tls import common_name

@@ -34,16 +34,11 @@ LEVELS: dict[str, int] = {
 SAME_LEVEL: dict[tuple[str, str], str] = {
     ("notify", "sinks"): "notification targets ship through the Kinesis sink and dead-letter "
     "with the local sink's files",
-    ("bridge", "transport"): "the bridge's sources pause on the FlowControl device readers "
-    "pause on (the pipeline's memory budget), which lives in transport/ for now",
 }
 
 # Imports that point up, (importing module, imported module) -> why. Each is a move still to
-# make; none may be added.
-UPWARD: dict[tuple[str, str], str] = {
-    ("gateway.pipeline.accept", "gateway.transport.flow_control"): "the memory budget the "
-    "pipeline fills and drains is the flow control of transport/: it belongs in pipeline/",
-}
+# make; none may be added. None left.
+UPWARD: dict[tuple[str, str], str] = {}
 
 # Module cycles still being taken apart. None: the MQTT listener <-> protocol cycle is gone.
 CYCLES: set[frozenset[str]] = set()

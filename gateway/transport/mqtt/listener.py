@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import Pipeline
-from gateway.transport.flow_control import FlowControl
+from gateway.pipeline.flow_control import FlowControl
 from gateway.transport.mqtt.metrics import MqttStats
 from gateway.transport.mqtt.port import TRANSPORT, MqttPortState, password_checker
 from gateway.transport.mqtt.protocol import MqttConnection

@@ -16,9 +16,9 @@ import pytest_asyncio
 from gateway.common.stats import SinkStats
 from gateway.common.tickets import Outcome, Ticket
 from gateway.pipeline.accept import FrameSource, Pipeline
+from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry
 from gateway.pipeline.settings import PipelineSettings
-from gateway.transport.flow_control import FlowControl
 from parser.events import Frame, Login
 from tests.gateway.pipeline.memory_sink import STREAMS, MemorySink, until
 from tests.parser.streams import evb1_frame, evb1_heartbeat, evb1_login

@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from gateway.common.stats import SinkStats
 from gateway.pipeline.accept import Pipeline
+from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry
 from gateway.pipeline.settings import PipelineSettings
-from gateway.transport.flow_control import FlowControl
 from gateway.transport.reply_order import ReplyOrder
 from gateway.transport.settings import ListenerSettings
 from gateway.transport.tcp import Listener

@@ -13,9 +13,9 @@ import pytest_asyncio
 
 from gateway.common.stats import SinkStats
 from gateway.pipeline.accept import Pipeline
+from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry
 from gateway.pipeline.settings import PipelineSettings
-from gateway.transport.flow_control import FlowControl
 from gateway.transport.settings import ListenerSettings
 from gateway.transport.tcp import Listener
 from tests.gateway.pipeline.memory_sink import STREAMS, MemorySink, until

@@ -15,8 +15,8 @@ import pytest
 
 from gateway.common.tickets import BatchSettled, Ticket
 from gateway.pipeline.accept import FrameSource, Pipeline
+from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry
-from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.passwords import write_password
 from gateway.transport.mqtt.protocol import MqttConnection

@@ -13,9 +13,9 @@ import pytest_asyncio
 
 from gateway.common.stats import SinkStats
 from gateway.pipeline.accept import Pipeline
+from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry
 from gateway.pipeline.settings import PipelineSettings
-from gateway.transport.flow_control import FlowControl
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.settings import MqttListenerSettings, MqttRoute
 from parser.mqtt.client import MqttClientConnection

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.transport.flow_control import FlowControl
+from gateway.pipeline.flow_control import FlowControl
 
 
 class FakeReader:

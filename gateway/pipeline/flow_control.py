@@ -1,5 +1,4 @@
-"""One memory budget for the whole process, pausing and resuming every reader together; and
-each connection's own reading flags (:class:`ReadFlow`).
+"""One memory budget for the whole process; pauses and resumes every reader together.
 
 Bytes are counted when a frame's records are accepted and released when the sink has written
 them. Above the high watermark every registered reader pauses (``transport.pause_reading()``),
@@ -9,11 +8,8 @@ hysteresis keeps readers from flapping on every batch (uvicorn's ``FlowControl``
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import Protocol
-
-import msgspec
 
 
 class Reader(Protocol):
@@ -73,38 +69,3 @@ class FlowControl:
         """Total time spent paused, including the current pause."""
         current = self._clock() - self._paused_at if self.paused else 0.0
         return self._paused_total_s + current
-
-
-class ReadFlow(msgspec.Struct, gc=False):
-    """Why one connection's socket is not read, as idempotent flags (uvicorn's per-connection
-    ``FlowControl``): ``paused`` by the memory budget above, ``held`` by the protocol while it
-    waits (an MQTT password check), ``stopped`` at shutdown. Reading resumes once none holds.
-
-    The connection passes its transport in rather than the flags holding it: plain flags need
-    no cyclic GC tracking, and this is one more object per connection (40 bytes so).
-    """
-
-    paused: bool = False
-    held: bool = False
-    stopped: bool = False
-
-    def pause(self, transport: asyncio.Transport | None) -> None:
-        if not self.paused and transport is not None:
-            self.paused = True
-            transport.pause_reading()
-
-    def hold(self, transport: asyncio.Transport | None) -> None:
-        self.held = True
-        if transport is not None and not self.paused:
-            transport.pause_reading()
-
-    def stop(self, transport: asyncio.Transport | None) -> None:
-        if not self.stopped and transport is not None:
-            self.stopped = True
-            if not self.paused:
-                transport.pause_reading()
-
-    def resume(self, transport: asyncio.Transport | None) -> None:
-        """Read the socket again unless something still holds it."""
-        if not (self.paused or self.held or self.stopped) and transport is not None:
-            transport.resume_reading()

@@ -26,6 +26,7 @@ from gateway.notify.service import Notifications
 from gateway.ops.codecs import listener_codec, route_codecs
 from gateway.ops.health import HealthServer
 from gateway.ops.metrics import GatewayCollector, serve_metrics
+from gateway.ops.reload import prepare_reload
 from gateway.ops.systemd_notify import Notifier
 from gateway.ops.workers import WorkerCollector, worker_index
 from gateway.pipeline.accept import Pipeline
@@ -331,26 +332,14 @@ class Gateway:
         allow-lists to new connections of the same listeners (ports cannot change live)."""
         try:
             fresh = self._load_again() if self._load_again else self.settings
-            by_address = {(ls.codec, ls.host, ls.port): ls for ls in fresh.listeners}
-            changes = []
-            for listener in self.listeners:
-                old = listener.settings
-                ls = by_address.get((old.codec, old.host, old.port)) or by_address.get(
-                    (old.codec, old.host, listener.bound_port), old
-                )
-                changes.append((listener, ls, listener_codec(self.registry, ls)))
-            by_port = {(ms.host, ms.port): ms for ms in fresh.mqtt_listeners}
-            mqtt_changes = []
-            for mqtt in self.mqtt_listeners:
-                old_ms = mqtt.settings
-                ms = by_port.get((old_ms.host, old_ms.port)) or by_port.get(
-                    (old_ms.host, mqtt.bound_port), old_ms
-                )
-                mqtt_changes.append(mqtt.prepare_reload(ms, route_codecs(self.registry, ms)))
-            for listener, ls, codec in changes:  # all loaded: apply together
-                listener.reload(ls, codec)
-            for apply in mqtt_changes:
-                apply()
+            apply = prepare_reload(
+                self.registry,
+                self.listeners,
+                self.mqtt_listeners,
+                fresh.listeners,
+                fresh.mqtt_listeners,
+            )
+            apply()  # all loaded: applied together
             if self.notifications is not None:
                 self.notifications.reload(fresh.notifications)
         except ConfigError as exc:

@@ -19,7 +19,7 @@ from parser.crc import crc16_arc, crc16_ccitt_false, crc16_x25
 
 _U16 = struct.Struct(">H")
 
-# --- EVB1 (shared/protocols/evb1.md) ---------------------------------------------------------
+# --- EVB1 (codecs/evb1.md) ---------------------------------------------------------
 
 EVB1_MAGIC = b"EV"
 EVB1_VERSION = 1

@@ -78,7 +78,7 @@ class FaultKind(enum.Enum):
 
 
 class Severity(enum.IntEnum):
-    """EVB1 FAULT severities (shared/protocols/evb1.md)."""
+    """EVB1 FAULT severities (codecs/evb1.md)."""
 
     INFO = 0
     WARNING = 1

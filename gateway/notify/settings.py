@@ -17,7 +17,7 @@ from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_valid
 from gateway.common.settings_base import Section
 from parser.rules import NotificationEngine, Severity, parse_rules
 
-# The customer's conditions (shared/protocols/evb1.md, "Notifications"): cells at 60 °C for
+# The customer's conditions (codecs/evb1.md, "Notifications"): cells at 60 °C for
 # 10 s, clearing below 55 °C; SoC under 10 %, clearing at 15 %.
 DEFAULT_RULES: list[dict[str, Any]] = [
     {

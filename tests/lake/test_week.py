@@ -5,7 +5,7 @@ Distance, driving and charging time, charged energy and charge sessions hold to 
 
 Energy used and regenerated do not, and cannot from these frames. EVB1 reports the pack's
 voltage and current at one instant every 10 s and no energy or charge counter (its TELEMETRY
-body, /work/shared/protocols/evb1.md), while the power a car draws changes with every
+body, codecs/evb1.md), while the power a car draws changes with every
 acceleration and braking, a few seconds each: the frames do not hold the day's energy to 1 %,
 whatever the job does with them. Measured on the simulator alone (42 vehicle-days, no gateway),
 the step rule used here (each sample's power over the step that ends at it) is unbiased and off

@@ -1,4 +1,4 @@
-"""EVB1 through the layout engine, against vectors built from shared/protocols/evb1.md."""
+"""EVB1 through the layout engine, against vectors built from codecs/evb1.md."""
 
 from __future__ import annotations
 

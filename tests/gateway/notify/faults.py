@@ -36,7 +36,7 @@ severity = "warning"
 
 
 def fault(seq: int, code: int = 0x0101, severity: int = 2, value: int = 66) -> bytes:
-    """EVB1 FAULT (shared/protocols/evb1.md): ts, code, severity, subsystem, value."""
+    """EVB1 FAULT (codecs/evb1.md): ts, code, severity, subsystem, value."""
     return evb1_frame(FAULT, seq, struct.pack(">IHBBi", TS + seq, code, severity, THERMAL, value))
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import zoneinfo
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
 from pydantic import Field, field_validator, model_validator
 
@@ -35,7 +35,36 @@ class TlsSettings(Section):
     min_version: Literal["1.2", "1.3"] = "1.2"
 
 
-class ListenerSettings(Section):
+class EdgeSettings(Section):
+    """What every device port (TCP and MQTT listeners) says about who may reach it and how."""
+
+    # TLS on the port. With client_ca_file (mutual TLS) the certificate's CN is the identity: a
+    # TCP login must name that device; MQTT uses it with identity = "certificate".
+    tls: TlsSettings | None = None
+    # With NLB IP targets the device address arrives in a PROXY protocol v2 header; "optional"
+    # also takes connections without one (health checks, direct tests).
+    proxy_protocol: Literal["off", "optional", "required"] = "off"
+    # Peers whose PROXY headers are believed (CIDRs: the NLB's subnets); required when
+    # proxy_protocol is on. Any other peer sending a header is refused, and under "required"
+    # any other peer at all. Reloaded on SIGHUP.
+    proxy_protocol_trusted_networks: list[str] | None = None
+    # Source networks allowed to connect (CIDRs; after PROXY, the device's own address).
+    # Unset: any source. Reloaded on SIGHUP.
+    allowed_networks: list[str] | None = None
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _valid_networks(cls, value: list[str] | None) -> list[str] | None:
+        AllowList.parse(value)  # ValueError names the bad entry
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_trust(self) -> Self:
+        trusted_proxies(self.proxy_protocol, self.proxy_protocol_trusted_networks)
+        return self
+
+
+class ListenerSettings(EdgeSettings):
     """One TCP port for one codec."""
 
     codec: str
@@ -58,29 +87,6 @@ class ListenerSettings(Section):
     # standard | io16; ais140: standard | sum16); like the time zone, per listener.
     variant: str = "standard"
     allowed_devices: list[str] | None = None
-    # With client_ca_file (mutual TLS), a login must name the device in the certificate's CN.
-    tls: TlsSettings | None = None
-    # With NLB IP targets the device address arrives in a PROXY protocol v2 header; "optional"
-    # also takes connections without one (health checks, direct tests).
-    proxy_protocol: Literal["off", "optional", "required"] = "off"
-    # Peers whose PROXY headers are believed (CIDRs: the NLB's subnets); required when
-    # proxy_protocol is on. Any other peer sending a header is refused, and under "required"
-    # any other peer at all. Reloaded on SIGHUP.
-    proxy_protocol_trusted_networks: list[str] | None = None
-    # Source networks allowed to connect (CIDRs; after PROXY, the device's own address).
-    # Unset: any source. Reloaded on SIGHUP.
-    allowed_networks: list[str] | None = None
-
-    @field_validator("allowed_networks")
-    @classmethod
-    def _valid_networks(cls, value: list[str] | None) -> list[str] | None:
-        AllowList.parse(value)  # ValueError names the bad entry
-        return value
-
-    @model_validator(mode="after")
-    def _proxy_trust(self) -> ListenerSettings:
-        trusted_proxies(self.proxy_protocol, self.proxy_protocol_trusted_networks)
-        return self
 
     @model_validator(mode="after")
     def _known_variant(self) -> ListenerSettings:

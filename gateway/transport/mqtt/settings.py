@@ -13,8 +13,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from gateway.common.settings_base import AckPolicy, ConfigError, Section
-from gateway.transport.settings import TlsSettings
-from parser.proxy_protocol import AllowList, trusted_proxies
+from gateway.transport.settings import EdgeSettings
 from parser.topics import TopicError, TopicTemplate
 
 DEVICE_ID = "device_id"
@@ -38,7 +37,7 @@ class MqttRoute(Section):
     _valid_topic = field_validator("topic")(_template)
 
 
-class MqttListenerSettings(Section):
+class MqttListenerSettings(EdgeSettings):
     # Loopback unless configured: a listener other machines reach is a deliberate choice, and
     # one without auth there must say so (see _consistent).
     host: str = "127.0.0.1"
@@ -91,24 +90,8 @@ class MqttListenerSettings(Section):
     max_session_expiry_s: int = Field(default=3600, ge=0)
     # A device that does not read its PUBACKs is cut off once this much is queued for it.
     write_buffer_bytes: int = Field(default=64 * 1024, ge=1024)
-    tls: TlsSettings | None = None
-    proxy_protocol: Literal["off", "optional", "required"] = "off"
-    # As for TCP listeners (gateway/settings.py): the peers whose PROXY headers are believed.
-    proxy_protocol_trusted_networks: list[str] | None = None
-    allowed_networks: list[str] | None = None
 
     _valid_command_topic = field_validator("command_topic")(_template)
-
-    @field_validator("allowed_networks")
-    @classmethod
-    def _valid_networks(cls, value: list[str] | None) -> list[str] | None:
-        AllowList.parse(value)  # ValueError names the bad entry
-        return value
-
-    @model_validator(mode="after")
-    def _proxy_trust(self) -> MqttListenerSettings:
-        trusted_proxies(self.proxy_protocol, self.proxy_protocol_trusted_networks)
-        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttListenerSettings:

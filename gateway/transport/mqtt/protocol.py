@@ -1,5 +1,6 @@
-"""One MQTT device connection: CONNECT and credentials, PUBLISH to the pipeline, acknowledgements
-under the listener's ACK policy, the command-topic SUBSCRIBE, keep-alive.
+"""One MQTT device connection: PUBLISH to the pipeline, acknowledgements under the listener's
+ACK policy, the command-topic SUBSCRIBE, keep-alive; its CONNECT and will are its
+:class:`~gateway.transport.mqtt.connect.ConnectFlow`'s.
 
 Many packets per read, one write of the replies they earned (the port's reply batcher).
 A QoS 1 PUBACK or QoS 2 PUBREC leaves only once the frame is accepted under the ACK policy;
@@ -10,7 +11,6 @@ this connection, answered with the reason code the protocol has for them.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import structlog
@@ -19,19 +19,18 @@ from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import FrameSource
 from gateway.transport.connection import DeviceConnection
 from gateway.transport.mqtt import handshake
+from gateway.transport.mqtt.connect import ConnectFlow
 from gateway.transport.mqtt.messages import (
     acknowledgement,
     granted,
     message_event,
     unsubscribed,
-    will_event,
 )
 from gateway.transport.mqtt.port import MqttPortState, codec_connection
 from gateway.transport.mqtt.routes import Resolved, TopicCache
-from gateway.transport.mqtt.sessions import MAX_QOS2_IDS, Session
+from gateway.transport.mqtt.sessions import Session
 from gateway.transport.mqtt.settings import MqttListenerSettings
 from gateway.transport.port import PortState
-from gateway.transport.tls import common_name
 from parser.events import Frame
 from parser.mqtt.errors import MqttError
 from parser.mqtt.packets import (
@@ -45,7 +44,6 @@ from parser.mqtt.packets import (
     ReasonCode,
     Subscribe,
     Unsubscribe,
-    Will,
 )
 
 log = structlog.get_logger("gateway.transport.mqtt")
@@ -55,16 +53,15 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
     """One MQTT device socket; ``mqtt_port`` is what it shares with the port's others."""
 
     __slots__ = (
-        "_checking",
         "_held",
         "_pubacks_owed",
         "_pubrec_owed",
         "_sources",
-        "_topics",
-        "_will",
+        "connect_flow",
         "mqtt",
         "mqtt_port",
         "session",
+        "topics",
     )
 
     def __init__(
@@ -76,16 +73,12 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         self.mqtt_port = mqtt_port
         self.mqtt = codec_connection(port.settings)
         self.session: Session | None = None
-        self._topics = TopicCache(mqtt_port.router)
+        self.topics = TopicCache(mqtt_port.router)
         self._sources: dict[str, FrameSource] = {}
         self._pubrec_owed: dict[int, float] = {}  # QoS 2 packet id -> arrival, PUBREC unsent
         self._pubacks_owed: list[int] = []  # accepted QoS 1 packet ids of this read, in order
         self._held: list[Packet] = []  # packets after a CONNECT whose password is being checked
-        # That CONNECT: kept here, not bound into the check's callback, where an error would
-        # log it (asyncio prints a failing callback's arguments) and so its password.
-        self._checking: Connect | None = None
-        # Of the CONNECT's will, what storing it needs: topic, payload, delay (s).
-        self._will: tuple[str, bytes, float] | None = None
+        self.connect_flow = ConnectFlow(self)
 
     # -- DeviceConnection hooks ---------------------------------------------------------------
 
@@ -115,10 +108,11 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         super().connection_lost(exc)
         if self.session is not None:
             self.mqtt_port.sessions.detach(self.session, self, time.monotonic())
-        if self._will is not None and self.close_reason != "shutdown":
+        will = self.connect_flow.will
+        if will is not None and self.close_reason != "shutdown":
             # Not at a gateway shutdown: the device has not gone away, it reconnects to the
             # next gateway (and the pipeline is closing).
-            self._publish_will(*self._will)
+            self.connect_flow.publish_will(*will)
 
     def close(self, reason: str, *, abort: bool = False, code: ReasonCode | None = None) -> None:
         """Close; a 5.0 client is told why with a DISCONNECT first (``code``)."""
@@ -133,7 +127,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         super().close(reason, abort=abort)
 
     @property
-    def _v5(self) -> bool:
+    def v5(self) -> bool:
         return self.mqtt.protocol_level == MQTT_5
 
     # -- deadlines (the listener's sweep) ------------------------------------------------------
@@ -146,7 +140,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
     def expire(self) -> None:
         if self.flow.held:  # its check is queued behind others: too busy to answer
             self.flow.held = False  # (the check's late answer finds the connection closed)
-            self._refuse_connect(ReasonCode.SERVER_BUSY, "auth_timeout")
+            self.refuse_connect(ReasonCode.SERVER_BUSY, "auth_timeout")
         elif self.mqtt.protocol_level is None:
             self.close("connect_timeout")
         else:
@@ -171,26 +165,27 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
                     case PubRel():
                         self._pubrel(packet)
                     case PingReq():
-                        self._queue_control(self.mqtt.pingresp())
+                        self.queue_control(self.mqtt.pingresp())
                     case Connect():
-                        self._connect(packet)
+                        self.connect_flow.receive(packet)
                     case Subscribe():
                         self._subscribe(packet)
                     case Unsubscribe():
                         self._unsubscribe(packet)
                     case Disconnect():
                         if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
-                            self._will = None  # a normal DISCONNECT discards it (§3.14.4)
+                            # A normal DISCONNECT discards the will (§3.14.4).
+                            self.connect_flow.will = None
                         self.close_reason = "client_disconnect"
                         self._flush()  # what this read earned is acknowledged before the close
                         transport.close()
                     case _:  # PUBACK, PUBREC, PUBCOMP: the gateway never sent a PUBLISH
                         self.close("mqtt_protocol_error", code=ReasonCode.PROTOCOL_ERROR)
         except Exception:
-            self._failed("mqtt_internal_error")
+            self.failed("mqtt_internal_error")
         self._queue_owed_pubacks()
 
-    def _failed(self, reason: str) -> None:
+    def failed(self, reason: str) -> None:
         """A bug (a codec's, or ours) costs this connection, never the process nor what the
         connection is owed: ``close`` writes the acknowledgements earned so far first. Logged
         with the traceback only: packets are not shown (a CONNECT carries a password)."""
@@ -212,86 +207,18 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
                 self.mqtt_port.mqtt_stats.reason_codes[packet, exc.reason_code.name] += 1
         self.close(reason)
 
-    # -- CONNECT -------------------------------------------------------------------------------
-
-    def _connect(self, connect: Connect) -> None:
-        if self.port.settings.auth != "password":
-            self._connected(connect, True)
-            return
-        checker = self.mqtt_port.passwords
-        user, password = connect.username, connect.password
-        if checker is None or user is None or password is None:
-            self._connected(connect, False)
-            return
-        if checker.remembered(user, password):
-            self._connected(connect, True)
-            return
-        if checker.full:  # guessing must not queue unbounded work (nor wait unboundedly)
-            self._refuse_connect(ReasonCode.SERVER_BUSY, "auth_busy")
-            return
-        # scrypt runs in a thread: read nothing more (and hold what was read) meanwhile.
-        self.flow.hold(self.transport)
-        self._checking = connect
-        checker.check(user, password).add_done_callback(self._checked)
-
-    def _checked(self, task: asyncio.Future[bool]) -> None:
-        connect, self._checking = self._checking, None
-        self.flow.held = False
-        if connect is None or self.transport is None or self.transport.is_closing():
-            return
-        try:
-            self._connected(
-                connect, not task.cancelled() and task.exception() is None and task.result()
-            )
-            if not self.paused:
-                self.unblocked()
-        except Exception:  # else the socket stays unread, CONNACK unsent, until the sweep
-            self._failed("mqtt_internal_error")
-
-    def _connected(self, packet: Connect, authenticated: bool) -> None:
-        port, mqtt_port = self.port, self.mqtt_port
-        if not authenticated:
-            self._refuse_connect(ReasonCode.BAD_USER_NAME_OR_PASSWORD, "bad_credentials")
-            return
-        settings = port.settings
-        cn = self._certificate_cn
-        identity = handshake.identity(settings, packet, cn)
-        if identity == "":
-            self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "no_identity")
-            return
-        self.device_id = identity
-        if packet.will is not None:
-            refusal = self._refuse_will(packet.will)
-            if refusal is not None:
-                self._refuse_connect(*refusal)
-                return
-        client_id, properties = handshake.client_identifier(packet)
-        principal = handshake.principal(settings, packet, identity, cn)
-        holder = mqtt_port.sessions.identity_of(client_id)
-        if holder is not None and principal is not None and holder != principal:
-            # Another device's client id: taking its session over would cut that device off.
-            self._refuse_connect(ReasonCode.NOT_AUTHORIZED, "client_id_in_use")
-            return
-        session, present, previous = mqtt_port.sessions.attach(
-            self, client_id, principal, packet.clean_start, handshake.session_expiry_s(packet),
-            min(settings.receive_maximum, MAX_QOS2_IDS),
-        )  # fmt: skip
-        if isinstance(previous, MqttConnection):
-            previous.taken_over()
-        mqtt_port.wills.cancel(client_id)  # back within its will's delay
-        self._will = handshake.pending_will(packet, session.expiry_s)
-        self.session = session
-        self._queue_control(self.mqtt.connack(present, ReasonCode.SUCCESS, properties))
-
-    def _certificate_cn(self) -> str | None:
-        return common_name(self.peer_certificate())
-
-    def _refuse_connect(self, code: ReasonCode, reason: str) -> None:
+    def refuse_connect(self, code: ReasonCode, reason: str) -> None:
         self.port.stats.rejects[reason] += 1
         self.mqtt_port.mqtt_stats.reason_codes["CONNACK", code.name] += 1
         self._flush()
         self._write(self.mqtt.connack(False, code))
         self.close(reason)
+
+    def taken_over(self) -> None:
+        """A new connection with this client id took the session over: close (its will is
+        stored now, or left to its delay)."""
+        self.connect_flow.taken_over()
+        self.close("session_taken_over", code=ReasonCode.SESSION_TAKEN_OVER)
 
     # -- PUBLISH -------------------------------------------------------------------------------
 
@@ -309,18 +236,18 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
             else:
                 self._pubrec_owed[packet_id] = now
             return
-        if self._topics.router is not mqtt_port.router:  # reloaded: new routes from now on
-            self._topics = TopicCache(mqtt_port.router)
-        resolved = self._topics.resolve(publish.topic)
+        if self.topics.router is not mqtt_port.router:  # reloaded: new routes from now on
+            self.topics = TopicCache(mqtt_port.router)
+        resolved = self.topics.resolve(publish.topic)
         if resolved is None:
             self._refuse_publish(publish, ReasonCode.TOPIC_NAME_INVALID, "unrouted_topic")
             return
-        device_id = self._publisher(resolved)
+        device_id = self.publisher(resolved)
         if device_id is None:
             self._refuse_publish(publish, ReasonCode.NOT_AUTHORIZED, "identity_mismatch")
             return
-        event, code = message_event(resolved, device_id, publish.payload, self._v5)
-        source, stats = self._counted(resolved, event)
+        event, code = message_event(resolved, device_id, publish.payload, self.v5)
+        source, stats = self.counted(resolved, event)
         accept = port.pipeline.accept
         if qos == 0:
             stats.records += accept(source, event, None)
@@ -349,7 +276,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
                 stats.records += accept(source, event, None)
                 session.accepted(packet_id)
 
-    def _counted(self, resolved: Resolved, event: Frame) -> tuple[FrameSource, ListenerStats]:
+    def counted(self, resolved: Resolved, event: Frame) -> tuple[FrameSource, ListenerStats]:
         """Count a message's frame under its route's codec; where its records come from."""
         port, mqtt_port = self.port, self.mqtt_port
         codec = resolved.route.codec.name
@@ -368,56 +295,9 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
             source = self._sources[codec] = FrameSource(codec, "mqtt", self.peer)
         return source, stats
 
-    # -- will ----------------------------------------------------------------------------------
+    # -- who speaks for which device ------------------------------------------------------------
 
-    def _refuse_will(self, will: Will) -> tuple[ReasonCode, str] | None:
-        """Why the CONNECT's will could not be stored, as a CONNACK refusal; None if it can.
-        Refused at once rather than dropped silently when the connection ends."""
-        if len(will.topic) + len(will.payload) > self.port.settings.max_will_bytes:
-            return ReasonCode.QUOTA_EXCEEDED, "will_too_large"
-        resolved = self._topics.resolve(will.topic)
-        if resolved is None:  # (3.1.1 has no code for a topic: "not authorized")
-            return ReasonCode.TOPIC_NAME_INVALID if self._v5 else ReasonCode.NOT_AUTHORIZED, (
-                "will_unrouted_topic"
-            )
-        if self._publisher(resolved) is None:
-            return ReasonCode.NOT_AUTHORIZED, "will_identity_mismatch"
-        return None
-
-    def taken_over(self) -> None:
-        """A new connection with this client id took the session over: close. Its will is
-        stored now unless it has a delay, which the client came back within (5.0 §3.1.3.2.2;
-        stored at the close, it would outlive the new connection's cancel)."""
-        will, self._will = self._will, None
-        if will is not None and will[2] <= 0:
-            self._publish_will(*will)
-        self.close("session_taken_over", code=ReasonCode.SESSION_TAKEN_OVER)
-
-    def _publish_will(self, topic: str, payload: bytes, delay_s: float) -> None:
-        """The connection ended without a normal DISCONNECT: store its will, now or once its
-        delay has passed (unless the client id connects again meanwhile)."""
-        port, mqtt_port = self.port, self.mqtt_port
-        self._will = None
-        if self._topics.router is not mqtt_port.router:
-            self._topics = TopicCache(mqtt_port.router)
-        resolved = self._topics.resolve(topic)
-        device_id = None if resolved is None else self._publisher(resolved)
-        if resolved is None or device_id is None:  # the routes were reloaded since the CONNECT
-            port.stats.rejects["will_unrouted_topic"] += 1
-            return
-        event = will_event(resolved, device_id, payload, self._v5, self.peer)
-
-        def store() -> None:
-            source, stats = self._counted(resolved, event)
-            stats.records += port.pipeline.accept(source, event, None)
-            mqtt_port.mqtt_stats.wills += 1
-
-        if delay_s > 0 and self.session is not None:
-            mqtt_port.wills.defer(self.session.client_id, time.monotonic() + delay_s, store)
-        else:
-            store()
-
-    def _publisher(self, resolved: Resolved) -> str | None:
+    def publisher(self, resolved: Resolved) -> str | None:
         """The device a message is stored under, or None if this connection may not speak
         for the device its topic names."""
         named = resolved.topic_device_id
@@ -437,8 +317,8 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         protocol has no way to say no but closing (5.0 with a DISCONNECT saying why)."""
         self.port.stats.rejects[reason] += 1
         log.debug("publish refused", peer=self.peer, device_id=self.device_id, reason=reason)
-        if publish.qos and self._v5:
-            self._queue_control(self._acknowledgement(publish.packet_id, publish.qos, code))
+        if publish.qos and self.v5:
+            self.queue_control(self._acknowledgement(publish.packet_id, publish.qos, code))
         else:
             self.close(reason, code=code)
 
@@ -465,7 +345,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         self._queue_owed_pubacks()  # replies keep the order of the packets they answer
         super()._queue_reply(reply, count)
 
-    def _queue_control(self, reply: bytes) -> None:
+    def queue_control(self, reply: bytes) -> None:
         """A reply that acknowledges no data (CONNACK, SUBACK, PINGRESP, PUBCOMP, a refusal):
         not counted in ``gateway_acks_total``, which counts the acknowledgements of messages
         (PUBACK, PUBREC), as it counts the ACKs of frames for TCP."""
@@ -505,7 +385,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         known = self.session.qos2.pop(pubrel.packet_id, None) is not None
         self._pubrec_owed.pop(pubrel.packet_id, None)
         code = ReasonCode.SUCCESS if known else ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-        self._queue_control(self.mqtt.pubcomp(pubrel.packet_id, code))
+        self.queue_control(self.mqtt.pubcomp(pubrel.packet_id, code))
 
     # -- SUBSCRIBE -----------------------------------------------------------------------------
 
@@ -516,9 +396,9 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
             reasons = self.mqtt_port.mqtt_stats.reason_codes
             reasons["SUBACK", ReasonCode.NOT_AUTHORIZED.name] += refused
             self.port.stats.rejects["subscribe_refused"] += refused
-        self._queue_control(self.mqtt.suback(subscribe.packet_id, codes))
+        self.queue_control(self.mqtt.suback(subscribe.packet_id, codes))
 
     def _unsubscribe(self, unsubscribe: Unsubscribe) -> None:
         assert self.session is not None
         codes = unsubscribed(self.session, unsubscribe)
-        self._queue_control(self.mqtt.unsuback(unsubscribe.packet_id, codes))
+        self.queue_control(self.mqtt.unsuback(unsubscribe.packet_id, codes))

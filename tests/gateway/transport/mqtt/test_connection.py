@@ -17,9 +17,9 @@ from gateway.common.tickets import BatchSettled, Ticket
 from gateway.pipeline.accept import FrameSource, Pipeline
 from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry
+from gateway.transport.mqtt.connect import ConnectFlow
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.passwords import write_password
-from gateway.transport.mqtt.protocol import MqttConnection
 from gateway.transport.mqtt.settings import MqttListenerSettings, MqttRoute
 from parser.codec import CodecOptions
 from parser.events import Frame, Login
@@ -472,7 +472,7 @@ async def test_a_failure_after_the_password_check_closes_without_showing_it(
     def bug(*args: object) -> None:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(MqttConnection, "_connected", bug)
+    monkeypatch.setattr(ConnectFlow, "_connected", bug)
     unhandled: list[dict[str, Any]] = []
     asyncio.get_running_loop().set_exception_handler(lambda _, context: unhandled.append(context))
     device = Device(port)

@@ -20,6 +20,9 @@ class Owner:
     def qos2_lost(self, packet_id: int) -> None:
         self.lost.append(packet_id)
 
+    def taken_over(self) -> None:
+        pass
+
 
 def test_a_persistent_session_resumes_and_a_clean_one_starts_over() -> None:
     store = SessionStore(max_sessions=10, max_expiry_s=60)

@@ -1,6 +1,7 @@
 """One MQTT device connection: PUBLISH to the pipeline, acknowledgements under the listener's
 ACK policy, the command-topic SUBSCRIBE, keep-alive; its CONNECT and will are its
-:class:`~gateway.transport.mqtt.connect.ConnectFlow`'s.
+:class:`~gateway.transport.mqtt.connect.ConnectFlow`'s, its PUBRECs and PUBRELs its
+:class:`~gateway.transport.mqtt.qos2.Qos2Exchange`'s.
 
 Many packets per read, one write of the replies they earned (the port's reply batcher).
 A QoS 1 PUBACK or QoS 2 PUBREC leaves only once the frame is accepted under the ACK policy;
@@ -27,6 +28,7 @@ from gateway.transport.mqtt.messages import (
     unsubscribed,
 )
 from gateway.transport.mqtt.port import MqttPortState, codec_connection
+from gateway.transport.mqtt.qos2 import Qos2Exchange
 from gateway.transport.mqtt.routes import Resolved, TopicCache
 from gateway.transport.mqtt.sessions import Session
 from gateway.transport.mqtt.settings import MqttListenerSettings
@@ -55,11 +57,11 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
     __slots__ = (
         "_held",
         "_pubacks_owed",
-        "_pubrec_owed",
         "_sources",
         "connect_flow",
         "mqtt",
         "mqtt_port",
+        "qos2",
         "session",
         "topics",
     )
@@ -75,10 +77,10 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         self.session: Session | None = None
         self.topics = TopicCache(mqtt_port.router)
         self._sources: dict[str, FrameSource] = {}
-        self._pubrec_owed: dict[int, float] = {}  # QoS 2 packet id -> arrival, PUBREC unsent
         self._pubacks_owed: list[int] = []  # accepted QoS 1 packet ids of this read, in order
         self._held: list[Packet] = []  # packets after a CONNECT whose password is being checked
         self.connect_flow = ConnectFlow(self)
+        self.qos2 = Qos2Exchange(self)
 
     # -- DeviceConnection hooks ---------------------------------------------------------------
 
@@ -163,7 +165,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
                     case Publish():
                         self._publish(packet)
                     case PubRel():
-                        self._pubrel(packet)
+                        self.qos2.released(packet)
                     case PingReq():
                         self.queue_control(self.mqtt.pingresp())
                     case Connect():
@@ -230,11 +232,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         mqtt_port.mqtt_stats.publishes[qos] += 1
         now = time.monotonic()
         if qos == 2 and packet_id in session.qos2:
-            # A resend of a message already taken: answer it, do not store it twice.
-            if session.qos2[packet_id]:
-                self.send_reply(self.mqtt.pubrec(packet_id), now)
-            else:
-                self._pubrec_owed[packet_id] = now
+            self.qos2.resent(session, packet_id, now)
             return
         if self.topics.router is not mqtt_port.router:  # reloaded: new routes from now on
             self.topics = TopicCache(mqtt_port.router)
@@ -268,7 +266,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
                     port.stats.ack_latency.observe(time.monotonic() - now)
         else:
             session.qos2_started(packet_id)
-            self._pubrec_owed[packet_id] = now
+            self.qos2.owe(packet_id, now)
             if port.delivered:  # PUBRECs in the order of their PUBLISHes ([MQTT-4.6.0-3])
                 qos2 = session.ticket(packet_id, self.reply_order.reserve())
                 stats.records += accept(source, event, qos2)
@@ -355,37 +353,12 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         self._queue_owed_pubacks()
         super()._flush()
 
+    # The session's owner (SessionOwner): its QoS 2 news is the exchange's.
     def qos2_written(self, packet_id: int, number: int | None = None) -> None:
-        """The session's QoS 2 message is accepted under the policy: PUBREC if this connection
-        owes one (the device sent, or resent, the PUBLISH here); in its place ``number`` among
-        the replies when it was received on this connection (it then owes it: a PUBREL before
-        the PUBREC closes the connection)."""
-        accepted_at = self._pubrec_owed.pop(packet_id, None)
-        if accepted_at is None:
-            return
-        if number is None:
-            self.send_reply(self.mqtt.pubrec(packet_id), accepted_at)
-        else:
-            self.reply_order.release(number, self.mqtt.pubrec(packet_id), accepted_at)
+        self.qos2.written(packet_id, number)
 
     def qos2_lost(self, packet_id: int) -> None:
-        """The session's QoS 2 message was lost to the sink: no PUBREC for it (its resend is
-        taken as a new message). If this connection owes it one, the device waits for it: it
-        must reconnect to resend (see :meth:`frame_lost`)."""
-        if self._pubrec_owed.pop(packet_id, None) is not None:
-            self.frame_lost()
-
-    def _pubrel(self, pubrel: PubRel) -> None:
-        assert self.session is not None
-        if self.session.qos2.get(pubrel.packet_id) is False:
-            # Released before its PUBREC was sent: the client cannot have had it (5.0 §4.3.3);
-            # taken, the message's place among the replies would never be filled.
-            self.close("mqtt_protocol_error", code=ReasonCode.PROTOCOL_ERROR)
-            return
-        known = self.session.qos2.pop(pubrel.packet_id, None) is not None
-        self._pubrec_owed.pop(pubrel.packet_id, None)
-        code = ReasonCode.SUCCESS if known else ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-        self.queue_control(self.mqtt.pubcomp(pubrel.packet_id, code))
+        self.qos2.lost(packet_id)
 
     # -- SUBSCRIBE -----------------------------------------------------------------------------
 

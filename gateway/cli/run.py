@@ -20,11 +20,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int,
+        type=_worker_count,
         default=1,
         metavar="N",
         help="N processes sharing the ports (SO_REUSEPORT); metrics on port + worker index",
     )
+
+
+def _worker_count(text: str) -> int:
+    # 0 or a negative count used to run one process without a word: say it is not a count.
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {count}")
+    return count
 
 
 def service_flags(p: argparse.ArgumentParser, *, config_required: bool) -> None:

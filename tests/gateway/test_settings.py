@@ -104,6 +104,18 @@ def test_run_refuses_bad_flags_without_a_traceback(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("count", "message"), [("0", "must be 1 or more, not 0"), ("-2", "must be 1 or more, not -2"),
+                           ("x", "not a number: 'x'")]
+)  # fmt: skip
+def test_a_worker_count_below_one_is_refused(tmp_path: Path, count: str, message: str) -> None:
+    # --workers 0 used to run a single process without a word.
+    result = run_cli("run", "--workers", count, "--data-dir", str(tmp_path))
+    assert result.returncode == 2
+    assert f"argument --workers: {message}" in result.stderr
+    assert not (tmp_path / "raw").exists()
+
+
 def test_a_malformed_json_environment_value_is_one_line_and_exit_2(tmp_path: Path) -> None:
     env = {**os.environ, "GATEWAY_LISTENERS": '[{"codec":'}
     result = subprocess.run(

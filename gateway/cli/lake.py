@@ -89,12 +89,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "late backlogs and replays of old raw records are written in files named when written)",
     )
     c.add_argument("--threads", type=int, metavar="N", help="engine threads (default: cores)")
+    _memory_flag(c)
     _s3_flags(c)
 
     d = sub.add_parser("daily", help="per-vehicle aggregates of a compacted day")
     d.add_argument("--lake", required=True, metavar="DIR|s3://BUCKET/PREFIX")
     d.add_argument("--date", type=_day, default="yesterday", help=date_help)
     d.add_argument("--threads", type=int, metavar="N", help="engine threads (default: cores)")
+    _memory_flag(d)
     _s3_flags(d)
 
     t = sub.add_parser("ddl", help="print the Glue/Athena CREATE EXTERNAL TABLE statements")
@@ -104,6 +106,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     q = sub.add_parser("query", help="run SQL on a local lake (tables named as in Athena)")
     q.add_argument("--lake", required=True, type=Path, metavar="DIR")
     q.add_argument("sql", help="one query, e.g. the README's")
+
+
+def _memory_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--memory-limit-mb",
+        type=int,
+        metavar="MB",
+        help="engine memory before it spills to disk (default: a quarter of the machine's, "
+        "as it shares the host with the gateway)",
+    )
 
 
 class Progress:
@@ -137,11 +149,20 @@ def run_command(args: argparse.Namespace) -> int:
     s3 = S3Options(args.s3_endpoint_url, args.s3_region)
     if args.lake_command == "compact":
         job = jobs.CompactJob(
-            args.input, args.output, args.date, args.streams, args.late_days, args.threads, s3
+            args.input,
+            args.output,
+            args.date,
+            args.streams,
+            args.late_days,
+            args.threads,
+            s3,
+            args.memory_limit_mb,
         )
         _report(jobs.compact(job, Progress().say))
     else:
-        _report(jobs.daily(jobs.DailyJob(args.lake, args.date, args.threads, s3)))
+        _report(
+            jobs.daily(jobs.DailyJob(args.lake, args.date, args.threads, s3, args.memory_limit_mb))
+        )
     return 0
 
 

@@ -12,6 +12,7 @@ fixes the rows' order, so the same records give the same bytes from any place an
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,12 +51,23 @@ def sql_text(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def connect(threads: int | None = None, temp_dir: Path | None = None) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB that never downloads anything and computes in UTC."""
+def default_memory_limit_mb() -> int:
+    """A quarter of the machine's memory: the lake job runs on the gateway's host, and DuckDB
+    would otherwise take 80 % of it; past the limit it spills to its temporary directory."""
+    return max(256, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 4 // 2**20)
+
+
+def connect(
+    threads: int | None = None, temp_dir: Path | None = None, memory_limit_mb: int | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB that never downloads anything, computes in UTC and stays within
+    ``memory_limit_mb`` (default: :func:`default_memory_limit_mb`)."""
+    limit_mb = default_memory_limit_mb() if memory_limit_mb is None else memory_limit_mb
     config: dict[str, str | bool | int | float | list[str]] = {
         # Nothing is fetched at run time: the json and parquet extensions are built in.
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
+        "memory_limit": f"{limit_mb}MiB",
     }
     if threads is not None:
         config["threads"] = threads

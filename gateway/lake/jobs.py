@@ -32,6 +32,7 @@ class CompactJob:
     late_days: int | None = None  # read files dated at most this long after the day
     threads: int | None = None  # engine threads (None: one per core)
     s3: S3Options = field(default_factory=S3Options)
+    memory_limit_mb: int | None = None  # None: a quarter of the machine's memory
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class DailyJob:
     day: date
     threads: int | None = None
     s3: S3Options = field(default_factory=S3Options)
+    memory_limit_mb: int | None = None
 
 
 def compact(job: CompactJob, progress: Callable[[str], None]) -> dict[str, Any]:
@@ -54,7 +56,7 @@ def compact(job: CompactJob, progress: Callable[[str], None]) -> dict[str, Any]:
         raise LakeError(f"{source}: no files under {', '.join(s + '/' for s in job.streams)}")
     with tempfile.TemporaryDirectory(prefix="gateway-lake-") as tmp:
         work = Path(tmp)
-        con = connect(job.threads, work)
+        con = connect(job.threads, work, job.memory_limit_mb)
         for stream in job.streams:
             table = TABLES[stream]
             names = [
@@ -105,7 +107,7 @@ def daily(job: DailyJob) -> dict[str, Any]:
         work = Path(tmp)
         paths = [parsed_path] + ([notes_path] if lake.exists(notes_path) else [])
         root = lake.fetch(paths, work / "in")
-        con = connect(job.threads, work)
+        con = connect(job.threads, work, job.memory_limit_mb)
         notes = root / notes_path if len(paths) == 2 else None
         target = work / file_name(DAILY)
         vehicles = write_daily(con, root / parsed_path, notes, day, target)

@@ -4,6 +4,7 @@ bytes on every run; late records merged by re-running their day."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from datetime import date
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from gateway.lake.compact import connect
 from gateway.lake.store import relevant
 from gateway.lake.tables import STREAMS
 from tests.lake.lakes import FIRST_DAY, lake, partition_file, rows
@@ -195,3 +197,16 @@ def test_other_metrics_go_to_the_map_and_a_malformed_field_reads_as_empty(
     compact(data, tmp_path / "clean")
     clean = {r["id"]: r for r in rows(partition_file(tmp_path / "clean", "parsed", FIRST_DAY))}
     assert {k: v for k, v in by_id.items() if not k.startswith("zz-odd-")} == clean
+
+
+def test_the_engine_keeps_to_a_memory_limit_that_leaves_the_gateway_its_host() -> None:
+    """DuckDB takes 80 % of the machine by default; the lake job runs beside the gateway."""
+    physical_mib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
+
+    def limit_mib(con: duckdb.DuckDBPyConnection) -> float:
+        [(text,)] = con.execute("SELECT current_setting('memory_limit')").fetchall()
+        number, unit = str(text).split()
+        return float(number) * {"MiB": 1, "GiB": 1024}[unit]
+
+    assert limit_mib(connect(memory_limit_mb=512)) == 512
+    assert abs(limit_mib(connect()) - max(256, physical_mib / 4)) < 0.1 * physical_mib / 4

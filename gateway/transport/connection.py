@@ -6,7 +6,8 @@ reading flags (:class:`~gateway.transport.read_flow.ReadFlow`): connection limit
 accept, socket options, the PROXY header, TLS over memory BIOs (after the header, if any), the
 memory budget checked between slices of a read (bytes left over wait until resumed), replies
 released in frame order (:class:`ReplyOrder`) and batched per read or sink batch, and a bounded
-write buffer. The protocol classes say what the bytes mean (:meth:`DeviceConnection._feed`).
+write buffer. What the bytes mean is its :class:`DeviceHandler`'s, which the port's factory
+builds for each connection (composition: the handler holds the connection, never subclasses it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import asyncio
 import socket
 import ssl
 import time
-from typing import Any, Generic, cast
+from collections.abc import Callable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, cast
 
 import structlog
 
@@ -34,8 +36,47 @@ CONSUME_SLICE_BYTES = 4096
 PROXY_HEADER_BYTES = 4096
 
 
-class DeviceConnection(asyncio.Protocol, Generic[S]):
-    """One device socket of a port whose settings are ``S``."""
+class DeviceHandler(Protocol):
+    """What a protocol (a codec's session, MQTT) does with one connection's bytes."""
+
+    # Whether queued replies wait while the connection is paused (they leave when unblocked).
+    hold_replies: ClassVar[bool]
+
+    def opened(self) -> None:
+        """The connection was admitted under the limit (before the PROXY header, if any)."""
+
+    def peer_known(self) -> None:
+        """``peer`` is final (after the PROXY header, if any)."""
+
+    def feed(self, data: bytes) -> None:
+        """Handle the next bytes of the stream (at most one slice)."""
+
+    def frame_lost(self) -> None:
+        """A frame owing a reply was given up on by the sink (dead-lettered), so the replies
+        behind it can never be released in order: close (after the ones released), and the
+        device reconnects and resends everything not ACKed."""
+
+    def unblocked(self) -> None:
+        """Reading resumes: handle what the protocol itself held back, before the backlog."""
+
+    def before_reply(self) -> None:
+        """A reply is queued or the outbox written: replies the handler owes go first."""
+
+    def closing_bytes(self, reason: str) -> bytes:
+        """What to write last before a (graceful) close, after the replies owed."""
+
+    def eof(self) -> None:
+        """The peer closed its side."""
+
+    def lost(self) -> None:
+        """The connection is gone (after the connection's own bookkeeping)."""
+
+
+H = TypeVar("H", bound=DeviceHandler)
+
+
+class DeviceConnection(asyncio.Protocol, Generic[S, H]):
+    """One device socket of a port whose settings are ``S``, its bytes handled by ``H``."""
 
     __slots__ = (
         "_acks_queued",
@@ -48,6 +89,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
         "device_id",
         "flow",
         "frames",
+        "handler",
         "last_activity",
         "live",
         "opened_at",
@@ -57,7 +99,11 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
         "transport",
     )
 
-    def __init__(self, port: PortState[S, Any]) -> None:
+    def __init__(
+        self,
+        port: PortState[S, Any],
+        handler: Callable[[DeviceConnection[S, H]], H],
+    ) -> None:
         self.port = port
         self.flow = ReadFlow()
         self.transport: asyncio.Transport | None = None
@@ -73,28 +119,11 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
         self._proxy: ProxyHeaderParser | None = None
         self._tls: TlsSession | None = None
         self.reply_order = ReplyOrder(self)
-
-    # -- what the protocol classes provide ----------------------------------------------------
-
-    def _opened(self) -> None:
-        """The connection was admitted under the limit (before the PROXY header, if any)."""
-
-    def _peer_known(self) -> None:
-        """``peer`` is final (after the PROXY header, if any)."""
-
-    def _feed(self, data: bytes) -> None:
-        """Handle the next bytes of the stream (at most one slice)."""
-        raise NotImplementedError
-
-    def _hold_replies(self) -> bool:
-        """Whether queued replies wait (they leave at :meth:`unblocked` or on close)."""
-        return False
+        self.handler = handler(self)
 
     def frame_lost(self) -> None:
-        """A frame owing a reply was given up on by the sink (dead-lettered), so the replies
-        behind it can never be released in order: close (after the ones released), and the
-        device reconnects and resends everything not ACKed."""
-        self.close("frame_lost")
+        """(ReplyOrder's Replier) the handler closes as its protocol says."""
+        self.handler.frame_lost()
 
     # -- asyncio callbacks -------------------------------------------------------------------
 
@@ -120,7 +149,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         transport.set_write_buffer_limits(high=port.settings.write_buffer_bytes)
         self.live = True
-        self._opened()
+        self.handler.opened()
         port.connections.add(self)
         stats.connections_open += 1
         stats.connections_total += 1
@@ -137,7 +166,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
         if not port.allow.allows(self._peer_host()):
             self.close("source_not_allowed", abort=True)
             return False
-        self._peer_known()
+        self.handler.peer_known()
         log.info("connection open", codec=port.name, peer=self.peer)
         return True
 
@@ -204,15 +233,19 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
         One read can hold tens of KiB of frames whose records are several times larger, so the
         budget is checked between slices; what is left waits here, as raw bytes, until resumed.
         """
-        budget, flow = self.port.budget, self.flow
+        budget, flow, feed = self.port.budget, self.flow, self.handler.feed
         self._backlog = b""
         for start in range(0, len(data), CONSUME_SLICE_BYTES):
             if budget.paused or flow.held:
                 self._backlog = data[start:]
                 return
-            self._feed(data[start : start + CONSUME_SLICE_BYTES])
+            feed(data[start : start + CONSUME_SLICE_BYTES])
             if self.transport is None or self.transport.is_closing():
                 return
+
+    def eof_received(self) -> bool:
+        self.handler.eof()
+        return False  # close our side too
 
     def pause_writing(self) -> None:
         # The device does not read its ACKs: more than write_buffer_bytes are queued for it.
@@ -235,6 +268,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
                 reason=self.close_reason if exc is None else f"{self.close_reason}: {exc}",
             )
         self.transport = None
+        self.handler.lost()
 
     # -- the memory budget's reader (FlowControl) ----------------------------------------------
 
@@ -258,6 +292,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
 
     def unblocked(self) -> None:
         """Feed what waited, then read the socket again unless something still holds it."""
+        self.handler.unblocked()
         if self._backlog:
             self._consume(self._backlog)
         if self._outbox:
@@ -270,7 +305,9 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
 
     def close(self, reason: str, *, abort: bool = False) -> None:
         if self.transport is not None and not self.transport.is_closing():
-            self._flush()  # what was accepted before the close is still acknowledged
+            self.flush()  # what was accepted before the close is still acknowledged
+            if not abort and (last := self.handler.closing_bytes(reason)):
+                self.write(last)
             self.close_reason = reason
             self.port.stats.refused[reason] += 1
             if abort:
@@ -282,9 +319,14 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
 
     # -- replies -------------------------------------------------------------------------------
 
-    def _queue_reply(self, reply: bytes, count: int = 1) -> None:
+    def queue_reply(self, reply: bytes, count: int = 1) -> None:
         """Queue a reply (``count`` of them in one buffer); it is written with the others of
-        the same read or sink batch."""
+        the same read or sink batch, after those the handler owes."""
+        self.handler.before_reply()
+        self.append_reply(reply, count)
+
+    def append_reply(self, reply: bytes, count: int) -> None:
+        """Queue a reply as it is (the handler's own, owed ones)."""
         if not self._outbox:
             self.port.replies.add(self)
         self._outbox.append(reply)
@@ -292,22 +334,24 @@ class DeviceConnection(asyncio.Protocol, Generic[S]):
 
     def send_reply(self, reply: bytes, accepted_at: float) -> None:
         """Queue the acknowledgement of data that arrived at ``accepted_at``."""
-        self._queue_reply(reply)
+        self.queue_reply(reply)
         self.port.stats.ack_latency.observe(time.monotonic() - accepted_at)
 
-    def _write(self, data: bytes) -> None:
+    def write(self, data: bytes) -> None:
         if self.transport is not None:
             self.transport.write(self._tls.send(data) if self._tls is not None else data)
 
     def flush_replies(self) -> None:
-        if not self._hold_replies():
-            self._flush()
+        if not (self.handler.hold_replies and self.flow.paused):
+            self.flush()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the replies queued (and those the handler owes) now."""
+        self.handler.before_reply()
         outbox, self._outbox = self._outbox, []
         acks, self._acks_queued = self._acks_queued, 0
         transport = self.transport
         if transport is None or transport.is_closing() or not outbox:
             return  # the device reconnects and resends; at-least-once, never lost
-        self._write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
+        self.write(outbox[0] if len(outbox) == 1 else b"".join(outbox))
         self.port.stats.acks += acks

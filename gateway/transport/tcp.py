@@ -1,4 +1,4 @@
-"""Device TCP listeners: one ``asyncio.Protocol`` per connection feeding its codec session.
+"""Device TCP listeners: one connection per device socket, its bytes fed to its codec session.
 
 Synchronous callbacks only (uvicorn's protocol shape): ``data_received`` feeds the session and
 hands frames to the pipeline; the reply leaves when the frame is accepted under the listener's
@@ -10,6 +10,7 @@ size (the codec's), a bounded write buffer, and data before login refused.
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import structlog
 
@@ -37,7 +38,7 @@ class Listener:
         budget: FlowControl,
     ) -> None:
         stats = ListenerStats(codec.name, "tcp")
-        self.port: PortState[ListenerSettings, TcpDeviceProtocol] = PortState(
+        self.port: PortState[ListenerSettings, TcpConnection] = PortState(
             codec.name, settings, stats, pipeline, budget
         )
         self.codec = codec
@@ -55,7 +56,7 @@ class Listener:
         return self.port.stats
 
     @property
-    def connections(self) -> set[TcpDeviceProtocol]:
+    def connections(self) -> set[TcpConnection]:
         return self.port.connections
 
     @property
@@ -65,8 +66,9 @@ class Listener:
     def all_stats(self) -> list[ListenerStats]:
         return [self.port.stats]
 
-    def connection(self) -> TcpDeviceProtocol:
-        return TcpDeviceProtocol(self.port, self.codec)
+    def connection(self) -> TcpConnection:
+        codec = self.codec  # (a reload changes the codec of new connections only)
+        return DeviceConnection(self.port, lambda conn: TcpDeviceHandler(conn, codec))
 
     async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
         return await self.port.start(self.connection, reuse_port=reuse_port)
@@ -93,32 +95,40 @@ class Listener:
                 conn.close("idle_timeout")
 
 
-class TcpDeviceProtocol(DeviceConnection[ListenerSettings]):
-    """One device of a codec port: bytes to its codec session, frames to the pipeline."""
+TcpConnection = DeviceConnection[ListenerSettings, "TcpDeviceHandler"]
 
-    __slots__ = ("codec", "session", "source")
 
-    def __init__(self, port: PortState[ListenerSettings, TcpDeviceProtocol], codec: Codec) -> None:
-        super().__init__(port)
+class TcpDeviceHandler:
+    """One device of a codec port (its connection's :class:`DeviceHandler`): bytes to its
+    codec session, frames to the pipeline."""
+
+    __slots__ = ("codec", "conn", "port", "session", "source")
+
+    hold_replies: ClassVar[bool] = False
+
+    def __init__(self, conn: TcpConnection, codec: Codec) -> None:
+        self.conn = conn
+        self.port = conn.port
         self.codec = codec
         self.session: Session | None = None
         self.source = FrameSource(codec.name, "tcp", None)
 
-    def _opened(self) -> None:
+    def opened(self) -> None:
         self.session = self.codec.session()
 
-    def _peer_known(self) -> None:
-        self.source = FrameSource(self.codec.name, "tcp", self.peer)
+    def peer_known(self) -> None:
+        self.source = FrameSource(self.codec.name, "tcp", self.conn.peer)
 
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         session = self.session
         assert session is not None
+        conn = self.conn
         try:
             events = session.feed(data)
         except Exception:  # a codec bug must cost one connection, never the process
-            log.exception("codec failed", codec=self.codec.name, peer=self.peer)
+            log.exception("codec failed", codec=self.codec.name, peer=conn.peer)
             self.port.stats.rejects["codec_error"] += 1
-            self.close("codec_error")
+            conn.close("codec_error")
             return
         for event in events:
             if type(event) is Frame:
@@ -128,56 +138,70 @@ class TcpDeviceProtocol(DeviceConnection[ListenerSettings]):
             else:
                 assert isinstance(event, Reject)
                 self._reject(event)
-            if self.transport is None or self.transport.is_closing():
+            if conn.transport is None or conn.transport.is_closing():
                 return
 
-    def eof_received(self) -> bool:
+    def eof(self) -> None:
         if self.session is not None:
             for event in self.session.eof():
                 if isinstance(event, Reject):
                     self.port.stats.rejects[event.reason] += 1
-        return False  # close our side too
+
+    def frame_lost(self) -> None:
+        self.conn.close("frame_lost")
+
+    def unblocked(self) -> None:
+        pass  # nothing is held here: what waits is the connection's backlog
+
+    def before_reply(self) -> None:
+        pass  # every reply is queued on the connection as it is made
+
+    def closing_bytes(self, reason: str) -> bytes:
+        return b""  # the codecs have no goodbye
+
+    def lost(self) -> None:
+        pass
 
     # -- events --------------------------------------------------------------------------------
 
     def _frame(self, event: Frame) -> None:
-        port = self.port
-        if self.device_id is None and port.settings.require_login:
+        port, conn = self.port, self.conn
+        if conn.device_id is None and port.settings.require_login:
             port.stats.rejects["data_before_login"] += 1
-            self.close("data_before_login")
+            conn.close("data_before_login")
             return
         now = time.monotonic()
-        self.last_activity = now
-        self.frames += 1
+        conn.last_activity = now
+        conn.frames += 1
         stats = port.stats
         stats.frames += 1
         if event.error_code is not None:
             stats.decode_errors[event.error_code] += 1
         reply = event.reply
         if reply and port.delivered:
-            ticket = self.reply_order.ticket(reply, now)
+            ticket = conn.reply_order.ticket(reply, now)
             stats.records += port.pipeline.accept(self.source, event, ticket)
         else:
             stats.records += port.pipeline.accept(self.source, event, None)
             if reply:
-                self.reply_order.now(reply, now)
+                conn.reply_order.now(reply, now)
 
     def _login(self, event: Login) -> None:
         port = self.port
         # Mutual TLS: the certificate names the one device this connection may speak for, in
         # its subject CN (as MQTT's identity = "certificate" reads it; SANs are not read).
-        certificate = self.peer_certificate()
+        certificate = self.conn.peer_certificate()
         if certificate and (name := common_name(certificate)) != event.device_id:
             self._certificate_mismatch(event.device_id, name)
             return
-        self.device_id = event.device_id
-        self.last_activity = now = time.monotonic()
+        self.conn.device_id = event.device_id
+        self.conn.last_activity = now = time.monotonic()
         # The login frame is kept like any frame, but its reply does not wait for the sink:
         # it acknowledges an identity, not data, and devices give up on slow logins.
         port.stats.records += port.pipeline.accept(self.source, event, None)
         if event.reply:
-            self.reply_order.now(event.reply, now)
-        log.debug("login", codec=self.codec.name, peer=self.peer, device_id=event.device_id)
+            self.conn.reply_order.now(event.reply, now)
+        log.debug("login", codec=self.codec.name, peer=self.conn.peer, device_id=event.device_id)
 
     def _certificate_mismatch(self, device_id: str, certificate_cn: str | None) -> None:
         """A login naming another device than the client certificate: refused, not stored
@@ -186,23 +210,23 @@ class TcpDeviceProtocol(DeviceConnection[ListenerSettings]):
         log.warning(
             "login refused: the client certificate names another device",
             codec=self.codec.name,
-            peer=self.peer,
+            peer=self.conn.peer,
             device_id=device_id,
             certificate_cn=certificate_cn,
         )
-        self.close("certificate_mismatch")
+        self.conn.close("certificate_mismatch")
 
     def _reject(self, event: Reject) -> None:
         self.port.stats.rejects[event.reason] += 1
         log.debug(
             "reject",
             codec=self.codec.name,
-            peer=self.peer,
-            device_id=self.device_id,
+            peer=self.conn.peer,
+            device_id=self.conn.device_id,
             reason=event.reason,
             detail=event.detail,
         )
         if event.reply:
-            self.reply_order.now(event.reply, time.monotonic())
+            self.conn.reply_order.now(event.reply, time.monotonic())
         if event.action is Action.CLOSE:
-            self.close(event.reason)
+            self.conn.close(event.reason)

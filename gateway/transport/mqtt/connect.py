@@ -3,8 +3,8 @@ a thread while reading is held), the device it speaks for, the client id's sessi
 and the will kept until the connection ends (stored then, or after its delay).
 
 Held by each :class:`~gateway.transport.mqtt.protocol.MqttConnection` (composition: it sees
-the connection through :class:`Connected` only). What a CONNECT asks for is decided by
-:mod:`~gateway.transport.mqtt.handshake`; this applies it.
+that handler through :class:`Connected` only, and its socket as ``conn``). What a CONNECT asks
+for is decided by :mod:`~gateway.transport.mqtt.handshake`; this applies it.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import FrameSource
+from gateway.transport.connection import DeviceConnection
 from gateway.transport.mqtt import handshake
 from gateway.transport.mqtt.messages import will_event
 from gateway.transport.mqtt.port import MqttPortState
@@ -22,7 +23,6 @@ from gateway.transport.mqtt.routes import Resolved, TopicCache
 from gateway.transport.mqtt.sessions import MAX_QOS2_IDS, Session, SessionOwner
 from gateway.transport.mqtt.settings import MqttListenerSettings
 from gateway.transport.port import PortState
-from gateway.transport.read_flow import ReadFlow
 from gateway.transport.tls import common_name
 from parser.events import Frame
 from parser.mqtt.connection import MqttServerConnection
@@ -30,27 +30,20 @@ from parser.mqtt.packets import Connect, ReasonCode, Will
 
 
 class Connected(SessionOwner, Protocol):
-    """What the CONNECT flow uses of its connection (the session's owner)."""
+    """What the CONNECT flow uses of its connection's handler (the session's owner)."""
 
     port: PortState[MqttListenerSettings, Any]
+    conn: DeviceConnection[MqttListenerSettings, Any]
     mqtt_port: MqttPortState
     mqtt: MqttServerConnection
-    flow: ReadFlow
-    transport: asyncio.Transport | None
-    peer: str
-    device_id: str | None
     session: Session | None
     topics: TopicCache
 
     @property
-    def paused(self) -> bool: ...
-    @property
     def v5(self) -> bool: ...
-    def unblocked(self) -> None: ...
     def failed(self, reason: str) -> None: ...
     def refuse_connect(self, code: ReasonCode, reason: str) -> None: ...
     def queue_control(self, reply: bytes) -> None: ...
-    def peer_certificate(self) -> dict[str, Any] | None: ...
     def publisher(self, resolved: Resolved) -> str | None: ...
     def counted(self, resolved: Resolved, event: Frame) -> tuple[FrameSource, ListenerStats]: ...
 
@@ -85,22 +78,23 @@ class ConnectFlow:
             conn.refuse_connect(ReasonCode.SERVER_BUSY, "auth_busy")
             return
         # scrypt runs in a thread: read nothing more (and hold what was read) meanwhile.
-        conn.flow.hold(conn.transport)
+        conn.conn.flow.hold(conn.conn.transport)
         self._checking = connect
         checker.check(user, password).add_done_callback(self._checked)
 
     def _checked(self, task: asyncio.Future[bool]) -> None:
         conn = self._conn
+        sock = conn.conn
         connect, self._checking = self._checking, None
-        conn.flow.held = False
-        if connect is None or conn.transport is None or conn.transport.is_closing():
+        sock.flow.held = False
+        if connect is None or sock.transport is None or sock.transport.is_closing():
             return
         try:
             self._connected(
                 connect, not task.cancelled() and task.exception() is None and task.result()
             )
-            if not conn.paused:
-                conn.unblocked()
+            if not sock.paused:
+                sock.unblocked()
         except Exception:  # else the socket stays unread, CONNACK unsent, until the sweep
             conn.failed("mqtt_internal_error")
 
@@ -116,7 +110,7 @@ class ConnectFlow:
         if identity == "":
             conn.refuse_connect(ReasonCode.NOT_AUTHORIZED, "no_identity")
             return
-        conn.device_id = identity
+        conn.conn.device_id = identity
         if packet.will is not None:
             refusal = self._refuse_will(packet.will)
             if refusal is not None:
@@ -141,7 +135,7 @@ class ConnectFlow:
         conn.queue_control(conn.mqtt.connack(present, ReasonCode.SUCCESS, properties))
 
     def _certificate_cn(self) -> str | None:
-        return common_name(self._conn.peer_certificate())
+        return common_name(self._conn.conn.peer_certificate())
 
     def _refuse_will(self, will: Will) -> tuple[ReasonCode, str] | None:
         """Why the CONNECT's will could not be stored, as a CONNACK refusal; None if it can.
@@ -179,7 +173,7 @@ class ConnectFlow:
         if resolved is None or device_id is None:  # the routes were reloaded since the CONNECT
             port.stats.rejects["will_unrouted_topic"] += 1
             return
-        event = will_event(resolved, device_id, payload, conn.v5, conn.peer)
+        event = will_event(resolved, device_id, payload, conn.v5, conn.conn.peer)
 
         def store() -> None:
             source, stats = conn.counted(resolved, event)

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from gateway.common.stats import ListenerStats
 from gateway.pipeline.accept import Pipeline
 from gateway.pipeline.flow_control import FlowControl
+from gateway.transport.connection import DeviceConnection
 from gateway.transport.mqtt.metrics import MqttStats
 from gateway.transport.mqtt.port import TRANSPORT, MqttPortState, password_checker
-from gateway.transport.mqtt.protocol import MqttConnection
+from gateway.transport.mqtt.protocol import MqttConnection, MqttSocket
 from gateway.transport.mqtt.routes import Router
 from gateway.transport.mqtt.settings import MqttListenerSettings
 from gateway.transport.port import PortState
@@ -29,7 +30,7 @@ class MqttListener:
         budget: FlowControl,
     ) -> None:
         stats = ListenerStats(TRANSPORT, TRANSPORT)
-        self.port: PortState[MqttListenerSettings, MqttConnection] = PortState(
+        self.port: PortState[MqttListenerSettings, MqttSocket] = PortState(
             TRANSPORT, settings, stats, pipeline, budget
         )
         self.mqtt_port = MqttPortState(settings, codecs)
@@ -55,15 +56,16 @@ class MqttListener:
         return self.mqtt_port.codec_stats
 
     @property
-    def connections(self) -> set[MqttConnection]:
+    def connections(self) -> set[MqttSocket]:
         return self.port.connections
 
     @property
     def bound_port(self) -> int:
         return self.port.bound_port
 
-    def connection(self) -> MqttConnection:
-        return MqttConnection(self.port, self.mqtt_port)
+    def connection(self) -> MqttSocket:
+        mqtt_port = self.mqtt_port
+        return DeviceConnection(self.port, lambda conn: MqttConnection(conn, mqtt_port))
 
     async def start(self, *, reuse_port: bool = False) -> tuple[str, int]:
         return await self.port.start(self.connection, reuse_port=reuse_port)
@@ -104,5 +106,5 @@ class MqttListener:
         shared.sessions.sweep(now)
         shared.wills.sweep(now)
         for conn in list(self.port.connections):
-            if not conn.paused and now - conn.last_activity > conn.silence_allowed_s():
-                conn.expire()
+            if not conn.paused and now - conn.last_activity > conn.handler.silence_allowed_s():
+                conn.handler.expire()

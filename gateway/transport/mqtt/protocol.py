@@ -1,6 +1,7 @@
-"""One MQTT device connection: PUBLISH to the pipeline, acknowledgements under the listener's
-ACK policy, the command-topic SUBSCRIBE, keep-alive; its CONNECT and will are its
-:class:`~gateway.transport.mqtt.connect.ConnectFlow`'s, its PUBRECs and PUBRELs its
+"""One MQTT device connection's handler (its
+:class:`~gateway.transport.connection.DeviceHandler`): PUBLISH to the pipeline, acknowledgements
+under the listener's ACK policy, the command-topic SUBSCRIBE, keep-alive; its CONNECT and will
+are its :class:`~gateway.transport.mqtt.connect.ConnectFlow`'s, its PUBRECs and PUBRELs its
 :class:`~gateway.transport.mqtt.qos2.Qos2Exchange`'s.
 
 Many packets per read, one write of the replies they earned (the port's reply batcher).
@@ -13,6 +14,7 @@ this connection, answered with the reason code the protocol has for them.
 from __future__ import annotations
 
 import time
+from typing import ClassVar
 
 import structlog
 
@@ -51,29 +53,40 @@ from parser.mqtt.packets import (
 log = structlog.get_logger("gateway.transport.mqtt")
 
 
-class MqttConnection(DeviceConnection[MqttListenerSettings]):
-    """One MQTT device socket; ``mqtt_port`` is what it shares with the port's others."""
+MqttSocket = DeviceConnection[MqttListenerSettings, "MqttConnection"]
+
+
+class MqttConnection:
+    """What one MQTT device socket (``conn``) means; ``mqtt_port`` is what it shares with the
+    port's others."""
 
     __slots__ = (
+        "_close_code",
         "_held",
         "_pubacks_owed",
         "_sources",
+        "conn",
         "connect_flow",
         "mqtt",
         "mqtt_port",
+        "port",
         "qos2",
+        "reply_order",
         "session",
         "topics",
     )
 
-    def __init__(
-        self,
-        port: PortState[MqttListenerSettings, MqttConnection],
-        mqtt_port: MqttPortState,
-    ) -> None:
-        super().__init__(port)
+    # While paused, PUBACKs wait too: the device's in-flight window fills and it stops sending.
+    hold_replies: ClassVar[bool] = True
+
+    def __init__(self, conn: MqttSocket, mqtt_port: MqttPortState) -> None:
+        self.conn = conn
+        self.port: PortState[MqttListenerSettings, MqttSocket] = conn.port
+        self.reply_order = conn.reply_order  # (the QoS 2 exchange releases PUBRECs in it)
         self.mqtt_port = mqtt_port
+        port = conn.port
         self.mqtt = codec_connection(port.settings)
+        self._close_code: ReasonCode | None = None  # the next close's DISCONNECT
         self.session: Session | None = None
         self.topics = TopicCache(mqtt_port.router)
         self._sources: dict[str, FrameSource] = {}
@@ -82,16 +95,18 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         self.connect_flow = ConnectFlow(self)
         self.qos2 = Qos2Exchange(self)
 
-    # -- DeviceConnection hooks ---------------------------------------------------------------
+    # -- DeviceHandler -----------------------------------------------------------------------
 
-    def _peer_known(self) -> None:
+    def opened(self) -> None:
+        pass  # the codec's connection was made with the handler
+
+    def peer_known(self) -> None:
         self._sources.clear()
 
-    def _hold_replies(self) -> bool:
-        # The budget is full: PUBACKs wait too, so the device's window fills and it pauses.
-        return self.paused
+    def eof(self) -> None:
+        pass  # the connection closes its side: a will is the close's business (lost)
 
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
         try:
             packets = self.mqtt.feed(data)
         except MqttError as exc:
@@ -101,32 +116,34 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         self._handle(packets)
 
     def unblocked(self) -> None:
-        if self._held and not self.flow.held:
+        if self._held and not self.conn.flow.held:
             held, self._held = self._held, []
             self._handle(held)
-        super().unblocked()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        super().connection_lost(exc)
+    def lost(self) -> None:
         if self.session is not None:
             self.mqtt_port.sessions.detach(self.session, self, time.monotonic())
         will = self.connect_flow.will
-        if will is not None and self.close_reason != "shutdown":
+        if will is not None and self.conn.close_reason != "shutdown":
             # Not at a gateway shutdown: the device has not gone away, it reconnects to the
             # next gateway (and the pipeline is closing).
             self.connect_flow.publish_will(*will)
 
     def close(self, reason: str, *, abort: bool = False, code: ReasonCode | None = None) -> None:
         """Close; a 5.0 client is told why with a DISCONNECT first (``code``)."""
-        transport = self.transport
+        self._close_code = code
+        self.conn.close(reason, abort=abort)
+
+    def closing_bytes(self, reason: str) -> bytes:
+        """The DISCONNECT written after the acknowledgements owed, when a code says why."""
+        code, self._close_code = self._close_code, None
         if code is None and reason == "shutdown":
             code = ReasonCode.SERVER_SHUTTING_DOWN
-        if code is not None and not abort and transport is not None and not transport.is_closing():
-            self._flush()  # keep the acknowledgements owed ahead of the DISCONNECT
-            self._write(self.mqtt.disconnect(code))
-            if self.mqtt.protocol_level == MQTT_5:
-                self.mqtt_port.mqtt_stats.reason_codes["DISCONNECT", code.name] += 1
-        super().close(reason, abort=abort)
+        if code is None:
+            return b""
+        if self.mqtt.protocol_level == MQTT_5:
+            self.mqtt_port.mqtt_stats.reason_codes["DISCONNECT", code.name] += 1
+        return self.mqtt.disconnect(code)
 
     @property
     def v5(self) -> bool:
@@ -136,12 +153,13 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
 
     def silence_allowed_s(self) -> float:
         return handshake.silence_allowed_s(
-            self.port.settings, self.mqtt.keep_alive_s, self.flow.held
+            self.port.settings, self.mqtt.keep_alive_s, self.conn.flow.held
         )
 
     def expire(self) -> None:
-        if self.flow.held:  # its check is queued behind others: too busy to answer
-            self.flow.held = False  # (the check's late answer finds the connection closed)
+        flow = self.conn.flow
+        if flow.held:  # its check is queued behind others: too busy to answer
+            flow.held = False  # (the check's late answer finds the connection closed)
             self.refuse_connect(ReasonCode.SERVER_BUSY, "auth_timeout")
         elif self.mqtt.protocol_level is None:
             self.close("connect_timeout")
@@ -151,14 +169,16 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
     # -- packets -------------------------------------------------------------------------------
 
     def _handle(self, packets: list[Packet]) -> None:
+        conn = self.conn
         if packets:  # any whole packet is activity ([MQTT-3.1.2-24]); trickled bytes are not
-            self.last_activity = time.monotonic()
+            conn.last_activity = time.monotonic()
+        flow = conn.flow
         try:  # around the loop, not per packet: costs nothing in 3.11 unless raised
             for index, packet in enumerate(packets):
-                if self.flow.held:
+                if flow.held:
                     self._held.extend(packets[index:])
                     break
-                transport = self.transport
+                transport = conn.transport
                 if transport is None or transport.is_closing():
                     break
                 match packet:
@@ -178,8 +198,8 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
                         if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
                             # A normal DISCONNECT discards the will (§3.14.4).
                             self.connect_flow.will = None
-                        self.close_reason = "client_disconnect"
-                        self._flush()  # what this read earned is acknowledged before the close
+                        conn.close_reason = "client_disconnect"
+                        conn.flush()  # what this read earned is acknowledged before the close
                         transport.close()
                     case _:  # PUBACK, PUBREC, PUBCOMP: the gateway never sent a PUBLISH
                         self.close("mqtt_protocol_error", code=ReasonCode.PROTOCOL_ERROR)
@@ -191,7 +211,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         """A bug (a codec's, or ours) costs this connection, never the process nor what the
         connection is owed: ``close`` writes the acknowledgements earned so far first. Logged
         with the traceback only: packets are not shown (a CONNECT carries a password)."""
-        log.exception("mqtt connection failed", peer=self.peer, device_id=self.device_id)
+        log.exception("mqtt connection failed", peer=self.conn.peer, device_id=self.conn.device_id)
         self.port.stats.rejects[reason] += 1
         # 5.0 says why after its CONNACK ([MQTT-3.2.0-1]: nothing may come before it).
         code = ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR if self.session is not None else None
@@ -200,10 +220,13 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
     def _refused_by_codec(self, exc: MqttError) -> None:
         reason = f"mqtt_{exc.reason_code.name.lower()}"
         self.port.stats.rejects[reason] += 1
-        log.debug("mqtt refused", peer=self.peer, device_id=self.device_id, detail=exc.detail)
-        if exc.reply and self.transport is not None and not self.transport.is_closing():
-            self._flush()
-            self._write(exc.reply)
+        log.debug(
+            "mqtt refused", peer=self.conn.peer, device_id=self.conn.device_id, detail=exc.detail
+        )
+        transport = self.conn.transport
+        if exc.reply and transport is not None and not transport.is_closing():
+            self.conn.flush()
+            self.conn.write(exc.reply)
             if self.mqtt.protocol_level == MQTT_5 or self.mqtt.protocol_level is None:
                 packet = "DISCONNECT" if self.session is not None else "CONNACK"
                 self.mqtt_port.mqtt_stats.reason_codes[packet, exc.reason_code.name] += 1
@@ -212,8 +235,8 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
     def refuse_connect(self, code: ReasonCode, reason: str) -> None:
         self.port.stats.rejects[reason] += 1
         self.mqtt_port.mqtt_stats.reason_codes["CONNACK", code.name] += 1
-        self._flush()
-        self._write(self.mqtt.connack(False, code))
+        self.conn.flush()
+        self.conn.write(self.mqtt.connack(False, code))
         self.close(reason)
 
     def taken_over(self) -> None:
@@ -260,7 +283,7 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
             else:
                 stats.records += accept(source, event, None)
                 if code:
-                    self.send_reply(self._acknowledgement(packet_id, qos, code), now)
+                    self.conn.send_reply(self._acknowledgement(packet_id, qos, code), now)
                 else:
                     self._pubacks_owed.append(packet_id)
                     port.stats.ack_latency.observe(time.monotonic() - now)
@@ -284,13 +307,13 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         size = len(event.payload)
         stats.bytes_in += size
         port.stats.bytes_in -= size
-        self.frames += 1
+        self.conn.frames += 1
         stats.frames += 1
         if event.error_code is not None:
             stats.decode_errors[event.error_code] += 1
         source = self._sources.get(codec)
         if source is None:
-            source = self._sources[codec] = FrameSource(codec, "mqtt", self.peer)
+            source = self._sources[codec] = FrameSource(codec, "mqtt", self.conn.peer)
         return source, stats
 
     # -- who speaks for which device ------------------------------------------------------------
@@ -300,21 +323,24 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         for the device its topic names."""
         named = resolved.topic_device_id
         if named is None:
-            return self.device_id
+            return self.conn.device_id
         return named if self._claim(named) else None
 
     def _claim(self, device_id: str) -> bool:
         """Whether this connection speaks for ``device_id``; with identity from the topic, the
         first topic binds the connection to its device."""
-        if self.device_id is None and self.port.settings.identity == "topic":
-            self.device_id = device_id
-        return device_id == self.device_id
+        conn = self.conn
+        if conn.device_id is None and self.port.settings.identity == "topic":
+            conn.device_id = device_id
+        return device_id == conn.device_id
 
     def _refuse_publish(self, publish: Publish, code: ReasonCode, reason: str) -> None:
         """5.0 QoS 1/2: a negative acknowledgement, and the connection goes on. Otherwise the
         protocol has no way to say no but closing (5.0 with a DISCONNECT saying why)."""
         self.port.stats.rejects[reason] += 1
-        log.debug("publish refused", peer=self.peer, device_id=self.device_id, reason=reason)
+        log.debug(
+            "publish refused", peer=self.conn.peer, device_id=self.conn.device_id, reason=reason
+        )
         if publish.qos and self.v5:
             self.queue_control(self._acknowledgement(publish.packet_id, publish.qos, code))
         else:
@@ -332,26 +358,25 @@ class MqttConnection(DeviceConnection[MqttListenerSettings]):
         acknowledged, as it does after any outage."""
         self.close("frame_lost", code=ReasonCode.SERVER_BUSY)
 
+    def send_reply(self, reply: bytes, accepted_at: float) -> None:
+        """(The QoS 2 exchange's) the connection's: counted as an acknowledgement."""
+        self.conn.send_reply(reply, accepted_at)
+
     def _queue_owed_pubacks(self) -> None:
         """The PUBACKs a read owes, encoded as one buffer: one encode per read, not three
         Python calls per message (they were a fifth of an ``accepted`` message's cost)."""
         if self._pubacks_owed:
             owed, self._pubacks_owed = self._pubacks_owed, []
-            super()._queue_reply(self.mqtt.pubacks(owed), len(owed))
+            self.conn.append_reply(self.mqtt.pubacks(owed), len(owed))
 
-    def _queue_reply(self, reply: bytes, count: int = 1) -> None:
-        self._queue_owed_pubacks()  # replies keep the order of the packets they answer
-        super()._queue_reply(reply, count)
+    # Replies keep the order of the packets they answer: owed PUBACKs go before any other.
+    before_reply = _queue_owed_pubacks
 
     def queue_control(self, reply: bytes) -> None:
         """A reply that acknowledges no data (CONNACK, SUBACK, PINGRESP, PUBCOMP, a refusal):
         not counted in ``gateway_acks_total``, which counts the acknowledgements of messages
         (PUBACK, PUBREC), as it counts the ACKs of frames for TCP."""
-        self._queue_reply(reply, 0)
-
-    def _flush(self) -> None:
-        self._queue_owed_pubacks()
-        super()._flush()
+        self.conn.queue_reply(reply, 0)
 
     # The session's owner (SessionOwner): its QoS 2 news is the exchange's.
     def qos2_written(self, packet_id: int, number: int | None = None) -> None:

@@ -224,7 +224,7 @@ def test_a_payload_that_is_not_one_frame_is_kept_and_acknowledged(policy: str, l
     assert device.received()[1:] == [PubAck(1, refused), PubRec(2, refused), PubAck(3)]
     assert not device.transport.closing
     if level == MQTT_5:  # 5.0: that QoS 2 exchange ended at its error PUBREC, no PUBREL
-        assert device.conn.session is not None and device.conn.session.qos2 == {}
+        assert device.conn.handler.session is not None and device.conn.handler.session.qos2 == {}
     assert port.codec_stats["evb1"].decode_errors == {"not_one_frame": 2}
 
 

@@ -29,7 +29,6 @@ from gateway.pipeline.accumulator import Accumulator, Batch
 from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.settings import AccumulatorSettings, PipelineSettings
 from gateway.sinks.base import Sink, SinkError
-from gateway.sinks.local import LocalSink
 from parser.events import Frame, Login
 from parser.kpl import MAX_PARTITION_KEY_CHARS
 from parser.records import (
@@ -80,13 +79,9 @@ class Pipeline:
         self._clock = time.monotonic
 
         def accumulator(stream: str, s: AccumulatorSettings) -> Accumulator:
-            # Group commit on the local journal: a write costs one fsync whatever it holds, so
-            # a batch goes as soon as the writer is free and holds what arrived during the
-            # previous write (linger 0). A frame's ACK then waits for about one fsync, not for
-            # a linger: a device sending one frame and waiting for its ACK got ~19 frames/s
-            # with 50 ms. A remote sink (Kinesis) pays per call and aggregates per shard, so
-            # its batches still fill for ``linger_ms``.
-            linger_s = 0.0 if isinstance(sinks[stream], LocalSink) else s.linger_ms / 1000
+            # Group commit unless the sink pays per call (Sink.lingers): a device sending one
+            # frame and waiting for its ACK got ~19 frames/s behind a 50 ms linger.
+            linger_s = s.linger_ms / 1000 if sinks[stream].lingers else 0.0
             return Accumulator(linger_s, s.max_records, s.max_bytes)
 
         self._acc = {

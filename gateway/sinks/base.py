@@ -14,6 +14,11 @@ class SinkError(Exception):
 
 
 class Sink(Protocol):
+    # True: a sink that pays per call (Kinesis) lets a batch fill for the accumulator's linger.
+    # False: group commit — a write starts as soon as the previous one finished and takes what
+    # arrived meanwhile, so an ACK waits for about one fsync, not for a linger.
+    lingers: bool
+
     async def write(self, record_class: str, records: list[bytes], keys: list[str]) -> list[int]:
         """Write the records (``keys`` are their partition keys); return when they are safe.
 

@@ -144,6 +144,8 @@ class RotatingFile:
 class LocalSink:
     """Rotating JSON-lines files; ``await write(stream, records)`` returns once they are written."""
 
+    lingers = False  # one fsync per write whatever it holds: group commit (see Sink)
+
     def __init__(self, settings: LocalSinkSettings) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir

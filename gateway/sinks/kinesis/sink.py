@@ -53,6 +53,8 @@ class KinesisSetupError(Exception):
 class KinesisSink:
     """Writes record classes to their streams; see the module docstring for the guarantees."""
 
+    lingers = True  # each PutRecords costs a call: batches fill for linger_ms (see Sink)
+
     def __init__(self, settings: KinesisSettings, local: LocalSinkSettings) -> None:
         self.settings = settings
         # Record class -> the settings of the Kinesis stream it goes to.

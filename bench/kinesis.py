@@ -29,7 +29,8 @@ from decode import measure  # noqa: E402
 from kinesis_agg import aggregate_with_library, user_records  # noqa: E402
 
 from gateway.sinks.kinesis import KinesisSink  # noqa: E402
-from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings  # noqa: E402
+from gateway.journal.settings import LocalSinkSettings  # noqa: E402
+from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings  # noqa: E402
 
 STUB = """
 import asyncio, json, sys

@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from gateway.bridge.settings import BridgeSettings
 from gateway.common.settings_base import ConfigError
+from gateway.journal.settings import JournalSettings
 from gateway.notify.settings import NotificationSettings
 from gateway.ops.settings import HealthSettings, LogSettings, MetricsSettings
 from gateway.pipeline.settings import JsonCodecSettings, PipelineSettings
@@ -62,6 +63,9 @@ class Settings(BaseSettings):
     bridge: BridgeSettings | None = None
     pipeline: PipelineSettings = PipelineSettings()
     sink: SinkSettings = SinkSettings()
+    # The journal's disk budget and retention (gateway/journal/settings.py); where it lives and
+    # how its segments rotate is [sink.local].
+    journal: JournalSettings = JournalSettings()
     metrics: MetricsSettings = MetricsSettings()
     health: HealthSettings = HealthSettings()
     log: LogSettings = LogSettings()

@@ -80,8 +80,9 @@ class PipelineRoute(Route):
         super().__init__(settings, stats)
         self._codec = codec
         self._pipeline = pipeline
-        self._delivered = settings.ack_policy == "delivered"
-        self.has_deadline = self._delivered
+        self._waits = settings.ack_policy != "accepted"
+        self._remote = settings.ack_policy == "delivered"
+        self.has_deadline = self._waits
 
     def forward(self, delivery: Delivery, values: dict[str, str], msg_id: str) -> None:
         device_id = values[DEVICE_ID]
@@ -99,10 +100,10 @@ class PipelineRoute(Route):
             self.stats.rejected += 1
             frame = Frame(device_id, payload, b"", (), frame.reason, frame.detail)
         peer = f"{self.settings.source};{MSG_ID_PROPERTY}={msg_id}"
-        source = FrameSource(self._codec.name, TRANSPORT, peer)
-        self._pipeline.accept(source, frame, Ticket(self, delivery) if self._delivered else None)
+        source = FrameSource(self._codec.name, TRANSPORT, peer, self._remote)
+        self._pipeline.accept(source, frame, Ticket(self, delivery) if self._waits else None)
         self.stats.forwarded += 1
-        if not self._delivered:
+        if not self._waits:
             delivery.delivered()
 
     def settled(self, delivery: Delivery, outcome: Outcome) -> None:

@@ -174,9 +174,10 @@ class RouteSettings(Section):
     topic: str
     destination: str = PIPELINE
     codec: str | None = None
-    # Pipeline routes: delivered = acknowledge the source once the sink durably wrote the
-    # records; accepted = once they are in the gateway's memory (lost on a crash).
-    ack_policy: AckPolicy = "delivered"
+    # Pipeline routes: journaled = acknowledge the source once a journal fsync covers the
+    # records; delivered = once every remote target confirmed them; accepted = once they are
+    # in the gateway's memory (lost on a crash).
+    ack_policy: AckPolicy = "journaled"
     destination_topic: str | None = None
 
     @field_validator("topic", "destination_topic")

@@ -12,7 +12,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-AckPolicy = Literal["accepted", "delivered"]
+# accepted: in memory; journaled: covered by a journal fsync; delivered: every remote target of
+# the frame's records confirmed them (journaled, when the records have no remote target).
+AckPolicy = Literal["accepted", "journaled", "delivered"]
 
 
 class ConfigError(Exception):

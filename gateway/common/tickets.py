@@ -58,6 +58,9 @@ class Ticket(msgspec.Struct, Generic[N], gc=False):
     note: N
     pending: int = 0
     settled: bool = False
+    # Set by the pipeline under the ``delivered`` policy: a record is done once every remote
+    # target of its stream confirmed it, not once journaled.
+    remote: bool = False
 
     def part_done(self) -> None:
         """One record of the frame is written (or given up on, after :meth:`part_lost`)."""

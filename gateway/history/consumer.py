@@ -29,10 +29,10 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.common.settings_base import ConfigError
+from gateway.common.sink import Sink
 from gateway.history.replay import Replayer, ReplayOptions, ReplaySettings
-from gateway.sinks.base import Sink
+from gateway.journal.store import Journal
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink, list_shards
-from gateway.sinks.local import LocalSink
 from parser.errors import DecodeError
 from parser.kpl import MAX_PARTITION_KEY_CHARS, deaggregate
 from parser.records import RawRecord, to_json
@@ -113,8 +113,9 @@ class Consumer:
         sink: Sink
         out_kinesis: KinesisSink | None = None
         if self.options.to_local is not None:
-            local = LocalSink(
-                self.settings.sink.local.model_copy(update={"data_dir": self.options.to_local})
+            local = Journal(
+                self.settings.sink.local.model_copy(update={"data_dir": self.options.to_local}),
+                "parse",
             )
             local.open()
             sink = local
@@ -138,7 +139,7 @@ class Consumer:
         finally:
             if out_kinesis is not None:
                 await out_kinesis.close()
-            elif isinstance(sink, LocalSink):
+            elif isinstance(sink, Journal):
                 sink.close()
 
     async def _discover(self, client: Any) -> None:

@@ -33,13 +33,13 @@ import msgspec
 import uvloop
 
 from gateway.common.settings_base import ConfigError
+from gateway.common.sink import Sink
 from gateway.history.replay_inputs import S3_SCHEME, InputOptions, ReplayInputs
+from gateway.journal.store import Journal
 from gateway.notify.settings import NotificationSettings
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError, default_layout_dirs
 from gateway.pipeline.settings import JsonCodecSettings, json_codec_factories
-from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
-from gateway.sinks.local import LocalSink
 from gateway.sinks.settings import SinkSettings
 from parser.codec import Codec, CodecOptions
 from parser.errors import DecodeError
@@ -226,7 +226,9 @@ def _open_sink(settings: SinkSettings) -> tuple[Sink, Any]:
     if settings.kinesis is not None:
         kinesis = KinesisSink(settings.kinesis, settings.local)
         return kinesis, kinesis
-    local = LocalSink(settings.local)
+    # A series of its own: replaying into a running gateway's data directory never writes
+    # into the gateway's journal (whose shippers would send the copies on).
+    local = Journal(settings.local, "replay")
     local.open()
     return local, None
 
@@ -311,7 +313,7 @@ async def _replay(replayer: Replayer) -> None:
             print(file=sys.stderr)
         if kinesis is not None:
             await kinesis.close()
-        elif isinstance(sink, LocalSink):
+        elif isinstance(sink, Journal):
             sink.close()
 
 

@@ -37,16 +37,16 @@ import msgspec
 import structlog
 
 from gateway.common import tickets
+from gateway.common.sink import SinkError
 from gateway.common.tasks import exit_if_died
 from gateway.common.tickets import Ticket
+from gateway.journal.settings import LocalSinkSettings
 from gateway.notify.cursor import CursorFile, SettledPrefix
 from gateway.notify.journal import Journal, Position, age_s
 from gateway.notify.metrics import NotifyStats
 from gateway.notify.queue import Dead, Outcome, Outgoing, Target, TargetQueue, Verdict
 from gateway.notify.settings import RetrySettings
-from gateway.sinks.base import SinkError
 from gateway.sinks.dead_letters import DeadLetter, DeadLetterFile
-from gateway.sinks.settings import LocalSinkSettings
 from parser.records import iso_ms
 from parser.rules import Notification
 
@@ -69,14 +69,16 @@ class Dispatcher:
         *,
         current_file: Callable[[], Path | None] = lambda: None,
         worker: int | None = None,
+        series: str = "notifications",
     ) -> None:
-        """``current_file``: the notifications/ file the local sink writes to now."""
+        """``current_file``: the notifications/ segment the journal writes to now, of the
+        journal's ``series`` (this process's or this worker's)."""
         self.targets = list(targets)
         self._clock = clock
         self.stats = NotifyStats([t.name for t in self.targets])
         self._queues = {t.name: TargetQueue(retry) for t in self.targets}
         self._prefixes = {t.name: SettledPrefix(Position()) for t in self.targets}
-        self._journal = Journal(local.data_dir / "notifications")
+        self._journal = Journal(local.data_dir / "notifications", series)
         # Workers share the data directory, each with its own queues.
         suffix = "" if worker is None else f"-{worker}"
         self._cursors = CursorFile(local.data_dir / f"notification-cursors{suffix}.json")

@@ -1,15 +1,13 @@
 """``notifications/`` read back at start: its files in the order they were written, where it ends,
 and the notifications after a target's position (what a crash left unsettled).
 
-The local sink (gateway/sinks/local.py) names a file ``notifications-<UTC start>-<pid>-<n>.jsonl``.
-Files are ordered by start second, then pid and serial as numbers: compared as text, pid 999
-would follow pid 1000 and serial 10000 would come before 9999. A restart that gets the same pid
-in the same second takes the next free serial, so its files still sort after the old ones.
+The journal (gateway/journal/segments.py) names a segment ``<series>-<base offset>.jsonl``: the
+segments of one series (this process's, or this worker's) are ordered by their base offsets, and
+a restart continues the series in a new segment after the last.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,11 +16,10 @@ from pathlib import Path
 import msgspec
 import structlog
 
+from gateway.journal.segments import list_segments
 from parser.rules import Notification
 
 log = structlog.get_logger("gateway.notify")
-
-FILE_NAME = re.compile(r"notifications-(\d{8}T\d{6}Z)-(\d+)-(\d+)\.jsonl")
 
 
 class Position(msgspec.Struct, frozen=True):
@@ -40,30 +37,21 @@ class Entry:
     note: Notification
 
 
-def _order(name: str) -> tuple[str, int, int]:
-    match = FILE_NAME.fullmatch(name)
-    assert match is not None  # only names that matched are listed
-    stamp, pid, serial = match.groups()
-    return stamp, int(pid), int(serial)
-
-
 def age_s(note: Notification, wall_now: float) -> float:
     """How long ago the gateway detected ``note`` (its ``detected_at``), never negative."""
     return max(0.0, wall_now - datetime.fromisoformat(note.detected_at).timestamp())
 
 
 class Journal:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, series: str = "notifications") -> None:
+        """The segments ``<series>-*.jsonl`` in ``directory``."""
         self.directory = directory
+        self._series = series
         self._decode = msgspec.json.Decoder(Notification).decode
 
     def files(self) -> list[str]:
         """The file names, oldest first."""
-        try:
-            names = [p.name for p in self.directory.iterdir() if FILE_NAME.fullmatch(p.name)]
-        except FileNotFoundError:
-            return []
-        return sorted(names, key=_order)
+        return [s.path.name for s in list_segments(self.directory, self._series)]
 
     def end(self, files: list[str]) -> Position:
         """Just after the last notification (the start of the first file when there is none)."""
@@ -79,10 +67,9 @@ class Journal:
         """The notifications after ``position`` that are for the targets (not suppressed, not
         replayed); None when its notification is not there (its file was removed)."""
         if position.file is not None:
-            if not FILE_NAME.fullmatch(position.file):
+            if position.file not in files:
                 return None
-            start = _order(position.file)
-            files = [name for name in files if _order(name) >= start]
+            files = files[files.index(position.file) :]
         found = position.id is None
         entries = []
         for name in files:

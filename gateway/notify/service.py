@@ -10,13 +10,13 @@ from collections.abc import Callable
 import structlog
 
 from gateway.common.settings_base import ConfigError
+from gateway.journal.store import Journal
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.metrics import NotificationCollector
 from gateway.notify.queue import Target
 from gateway.notify.settings import NotificationSettings
 from gateway.notify.targets import KinesisTarget, SnsTarget, TargetSetupError, WebhookTarget
 from gateway.sinks.kinesis import KinesisSink
-from gateway.sinks.local import LocalSink
 from parser.rules import NotificationEngine
 
 log = structlog.get_logger("gateway.notify")
@@ -28,7 +28,7 @@ class Notifications:
     def __init__(
         self,
         settings: NotificationSettings,
-        sink: LocalSink,
+        sink: Journal,
         kinesis: KinesisSink | None,
         clock: Callable[[], float] = time.monotonic,
         worker: int | None = None,
@@ -49,6 +49,7 @@ class Notifications:
             clock,
             current_file=lambda: sink.current_file("notifications"),
             worker=worker,
+            series=sink.prefix("notifications"),
         )
 
     async def open(self) -> None:

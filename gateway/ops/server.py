@@ -1,8 +1,10 @@
 """``gateway run``: the server's lifecycle (uvicorn's shape: startup → main loop → shutdown).
 
-Startup opens the sink before the listeners; shutdown goes in reverse: stop accepting, stop
-reading, flush everything accepted and send the ACKs owed, close connections, close the sink —
-within ``shutdown_timeout_s``. Signal handlers only set flags; a second signal forces the exit.
+Startup opens the journal and the shippers' cursors before the listeners; shutdown goes in
+reverse: stop accepting, stop reading, journal everything accepted and send the ACKs owed, close
+connections, stop the shippers (what they did not ship waits in the journal for the next start),
+close the journal — within ``shutdown_timeout_s``. Signal handlers only set flags; a second
+signal forces the exit.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from prometheus_client import CollectorRegistry
 
 from gateway.bridge.metrics import BridgeCollector
 from gateway.bridge.service import Bridge
+from gateway.common.sink import Sink, SinkError
 from gateway.common.stats import SinkStats
+from gateway.journal.store import STREAMS, Journal
 from gateway.notify.service import Notifications
 from gateway.ops.codecs import listener_codec, route_codecs
 from gateway.ops.health import HealthServer
@@ -34,10 +38,10 @@ from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry, default_layout_dirs
 from gateway.pipeline.settings import json_codec_factories
 from gateway.settings import ConfigError, Settings
-from gateway.sinks.base import Sink
 from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
 from gateway.sinks.kinesis.metrics import KinesisCollector
-from gateway.sinks.local import STREAMS, LocalSink
+from gateway.sinks.shipper import Shipper
+from gateway.sinks.shipping import Shipping
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.metrics import MqttCollector
 from gateway.transport.port import DevicePort
@@ -71,9 +75,10 @@ class Gateway:
         self.worker = worker_index()
         # Set by startup():
         self.flow: FlowControl
-        self.sink: LocalSink
+        self.sink: Journal
         self.sink_stats: dict[str, SinkStats]
         self.kinesis: KinesisSink | None = None
+        self.shipping: Shipping
         self.pipeline: Pipeline
         self._sweeper: asyncio.Task[None]
         self._watchdog: asyncio.Task[None] | None = None
@@ -109,9 +114,16 @@ class Gateway:
             )
             await self.notifications.open()
         self.pipeline = Pipeline(
-            settings.pipeline, sinks, self.flow, self.sink_stats, self.notifications
+            settings.pipeline,
+            sinks,
+            self.flow,
+            self.sink_stats,
+            self.notifications,
+            shipped_streams=frozenset(s.stream for s in self.shipping.shippers),
+            journal_end=self.sink.end,
         )
         self.pipeline.start()
+        self.shipping.start()
         for ls in settings.listeners:
             self.listeners.append(
                 Listener(ls, listener_codec(self.registry, ls), self.pipeline, self.flow)
@@ -174,9 +186,6 @@ class Gateway:
                 conn.stop_reading()
         if self.bridge is not None:
             self.bridge.stop_taking()
-        if self.kinesis is not None:
-            # Leave time to dead-letter what Kinesis did not take and to send the ACKs owed.
-            self.kinesis.give_up_at(self._deadline - self._last_words_s())
         flushed = True
         try:
             await asyncio.wait_for(
@@ -198,6 +207,7 @@ class Gateway:
         if self.bridge is not None:  # after the flush: pipeline routes' acknowledgements have left
             await self.bridge.close(max(0.0, self._deadline - time.monotonic()))
         await self.pipeline.close()
+        await self.shipping.close()
         if self.notifications is not None:  # before Kinesis: it may be one of the targets
             await self.notifications.close(self._deadline - self._last_words_s())
         if self.kinesis is not None:
@@ -230,23 +240,40 @@ class Gateway:
         return min(2.0, self.settings.shutdown_timeout_s / 4)
 
     async def _open_sinks(self) -> dict[str, Sink]:
-        """The local sink (always: errors, dead letters, notifications/) and Kinesis if
-        configured; the sink of each record class."""
+        """The journal, where every record class is written; Kinesis if configured, with a
+        shipper per record class it takes (notifications go by the notification targets)."""
         settings = self.settings
-        self.sink = LocalSink(settings.sink.local)
+        tag = None if self.worker is None else f"w{self.worker}"
+        self.sink = Journal(settings.sink.local, tag)
         self.sink.open()
         self.sink_stats = {stream: SinkStats(stream) for stream in STREAMS}
-        sinks: dict[str, Sink] = {stream: self.sink for stream in STREAMS}
+        shippers: list[Shipper] = []
         if settings.sink.kinesis is not None:
-            self.kinesis = KinesisSink(settings.sink.kinesis, settings.sink.local)
+            self.kinesis = KinesisSink(settings.sink.kinesis, settings.sink.local, expire=False)
             try:
                 await self.kinesis.open()
             except KinesisSetupError as exc:
                 raise ConfigError([f"sink.kinesis: {exc}"]) from None
-            # notifications/ stays local: it is where a fault is durably queued (its frame's
-            # ACK waits for it); the Kinesis stream is one of the notification targets.
-            sinks.update({s: self.kinesis for s in self.kinesis.streams if s != "notifications"})
-        return sinks
+            shippers = [
+                Shipper("kinesis", stream, self.sink, self.kinesis, self._shipped)
+                for stream in self.kinesis.streams
+                if stream != "notifications"
+            ]
+        self.shipping = Shipping(
+            settings.journal,
+            self.sink,
+            shippers,
+            lambda full: self.flow.hold("journal", full),
+        )
+        try:
+            self.shipping.open()
+        except OSError as exc:
+            raise SinkError(f"cannot open the shipping cursors: {exc.strerror or exc}") from None
+        return dict.fromkeys(STREAMS, self.sink)
+
+    def _shipped(self, stream: str, offset: int, lost: list[int]) -> None:
+        """A shipper moved: release the ACKs of ``delivered`` frames every target passed."""
+        self.pipeline.shipped(stream, self.shipping.passed(stream), lost)
 
     async def _bind_ports(self) -> list[dict[str, object]]:
         """Bind every device port; a worker of ``run --workers N`` (or of
@@ -312,10 +339,12 @@ class Gateway:
     def _readiness(self) -> tuple[bool, str]:
         if self._stop.is_set():
             return False, "draining"
-        kinesis, bridge = self.kinesis, self.bridge
-        down = max(self.pipeline.failing_for_s(), kinesis.failing_for_s() if kinesis else 0.0)
+        bridge = self.bridge
+        if self.shipping.full:
+            return False, f"journal full: {self.shipping.full_reason}"
+        down = self.pipeline.failing_for_s()
         if down > self.settings.health.sink_down_after_s:
-            return False, f"sink failing for {down:.0f} s"
+            return False, f"journal writes failing for {down:.0f} s"
         if bridge is not None:
             gone = bridge.down_for_s()
             if gone > bridge.settings.source_down_after_s:

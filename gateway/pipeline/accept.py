@@ -6,29 +6,35 @@ notification rules (``parser.rules.evaluate_frame``, shared with replay) and han
 to their targets at once; charges the sizes to the memory budget; adds the records to the stream
 accumulators (notifications to a linger-free stream of their own, never behind a batch); and
 arranges the device's reply under the listener's ACK policy. One writer task per stream takes
-ready batches and writes them: on the local journal a write starts as soon as the previous one
-finished and covers whatever arrived meanwhile (group commit, no linger on the ACK path). A failed
-write is retried with capped, jittered backoff and its frames stay un-ACKed meanwhile.
+ready batches and writes them to the journal: a write starts as soon as the previous one finished
+and covers whatever arrived meanwhile (group commit, no linger on the ACK path). A failed write is
+retried with capped, jittered backoff and its frames stay un-ACKed meanwhile.
+
+ACK policies: a ticket is settled once its records are journaled (``journaled``), or, for frames
+of a ``delivered`` listener (``Ticket.remote``), once the shippers of every stream with a remote
+target passed them (``shipped``); the records of a journaled batch wait for that in the order
+they are in the journal, so one offset per stream releases them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 
 from gateway.common.backoff import Backoff
+from gateway.common.sink import Sink, SinkError
 from gateway.common.stats import SinkStats
 from gateway.common.tasks import exit_if_died
 from gateway.common.tickets import BatchSettled, Ticket
 from gateway.pipeline.accumulator import Accumulator, Batch
 from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.settings import AccumulatorSettings, PipelineSettings
-from gateway.sinks.base import Sink, SinkError
 from parser.events import Frame, Login
 from parser.kpl import MAX_PARTITION_KEY_CHARS
 from parser.records import (
@@ -36,8 +42,8 @@ from parser.records import (
     RAW_SCHEMA,
     ErrorRecord,
     RawRecord,
-    RecordIds,
     iso_ms,
+    raw_record_id,
     to_json,
 )
 from parser.rules import evaluate_frame
@@ -56,11 +62,25 @@ NOTIFICATIONS_MAX_BYTES = 1024 * 1024
 
 
 class FrameSource(msgspec.Struct, frozen=True, gc=False):
-    """Where a frame came from, fixed per connection."""
+    """Where a frame came from, fixed per connection; ``delivered``: its listener's ACK policy
+    waits for the remote targets."""
 
     codec: str
     transport: str
     peer: str | None
+    delivered: bool = False
+
+
+class _Shipping:
+    """A journaled batch whose records wait for the shippers: ``index`` is the first record
+    not yet passed, at offset ``offset``."""
+
+    __slots__ = ("batch", "index", "offset")
+
+    def __init__(self, batch: Batch, offset: int) -> None:
+        self.batch = batch
+        self.index = 0
+        self.offset = offset
 
 
 class Pipeline:
@@ -71,11 +91,18 @@ class Pipeline:
         flow: FlowControl,
         sink_stats: dict[str, SinkStats],
         notifications: Notifications | None = None,
+        *,
+        shipped_streams: frozenset[str] = frozenset(),
+        journal_end: Callable[[str], int] = lambda stream: 0,
     ) -> None:
+        """``shipped_streams``: the streams a remote target ships from the journal, whose
+        ``journal_end`` (the offset after its last batch written) places each batch."""
         self._sinks = sinks
+        self._shipped_streams = shipped_streams
+        self._journal_end = journal_end
+        self._shipping: dict[str, deque[_Shipping]] = {s: deque() for s in shipped_streams}
         self._flow = flow
         self._stats = sink_stats
-        self._ids = RecordIds(int.from_bytes(os.urandom(4), "big"))
         self._clock = time.monotonic
 
         def accumulator(stream: str, s: AccumulatorSettings) -> Accumulator:
@@ -136,7 +163,7 @@ class Pipeline:
         received_at = self._received_at
         raw = RawRecord(
             RAW_SCHEMA,
-            self._ids.next(now_ms),
+            raw_record_id(event.device_id, source.codec, event.payload),
             event.device_id,
             source.codec,
             source.transport,
@@ -165,6 +192,7 @@ class Pipeline:
         if ticket is not None:
             # A frame's notifications are one part: done once all are in notifications/.
             ticket.pending = 1 + len(parsed) + (error is not None) + bool(notes)
+            ticket.remote = source.delivered
         # Partition key = device id: a device's records keep their order within a shard.
         key = (event.device_id or source.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]
         add = self._add
@@ -241,13 +269,47 @@ class Pipeline:
             if ticket is not None:
                 ticket.part_lost()
         stats.dead_letters += len(lost)
+        shipped = stream in self._shipped_streams
+        waiting = False
         for ticket in batch.tickets:
             if ticket is not None:
-                ticket.part_done()
+                if shipped and ticket.remote:
+                    waiting = True
+                else:
+                    ticket.part_done()
+        if waiting:
+            start = self._journal_end(stream) - batch.size_bytes
+            self._shipping[stream].append(_Shipping(batch, start))
         for observer in self._batch_settled:
             observer.batch_settled()
         if self._flushing and self.unwritten_bytes == 0:
             self._idle.set()
+
+    def shipped(self, stream: str, offset: int, lost: list[int]) -> None:
+        """Every remote target of ``stream`` passed ``offset``; the records at the offsets
+        ``lost`` were dead-lettered on the way: their frames are lost (never ACKed)."""
+        queue = self._shipping.get(stream)
+        if not queue:
+            return
+        gone = set(lost)
+        while queue:
+            waiting = queue[0]
+            records, tickets = waiting.batch.records, waiting.batch.tickets
+            index, at = waiting.index, waiting.offset
+            while index < len(records) and at < offset:
+                ticket = tickets[index]
+                if ticket is not None and ticket.remote:
+                    if at in gone:
+                        ticket.part_lost()
+                    ticket.part_done()
+                at += len(records[index]) + 1
+                index += 1
+            waiting.index, waiting.offset = index, at
+            if index < len(records):
+                break
+            queue.popleft()
+        for observer in self._batch_settled:
+            observer.batch_settled()
 
     def failing_for_s(self) -> float:
         """How long the longest-failing stream write has been failing (0: none is)."""

@@ -1,9 +1,11 @@
-"""One memory budget for the whole process; pauses and resumes every reader together.
+"""The budgets of the whole process; pause and resume every reader together.
 
-Bytes are counted when a frame's records are accepted and released when the sink has written
-them. Above the high watermark every registered reader pauses (``transport.pause_reading()``),
-so devices keep their data as they are built to; below the low watermark they all resume. The
-hysteresis keeps readers from flapping on every batch (uvicorn's ``FlowControl``, one level up).
+Memory: bytes are counted when a frame's records are accepted and released when the journal has
+written them. Above the high watermark every registered reader pauses
+(``transport.pause_reading()``), so devices keep their data as they are built to; below the low
+watermark they all resume. The hysteresis keeps readers from flapping on every batch (uvicorn's
+``FlowControl``, one level up).
+Other budgets (the journal's disk budget) hold the readers paused by name while they are full.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class Reader(Protocol):
 class FlowControl:
     __slots__ = (
         "_clock",
+        "_holds",
+        "_memory_full",
         "_paused_at",
         "_paused_total_s",
         "_readers",
@@ -36,6 +40,8 @@ class FlowControl:
         self._clock = clock
         self._readers: set[Reader] = set()
         self.buffered_bytes = 0
+        self._memory_full = False
+        self._holds: set[str] = set()
         self.paused = False
         self._paused_at = 0.0
         self._paused_total_s = 0.0
@@ -50,16 +56,34 @@ class FlowControl:
 
     def consumed(self, size: int) -> None:
         self.buffered_bytes += size
-        if not self.paused and self.buffered_bytes >= self.high_water_bytes:
-            self.paused = True
-            self._paused_at = self._clock()
-            for reader in self._readers:
-                reader.pause_reading()
+        if not self._memory_full and self.buffered_bytes >= self.high_water_bytes:
+            self._memory_full = True
+            self._update()
 
     def released(self, size: int) -> None:
         self.buffered_bytes -= size
-        if self.paused and self.buffered_bytes <= self.low_water_bytes:
-            self.paused = False
+        if self._memory_full and self.buffered_bytes <= self.low_water_bytes:
+            self._memory_full = False
+            self._update()
+
+    def hold(self, budget: str, full: bool) -> None:
+        """Budget ``budget`` is full (readers pause) or has room again."""
+        if full:
+            self._holds.add(budget)
+        else:
+            self._holds.discard(budget)
+        self._update()
+
+    def _update(self) -> None:
+        pause = self._memory_full or bool(self._holds)
+        if pause == self.paused:
+            return
+        self.paused = pause
+        if pause:
+            self._paused_at = self._clock()
+            for reader in list(self._readers):
+                reader.pause_reading()
+        else:
             self._paused_total_s += self._clock() - self._paused_at
             for reader in list(self._readers):
                 reader.resume_reading()

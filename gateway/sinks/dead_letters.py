@@ -10,13 +10,14 @@ again; its frame was never ACKed, so the device resent it meanwhile.
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import msgspec
 
-from gateway.sinks.local import RotatingFile
-from gateway.sinks.settings import LocalSinkSettings
+from gateway.journal.segments import SegmentWriter
+from gateway.journal.settings import LocalSinkSettings
 
 
 class DeadLetter(msgspec.Struct, frozen=True, omit_defaults=True):
@@ -34,10 +35,13 @@ class DeadLetter(msgspec.Struct, frozen=True, omit_defaults=True):
 
 
 class DeadLetterFile:
-    """Appends dead letters to rotating ``<prefix>-*.jsonl`` files, on a thread of its own."""
+    """Appends dead letters to rotating ``<prefix>-<pid>-*.jsonl`` files, on a thread of its
+    own (the pid: workers and tools write dead letters into one directory at once)."""
 
     def __init__(self, local: LocalSinkSettings, prefix: str) -> None:
-        self._file = RotatingFile(local.data_dir / "dead-letters", prefix, local)
+        self._file = SegmentWriter(
+            local.data_dir / "dead-letters", f"{prefix}-{os.getpid()}", local
+        )
         self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"dead-letters-{prefix}")
         self._encode = msgspec.json.Encoder().encode
 

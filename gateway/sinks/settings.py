@@ -2,26 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
-
 from pydantic import Field
 
 from gateway.common.settings_base import Section
-
-
-class LocalSinkSettings(Section):
-    """Rotating JSON-lines files under ``data_dir``: raw/, parsed/, errors/, notifications/."""
-
-    data_dir: Path = Path("data")
-    rotate_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
-    rotate_age_s: float = Field(default=300.0, gt=0)
-    # batch: fsync every batch before its frames count as written (what `delivered` promises
-    # across power loss); never: leave it to the OS (survives a crash of the process only).
-    fsync: Literal["batch", "never"] = "batch"
-    # Test and chaos hook: while this file exists the sink stalls before each write, as a slow
-    # or hung disk would (the backpressure test uses it; never set in production).
-    stall_while_exists: Path | None = None
+from gateway.journal.settings import LocalSinkSettings
 
 
 class KinesisStreamSettings(Section):
@@ -46,8 +30,9 @@ class KinesisSettings(Section):
     # Aggregates close at this size: 50,000 bytes bill exactly 2 PUT payload units (25,000 B
     # each), where the KPL's 51,200 bills 3 (bench/kinesis_agg.py).
     aggregate_max_bytes: int = Field(default=50_000, ge=1024, le=1_000_000)
-    # A record not delivered within this long is dead-lettered and its frame is not ACKed,
-    # so the device keeps it and sends it again (the KPL's RecordTtl, longer by default).
+    # `gateway replay` and `gateway parse`, which write straight to Kinesis: a record not
+    # delivered within this long is dead-lettered (the KPL's RecordTtl, longer by default).
+    # The gateway's shippers never give up on a record for taking long: the journal keeps it.
     record_ttl_s: float = Field(default=60.0, gt=0)
     retry_first_s: float = Field(default=0.1, gt=0)
     retry_max_s: float = Field(default=5.0, gt=0)

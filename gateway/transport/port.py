@@ -84,7 +84,8 @@ class PortState(Generic[S, C]):
         self.settings = settings
         self.allow = AllowList.parse(settings.allowed_networks)
         self.trusted = _trusted(settings)
-        self.delivered = settings.ack_policy == "delivered"
+        self.acks_wait = settings.ack_policy != "accepted"  # an ACK waits for the pipeline
+        self.acks_delivered = settings.ack_policy == "delivered"  # ... and the remote targets
 
     async def start(
         self, protocol: Callable[[], asyncio.Protocol], *, reuse_port: bool = False

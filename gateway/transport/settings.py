@@ -70,8 +70,9 @@ class ListenerSettings(EdgeSettings):
     codec: str
     host: str = "0.0.0.0"
     port: int = Field(ge=0, le=65535)  # 0 = any free port (tests, demos)
-    # accepted: ACK once in the gateway's buffer; delivered: once the sink durably wrote it.
-    ack_policy: AckPolicy = "delivered"
+    # accepted: ACK once in the gateway's memory; journaled: once a journal fsync covers the
+    # frame; delivered: once every remote target (Kinesis) confirmed its records.
+    ack_policy: AckPolicy = "journaled"
     max_connections: int = Field(default=15_000, ge=1)
     # A connection with no complete frame for this long is closed: catches half-open sockets
     # and slowloris trickles (bytes that never finish a frame do not count as activity).

@@ -111,13 +111,13 @@ class TcpDeviceHandler:
         self.port = conn.port
         self.codec = codec
         self.session: Session | None = None
-        self.source = FrameSource(codec.name, "tcp", None)
+        self.source = FrameSource(codec.name, "tcp", None, self.port.acks_delivered)
 
     def opened(self) -> None:
         self.session = self.codec.session()
 
     def peer_known(self) -> None:
-        self.source = FrameSource(self.codec.name, "tcp", self.conn.peer)
+        self.source = FrameSource(self.codec.name, "tcp", self.conn.peer, self.port.acks_delivered)
 
     def feed(self, data: bytes) -> None:
         session = self.session
@@ -178,7 +178,7 @@ class TcpDeviceHandler:
         if event.error_code is not None:
             stats.decode_errors[event.error_code] += 1
         reply = event.reply
-        if reply and port.delivered:
+        if reply and port.acks_wait:
             ticket = conn.reply_order.ticket(reply, now)
             stats.records += port.pipeline.accept(self.source, event, ticket)
         else:

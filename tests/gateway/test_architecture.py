@@ -2,7 +2,7 @@
 
 Every import counts — at module level, inside functions (the CLI's lazy imports) and under
 ``TYPE_CHECKING`` — because each is a dependency a reader has to follow. The layers, bottom to
-top (DESIGN.md): common < sinks, notify < pipeline < transport, bridge, history, fleet, lake <
+top (DESIGN.md): common < journal < sinks, notify < pipeline < transport, bridge, history, fleet, lake <
 ops < cli. ``gateway/settings.py`` assembles every package's settings section, so it sits at the
 ops level. A package may import its own modules and any package on a lower level; imports
 between packages on one level are listed below with their reason.
@@ -18,16 +18,17 @@ GATEWAY = Path(__file__).resolve().parents[2] / "gateway"
 
 LEVELS: dict[str, int] = {
     "common": 0,
-    "sinks": 1,
-    "notify": 1,
-    "pipeline": 2,
-    "transport": 3,
-    "bridge": 3,
-    "history": 3,
-    "fleet": 3,
-    "lake": 3,
-    "ops": 4,
-    "cli": 5,
+    "journal": 1,
+    "sinks": 2,
+    "notify": 2,
+    "pipeline": 3,
+    "transport": 4,
+    "bridge": 4,
+    "history": 4,
+    "fleet": 4,
+    "lake": 4,
+    "ops": 5,
+    "cli": 6,
 }
 
 # Imports between packages of one level, (importer, imported) -> why.
@@ -122,7 +123,7 @@ def test_every_gateway_package_has_a_level() -> None:
 
 
 def test_the_import_graph_sees_function_level_and_type_checking_imports() -> None:
-    assert "gateway.sinks.base" in GRAPH["gateway.cli.main"]  # in _user_error
+    assert "gateway.common.sink" in GRAPH["gateway.cli.main"]  # in _user_error
     assert "gateway.notify.service" in GRAPH["gateway.pipeline.accept"]  # TYPE_CHECKING
 
 

@@ -26,13 +26,14 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
 
 from gateway.common.backoff import Backoff
+from gateway.journal.settings import LocalSinkSettings
 from gateway.sinks.dead_letters import DeadLetter, DeadLetterFile
 from gateway.sinks.kinesis.entries import Entry, build_entries
 from gateway.sinks.kinesis.limiter import ShardLimiter
 from gateway.sinks.kinesis.put import describe, next_call, put_records
 from gateway.sinks.kinesis.shards import ShardRoutes, list_shards, open_shard_map
 from gateway.sinks.kinesis.stats import KinesisStats
-from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings
+from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings
 from parser.kpl import MAX_RECORD_BYTES
 from parser.records import iso_ms
 
@@ -55,8 +56,14 @@ class KinesisSink:
 
     lingers = True  # each PutRecords costs a call: batches fill for linger_ms (see Sink)
 
-    def __init__(self, settings: KinesisSettings, local: LocalSinkSettings) -> None:
+    def __init__(
+        self, settings: KinesisSettings, local: LocalSinkSettings, *, expire: bool = True
+    ) -> None:
+        """``expire=False`` (the gateway's shippers): never give a record up for taking long,
+        only for being refused; the journal keeps it meanwhile. The tools that write straight
+        to Kinesis (replay, parse) give up at ``record_ttl_s``."""
         self.settings = settings
+        self._expire = expire
         # Record class -> the settings of the Kinesis stream it goes to.
         self.streams: dict[str, KinesisStreamSettings] = {
             "raw": settings.raw,
@@ -185,7 +192,7 @@ class KinesisSink:
                 record_class, too_big, records, keys, "RecordTooLarge", "over 1 MiB"
             )
         started = time.monotonic()
-        expires = started + self.settings.record_ttl_s
+        expires = started + self.settings.record_ttl_s if self._expire else float("inf")
         backoff = Backoff(self.settings.retry_first_s, self.settings.retry_max_s)
         while pending:
             now = time.monotonic()

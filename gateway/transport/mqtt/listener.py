@@ -91,7 +91,8 @@ class MqttListener:
         def apply() -> None:
             port, shared = self.port, self.mqtt_port
             port.reload(settings)
-            port.delivered = settings.ack_policy == "delivered"
+            port.acks_wait = settings.ack_policy != "accepted"
+            port.acks_delivered = settings.ack_policy == "delivered"
             shared.router = router
             shared.passwords = passwords
             for name in router.codec_names:

@@ -275,7 +275,7 @@ class MqttConnection:
         elif qos == 1 or code:
             # (A QoS 2 message answered with an error code ends at its PUBREC, 5.0 §4.3.3: no
             # PUBREL follows, so the session must not keep its packet id.)
-            if port.delivered:
+            if port.acks_wait:
                 # PUBACKs leave in the order of their PUBLISHes ([MQTT-4.6.0-2]) whatever order
                 # the streams finish in; a message the sink gave up on closes (frame_lost).
                 ack = self._acknowledgement(packet_id, qos, code)
@@ -290,7 +290,7 @@ class MqttConnection:
         else:
             session.qos2_started(packet_id)
             self.qos2.owe(packet_id, now)
-            if port.delivered:  # PUBRECs in the order of their PUBLISHes ([MQTT-4.6.0-3])
+            if port.acks_wait:  # PUBRECs in the order of their PUBLISHes ([MQTT-4.6.0-3])
                 qos2 = session.ticket(packet_id, self.reply_order.reserve())
                 stats.records += accept(source, event, qos2)
             else:
@@ -313,7 +313,9 @@ class MqttConnection:
             stats.decode_errors[event.error_code] += 1
         source = self._sources.get(codec)
         if source is None:
-            source = self._sources[codec] = FrameSource(codec, "mqtt", self.conn.peer)
+            source = self._sources[codec] = FrameSource(
+                codec, "mqtt", self.conn.peer, self.port.acks_delivered
+            )
         return source, stats
 
     # -- who speaks for which device ------------------------------------------------------------

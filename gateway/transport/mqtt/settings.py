@@ -42,8 +42,9 @@ class MqttListenerSettings(EdgeSettings):
     # one without auth there must say so (see _consistent).
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=0, le=65535)  # 0 = any free port (tests, demos)
-    # accepted: PUBACK once in the gateway's buffer; delivered: once the sink durably wrote it.
-    ack_policy: AckPolicy = "delivered"
+    # accepted: PUBACK once in the gateway's memory; journaled: once a journal fsync covers the
+    # message; delivered: once every remote target (Kinesis) confirmed its records.
+    ack_policy: AckPolicy = "journaled"
     max_connections: int = Field(default=15_000, ge=1)
     routes: list[MqttRoute] = Field(default_factory=lambda: [MqttRoute()], min_length=1)
     # Who the device is: the {device_id} level of the topic, the CONNECT client id or username,

@@ -41,22 +41,20 @@ def write(directory: Path, name: str, *raw_ids: str, **flags: bool) -> list[str]
 
 
 def test_files_are_read_in_the_order_they_were_written(tmp_path: Path) -> None:
-    """Same second: pid and serial compare as numbers (as text, 999 follows 1000)."""
-    names = [
-        "notifications-20260101T000000Z-999-0001.jsonl",
-        "notifications-20260101T000000Z-1000-0001.jsonl",
-        "notifications-20260101T000000Z-1000-9999.jsonl",
-        "notifications-20260101T000000Z-1000-10000.jsonl",
-        "notifications-20260101T000001Z-5-0001.jsonl",
-    ]
+    """By base offset, of this series only (a worker's own, not another worker's)."""
+    names = [f"notifications-{base:020d}.jsonl" for base in (0, 999, 1000, 10_000)]
     for index, name in enumerate(reversed(names)):
         write(tmp_path, name, str(index))
+    write(tmp_path, "notifications-w1-00000000000000000500.jsonl", "other worker")
     (tmp_path / "notes.txt").write_text("not a notifications file")
     assert Journal(tmp_path).files() == names
+    assert Journal(tmp_path, "notifications-w1").files() == [
+        "notifications-w1-00000000000000000500.jsonl"
+    ]
 
 
 def test_after_a_position_skips_suppressed_and_replayed_ones(tmp_path: Path) -> None:
-    first, second = (f"notifications-20260101T00000{s}Z-7-0001.jsonl" for s in "01")
+    first, second = (f"notifications-{base:020d}.jsonl" for base in (0, 4096))
     [a, b] = write(tmp_path, first, "a", "b")
     write(tmp_path, first, "quiet", suppressed=True)
     write(tmp_path, second, "again", replayed=True)

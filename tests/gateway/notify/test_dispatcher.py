@@ -16,7 +16,7 @@ from gateway.common.tickets import Ticket
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.queue import ACCEPTED, Outcome, Verdict
 from gateway.notify.settings import RetrySettings
-from gateway.sinks.settings import LocalSinkSettings
+from gateway.journal.settings import LocalSinkSettings
 from tests.gateway.notify.notes import notification
 from tests.gateway.notify.scripted import (
     FAST,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from gateway.sinks.base import SinkError
+from gateway.common.sink import SinkError
 
 STREAMS = ("raw", "parsed", "errors")
 

@@ -12,7 +12,8 @@ from botocore.exceptions import ClientError
 
 from gateway.sinks.dead_letters import DeadLetter, DeadLetterFile
 from gateway.sinks.kinesis import KinesisSink
-from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings
+from gateway.journal.settings import LocalSinkSettings
+from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings
 
 pytestmark = pytest.mark.asyncio
 

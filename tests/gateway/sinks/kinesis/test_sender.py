@@ -14,7 +14,8 @@ from structlog.testing import capture_logs
 
 from gateway.sinks.kinesis import KinesisSink
 from gateway.sinks.kinesis.sink import STALL_FORGOTTEN_AFTER_S
-from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings, LocalSinkSettings
+from gateway.journal.settings import LocalSinkSettings
+from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,0 +1,185 @@
+"""One remote target fed from one stream's journal by cursor (Kafka's consumer offsets, Vector's
+disk-buffer ledger).
+
+The shipper reads the journal in order from its offset, below the end the journal confirmed
+written, in batches within the target's limits; hands each batch to the target (the Kinesis sink:
+KPL aggregation, shard routing, per-entry retries, rate limits), which returns once every record
+is delivered or dead-lettered for good; then advances. The offset is saved at most every
+``CURSOR_SAVE_S`` and at close, so a crash ships again only what it sent meanwhile, under the
+same record ids. A target that is down only makes the lag grow: retries go on, with backoff,
+until it answers or the process stops; nothing is given up on because it took long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import msgspec
+import structlog
+
+from gateway.common.sink import Sink
+from gateway.journal.cursor import Cursor, cursor_path
+from gateway.journal.reader import Gap, SegmentReader
+from gateway.journal.store import Journal
+from parser.kpl import MAX_PARTITION_KEY_CHARS
+
+log = structlog.get_logger("gateway.sinks.shipper")
+
+CURSOR_SAVE_S = 1.0
+MAX_BATCH_RECORDS = 5000
+MAX_BATCH_BYTES = 4 * 1024 * 1024
+
+
+class _Key(msgspec.Struct):
+    """What a record's partition key is made of: the pipeline's device id, else the peer."""
+
+    device_id: str | None = None
+    peer: str | None = None
+
+
+# stream, the offset every record before which the target took (or dead-lettered), and the
+# offsets of the records it dead-lettered on the way.
+Progress = Callable[[str, int, list[int]], None]
+
+
+class Shipper:
+    def __init__(
+        self,
+        target: str,
+        stream: str,
+        journal: Journal,
+        sink: Sink,
+        progress: Progress,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.target = target
+        self.stream = stream
+        self.name = f"{stream}.{target}"
+        self._journal = journal
+        self._sink = sink
+        self._progress = progress
+        self._clock = clock
+        prefix = journal.prefix(stream)
+        self._reader = SegmentReader(journal.directory(stream), prefix)
+        self._cursor = Cursor(cursor_path(journal.data_dir, prefix, target))
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"ship-{self.name}")
+        self._decode_key = msgspec.json.Decoder(_Key).decode
+        self._wake = journal.watch(stream)
+        self.offset = 0  # every record before it is shipped
+        self._saved = -1
+        self.shipped_records = 0
+        self.shipped_bytes = 0
+        self.dead_letters = 0
+        self._backlog_at_open = 0  # records after the cursor when the shipper opened
+        self._opened_at = clock()
+
+    def open(self) -> None:
+        """Where to start: the saved cursor; none yet, the journal's end (a target added later
+        is not sent history), saved now, before anything is accepted. Raises ``OSError``."""
+        try:
+            saved = self._cursor.load()
+        except (OSError, msgspec.DecodeError) as exc:
+            log.error(
+                "cursor unreadable; shipping from the oldest segment",
+                shipper=self.name,
+                file=str(self._cursor.path),
+                error=str(exc),
+            )
+            saved = 0
+        if saved is None:
+            saved = self._journal.end(self.stream)
+            self._cursor.save(saved)
+        self.offset = self._saved = saved
+        self._backlog_at_open = self._reader.count(saved, self._journal.end(self.stream))
+
+    def lag_bytes(self) -> int:
+        return max(0, self._journal.end(self.stream) - self.offset)
+
+    def lag_records(self) -> int:
+        written = self._backlog_at_open + self._journal.records_written[self.stream]
+        return max(0, written - self.shipped_records - self.dead_letters)
+
+    def oldest_unshipped_s(self) -> float:
+        """How long the oldest record not yet shipped has waited (0: none waits); one from
+        before this process started counts from the start."""
+        if self.offset >= self._journal.end(self.stream):
+            return 0.0
+        since = self._journal.written_at(self.stream, self.offset)
+        return self._clock() - (self._opened_at if since is None else since)
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        wake = self._wake
+        last_save = self._clock()
+        while True:
+            end = self._journal.end(self.stream)
+            if self.offset >= end:
+                wake.clear()
+                if self._journal.end(self.stream) <= self.offset:
+                    await wake.wait()
+                continue
+            records, keys, after = await loop.run_in_executor(self._thread, self._read, end)
+            if not records:
+                await asyncio.sleep(0.05)  # a line not whole yet below the end (never expected)
+                continue
+            lost = await self._sink.write(self.stream, records, keys)
+            starts = _starts(self.offset, records)
+            self.offset = after
+            self.shipped_records += len(records) - len(lost)
+            self.shipped_bytes += after - starts[0]
+            self.dead_letters += len(lost)
+            self._progress(self.stream, after, [starts[i] for i in lost])
+            if self._clock() - last_save >= CURSOR_SAVE_S:
+                await loop.run_in_executor(self._thread, self._save)
+                last_save = self._clock()
+
+    def _read(self, end: int) -> tuple[list[bytes], list[str], int]:
+        try:
+            records, after = self._reader.read(self.offset, end, MAX_BATCH_BYTES, MAX_BATCH_RECORDS)
+        except Gap as gap:
+            log.error(
+                "journal segments removed before they were shipped; skipping to the oldest left",
+                shipper=self.name,
+                from_offset=self.offset,
+                to_offset=gap.resume_at,
+            )
+            self.offset = gap.resume_at
+            return self._read(end)
+        keys = []
+        decode = self._decode_key
+        for record in records:
+            try:
+                key = decode(record)
+                keys.append((key.device_id or key.peer or "unknown")[:MAX_PARTITION_KEY_CHARS])
+            except msgspec.DecodeError:
+                keys.append("unknown")
+        return records, keys, after
+
+    def _save(self) -> None:
+        offset = self.offset
+        if offset == self._saved:
+            return
+        try:
+            self._cursor.save(offset)
+            self._saved = offset
+        except OSError as exc:
+            # Kept in memory and tried again: a lost save ships the records again, no more.
+            log.warning("cannot save a shipping cursor", shipper=self.name, error=str(exc))
+
+    async def close(self) -> None:
+        """Save the cursor (the task is cancelled first) and release the reader."""
+        await asyncio.get_running_loop().run_in_executor(self._thread, self._save)
+        self._thread.shutdown(wait=True)
+        self._reader.close()
+
+
+def _starts(offset: int, records: list[bytes]) -> list[int]:
+    """Each record's offset, from the first's."""
+    starts = []
+    for record in records:
+        starts.append(offset)
+        offset += len(record) + 1
+    return starts

@@ -1,0 +1,159 @@
+"""Every shipper of the process, the journal's disk budget and its retention.
+
+Budget (Fluent Bit's ``storage.total_limit_size``): the bytes journaled and not yet shipped, behind
+the slowest shipper of each stream, and the free space left on the data directory's filesystem.
+Above ``journal.max_bytes`` (or below ``journal.min_free_bytes`` free) every reader pauses, as the
+memory budget pauses them; they resume once shipping brought it under 90 % (and free space back
+above the minimum). Retention: a segment goes once every shipper of its stream passed it and it is
+older than ``journal.retain_s``; the segment being written never goes, nor anything unshipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+
+import structlog
+
+from gateway.common.tasks import exit_if_died
+from gateway.journal.segments import list_segments
+from gateway.journal.settings import JournalSettings
+from gateway.journal.store import STREAMS, Journal
+from gateway.sinks.shipper import Shipper
+
+log = structlog.get_logger("gateway.sinks.shipping")
+
+BUDGET_CHECK_S = 0.25
+RETENTION_CHECK_S = 10.0
+RESUME_FRACTION = 0.9
+
+
+class Shipping:
+    def __init__(
+        self,
+        settings: JournalSettings,
+        journal: Journal,
+        shippers: list[Shipper],
+        on_full: Callable[[bool], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``on_full(True)`` when the budget is full (readers pause), ``on_full(False)`` once it
+        has room again."""
+        self.settings = settings
+        self.journal = journal
+        self.shippers = shippers
+        self._on_full = on_full
+        self._clock = clock
+        self.full = False
+        self.full_reason = ""
+        self.segments_deleted = 0
+        self.free_bytes = 0
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def open(self) -> None:
+        """Each shipper's cursor (raises ``OSError``); the budget as it stands."""
+        for shipper in self.shippers:
+            shipper.open()
+        self.check_budget()
+
+    def start(self) -> None:
+        coroutines = {f"ship-{s.name}": s.run() for s in self.shippers}
+        coroutines["journal-budget"] = self._keep_budget()
+        coroutines["journal-retention"] = self._keep_retention()
+        for name, coroutine in coroutines.items():
+            task = asyncio.create_task(coroutine, name=name)
+            task.add_done_callback(exit_if_died(name))
+            self._tasks.append(task)
+
+    def unshipped_bytes(self) -> int:
+        return sum(self._behind(stream) for stream in STREAMS)
+
+    def _behind(self, stream: str) -> int:
+        return max((s.lag_bytes() for s in self.shippers if s.stream == stream), default=0)
+
+    def passed(self, stream: str) -> int:
+        """The offset every shipper of ``stream`` has passed (the end when it has none)."""
+        return min(
+            (s.offset for s in self.shippers if s.stream == stream),
+            default=self.journal.end(stream),
+        )
+
+    def check_budget(self) -> None:
+        settings = self.settings
+        try:
+            stat = os.statvfs(self.journal.data_dir)
+            self.free_bytes = stat.f_bavail * stat.f_frsize
+        except OSError as exc:
+            log.warning("cannot read the data directory's free space", error=str(exc))
+        unshipped = self.unshipped_bytes()
+        if not self.full:
+            if unshipped >= settings.max_bytes:
+                self._set_full(f"journal holds {unshipped} unshipped bytes (max_bytes)")
+            elif self.free_bytes < settings.min_free_bytes:
+                self._set_full(f"{self.free_bytes} bytes free on the data directory")
+        elif (
+            unshipped <= settings.max_bytes * RESUME_FRACTION
+            and self.free_bytes >= settings.min_free_bytes
+        ):
+            self.full = False
+            self.full_reason = ""
+            log.info("journal budget has room again; resuming readers", unshipped_bytes=unshipped)
+            self._on_full(False)
+
+    def _set_full(self, reason: str) -> None:
+        self.full = True
+        self.full_reason = reason
+        log.warning("journal budget full; pausing readers", reason=reason)
+        self._on_full(True)
+
+    async def _keep_budget(self) -> None:
+        while True:
+            await asyncio.sleep(BUDGET_CHECK_S)
+            self.check_budget()
+            for stream in STREAMS:
+                self.journal.forget_before(stream, self.passed(stream))
+
+    async def _keep_retention(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(RETENTION_CHECK_S)
+            if self.settings.retain_s is None:
+                continue
+            passed = {stream: self.passed(stream) for stream in STREAMS}
+            self.segments_deleted += await loop.run_in_executor(None, self.remove_passed, passed)
+
+    def remove_passed(self, passed: dict[str, int]) -> int:
+        """Delete the segments every shipper passed and older than retention; how many."""
+        retain_s = self.settings.retain_s
+        assert retain_s is not None
+        oldest = time.time() - retain_s
+        removed = 0
+        for stream, offset in passed.items():
+            current = self.journal.current_file(stream)
+            segments = list_segments(self.journal.directory(stream), self.journal.prefix(stream))
+            for segment in segments[:-1]:  # the last one may still be written
+                if segment.end > offset or segment.path == current:
+                    break
+                try:
+                    if segment.path.stat().st_mtime > oldest:
+                        break
+                    segment.path.unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    continue
+                except OSError as exc:
+                    log.warning(
+                        "cannot remove a shipped segment", file=str(segment.path), error=str(exc)
+                    )
+                    break
+        return removed
+
+    async def close(self) -> None:
+        """Stop shipping (what is unshipped stays for the next start) and save the cursors."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for shipper in self.shippers:
+            await shipper.close()

@@ -52,6 +52,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "gateway.cli.lake",
         "compact a day of records into Parquet, aggregate it per vehicle, print the Athena DDL",
     ),
+    "journal": (
+        "gateway.cli.journal",
+        "the journal under the data directory: segments and each target's lag",
+    ),
     "check-config": ("gateway.cli.check_config", "validate a settings file; print every error"),
     "codecs": ("gateway.cli.codecs", "list the available codecs and any that failed to load"),
     "schema": ("gateway.cli.schema", "write or check the JSON Schemas of the records"),
@@ -77,8 +81,8 @@ def _user_error(command: str, exc: Exception) -> int | None:
     """
     from gateway.common.hex_text import InputError  # noqa: PLC0415
     from gateway.common.settings_base import ConfigError  # noqa: PLC0415
+    from gateway.common.sink import SinkError  # noqa: PLC0415
     from gateway.pipeline.registry import UnknownCodecError  # noqa: PLC0415
-    from gateway.sinks.base import SinkError  # noqa: PLC0415
 
     if isinstance(exc, ConfigError):
         for problem in exc.problems:

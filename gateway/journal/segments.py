@@ -122,13 +122,15 @@ class SegmentWriter:
         self._size = 0  # bytes of whole lines in it: where the next batch starts
         self._entry_durable = False  # the segment's name is in its fsynced directory
         self._found = False  # the series' end is known
+        self._end = 0
         self.path: Path | None = None
         self.closing = False
 
     @property
     def end(self) -> int:
-        """The offset just after the last batch written (read from any thread)."""
-        return self._base + self._size
+        """The offset just after the last batch written (read from any thread: one attribute,
+        set once a batch is whole, never a sum caught between a rotation's two steps)."""
+        return self._end
 
     def open(self) -> int:
         """Find the series' end, cutting a torn tail; returns the end. Raises ``SinkError``."""
@@ -153,7 +155,8 @@ class SegmentWriter:
             raise SinkError(f"{self._directory}: {exc.strerror or exc}") from None
         self._size = 0
         self._found = True
-        return self.end
+        self._end = self._base
+        return self._end
 
     def write(self, data: bytes) -> None:
         """Append ``data`` (whole lines); raises ``SinkError`` (and only that) with the series
@@ -190,6 +193,7 @@ class SegmentWriter:
             self._roll_back(exc)
             raise SinkError(f"{self.path}: {exc.strerror or exc}") from None
         self._size = end
+        self._end = self._base + end
 
     def _rotate(self, now: float) -> None:
         self.close()

@@ -30,9 +30,9 @@ from parser.records import (
     PARSED_SCHEMA,
     RAW_SCHEMA,
     RawRecord,
-    RecordIds,
     iso_ms,
     parsed_records,
+    raw_record_id,
     to_json,
 )
 
@@ -88,7 +88,6 @@ def codec_rows(
     codec: Codec, frames: list[bytes], seconds: float, runs: int
 ) -> list[tuple[str, float, float]]:
     stream = b"".join(frames)
-    ids = RecordIds(1)
     per_pass = sum(len(codec.decode(f)) for f in frames)
 
     def decode_only() -> int:
@@ -101,7 +100,7 @@ def codec_rows(
         for f in frames:
             raw = RawRecord(
                 RAW_SCHEMA,
-                ids.next(now),
+                raw_record_id("356307042441013", codec.name, f),
                 "356307042441013",
                 codec.name,
                 "tcp",
@@ -123,7 +122,7 @@ def codec_rows(
             if isinstance(event, Frame):
                 raw = RawRecord(
                     RAW_SCHEMA,
-                    ids.next(now),
+                    raw_record_id(event.device_id, codec.name, event.payload),
                     event.device_id,
                     codec.name,
                     "tcp",

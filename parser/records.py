@@ -9,6 +9,7 @@ orjson on this machine (``bench/decode.py`` measures both).
 from __future__ import annotations
 
 import calendar
+import hashlib
 import time
 from collections.abc import Callable
 from typing import Annotated, Literal, get_args
@@ -65,7 +66,8 @@ class Reading(msgspec.Struct, frozen=True, gc=False):
 
 
 class RawRecord(msgspec.Struct, frozen=True, gc=False):
-    """One per frame, decodable or not; ``payload`` is serialized as base64."""
+    """One per frame, decodable or not; ``payload`` is serialized as base64. ``id`` is a digest
+    of device id, codec and payload: a resent frame gets the same id."""
 
     schema: str
     id: str
@@ -194,41 +196,23 @@ def all_timestamps(values: list[str]) -> bool:
     return joined.translate(_DIGITS_TO_ZERO) == _TIMESTAMP_SHAPE * len(values)
 
 
-class RecordIds:
-    """Time-ordered, unique record ids: 12 hex digits of ms, 8 of node, 6 of sequence.
+def raw_record_id(device_id: str | None, codec: str, payload: bytes) -> str:
+    """The id of the raw record of ``payload`` from ``device_id`` (None: before its login) under
+    ``codec``: 32 hex digits of a BLAKE2b digest of the three.
 
-    The caller passes the clock reading and a node number (random per process) so that ids from
-    several processes and hosts do not collide; within one millisecond the sequence orders them.
+    A device that got no ACK resends the same frame bytes, often on a new connection (so never
+    the peer address); content alone makes every copy, and every shipping retry of it, one id
+    that consumers deduplicate on (the lake does). Protocols put their sequence numbers and
+    timestamps in the frame, so distinct frames differ. Codec and device id are length-prefixed
+    (netstrings) so that no two triples hash the same bytes. 128 bits: a collision is
+    negligible at any fleet's lifetime volume. Cost (``python -m timeit``, this machine): ~0.6 µs
+    for a 60-byte frame, ~1.2 µs for 600 bytes, where the time-ordered counter it replaced took
+    ~0.3 µs; BLAKE2b beats hashlib's other digests on frames this small (SHA-256 overtakes it
+    only past a few hundred bytes, where a frame holds many readings).
     """
-
-    __slots__ = ("_last_ms", "_node", "_prefix", "_seq")
-
-    def __init__(self, node: int) -> None:
-        self._node = f"{node & 0xFFFFFFFF:08x}"
-        self._last_ms = -1
-        self._seq = 0
-        self._prefix = ""  # ms and node digits of _last_ms: many ids share their millisecond
-
-    def next(self, now_ms: int) -> str:
-        if now_ms <= self._last_ms:
-            # Never step backwards (clock adjustments): stay in the last millisecond and count on.
-            self._seq += 1
-            if self._seq > 0xFFFFFF:
-                self._start(self._last_ms + 1)
-        else:
-            self._start(now_ms)
-        seq = self._seq
-        return self._prefix + (_SEQ_DIGITS[seq] if seq < _SEQ_CACHED else f"{seq:06x}")
-
-    def _start(self, ms: int) -> None:
-        self._last_ms = ms
-        self._seq = 0
-        self._prefix = f"{ms:012x}{self._node}"
-
-
-# Sequence digits by table: formatting them was most of an id's cost.
-_SEQ_CACHED = 4096
-_SEQ_DIGITS = tuple(f"{seq:06x}" for seq in range(_SEQ_CACHED))
+    device = device_id or ""
+    text = f"{len(codec)}:{codec}{len(device)}:{device}"
+    return hashlib.blake2b(text.encode() + payload, digest_size=16).hexdigest()
 
 
 to_json: Callable[[RawRecord | ParsedRecord], bytes] = msgspec.json.Encoder().encode

@@ -7,7 +7,6 @@ so a corpus of captures decodes in one process; each printed event names its ``l
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 import time
@@ -21,7 +20,7 @@ from gateway.cli.codecs import load_registry
 from gateway.common.hex_text import InputError, parse_hex
 from parser.codec import Codec
 from parser.events import Event, Frame, Login
-from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, parsed_records
+from parser.records import RAW_SCHEMA, RawRecord, iso_ms, parsed_records, raw_record_id
 
 _HEX_TEXT = re.compile(rb"^[0-9a-fA-F\s]+$")
 
@@ -83,12 +82,9 @@ def read_input(hex_text: str | None, path: str | None, stdin: BinaryIO, fmt: str
     return data
 
 
-def event_lines(
-    codec: Codec, data: bytes, transport: str = "tcp", ids: RecordIds | None = None
-) -> Iterator[dict[str, Any]]:
+def event_lines(codec: Codec, data: bytes, transport: str = "tcp") -> Iterator[dict[str, Any]]:
     """The JSON objects ``gateway decode`` prints, one per event of one fresh session."""
     session = codec.session()
-    ids = ids or RecordIds(int.from_bytes(os.urandom(4), "big"))
     events: list[Event] = [*session.feed(data), *session.eof()]
     for event in events:
         if isinstance(event, Login):
@@ -97,7 +93,7 @@ def event_lines(
             now_ms = time.time_ns() // 1_000_000
             raw = RawRecord(
                 RAW_SCHEMA,
-                ids.next(now_ms),
+                raw_record_id(event.device_id, codec.name, event.payload),
                 event.device_id,
                 codec.name,
                 transport,
@@ -150,7 +146,6 @@ def run_lines(codec: Codec, name: str, text: bytes) -> int:
     """
     encoder = msgspec.json.Encoder()
     out = sys.stdout.buffer
-    ids = RecordIds(int.from_bytes(os.urandom(4), "big"))
     status = 0
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.decode("ascii", "replace").strip()
@@ -162,7 +157,7 @@ def run_lines(codec: Codec, name: str, text: bytes) -> int:
             print(f"gateway decode: {name}:{number}: {exc}", file=sys.stderr)
             status = 1
             continue
-        for event in event_lines(codec, data, ids=ids):
+        for event in event_lines(codec, data):
             event["line"] = number
             out.write(encoder.encode(event) + b"\n")
     out.flush()

@@ -31,7 +31,7 @@ from gateway.fleet.truth import TruthMeter
 from gateway.fleet.unit import DeviceUnit, UnitSettings
 from parser.codec import Codec, Session
 from parser.events import Frame, Login
-from parser.records import RAW_SCHEMA, RawRecord, RecordIds, iso_ms, to_json
+from parser.records import RAW_SCHEMA, RawRecord, iso_ms, raw_record_id, to_json
 from parser.rules import NotificationEngine, evaluate_frame
 
 DAY_S = 86_400
@@ -75,7 +75,6 @@ class FleetHistory:
         self.config = config
         self._codec = codec
         self._engine = engine
-        self._ids = RecordIds(random.Random(f"{config.seed}:node").getrandbits(32))
         self._encode_notification = msgspec.json.Encoder().encode
         self.meters: dict[str, TruthMeter] = {}
         self.records = dict.fromkeys(STREAMS, 0)
@@ -158,7 +157,7 @@ class FleetHistory:
                     raise AssertionError(f"{codec} frame did not decode: {event.error_detail}")
                 raw = RawRecord(
                     RAW_SCHEMA,
-                    self._ids.next(now_ms),
+                    raw_record_id(event.device_id, codec, event.payload),
                     event.device_id,
                     codec,
                     "tcp",

@@ -74,6 +74,7 @@ class Shipper:
         self.shipped_bytes = 0
         self.dead_letters = 0
         self._backlog_at_open = 0  # records after the cursor when the shipper opened
+        self._written_at_open = 0  # the journal's count of records written then
         self._opened_at = clock()
 
     def open(self) -> None:
@@ -94,12 +95,14 @@ class Shipper:
             self._cursor.save(saved)
         self.offset = self._saved = saved
         self._backlog_at_open = self._reader.count(saved, self._journal.end(self.stream))
+        self._written_at_open = self._journal.records_written[self.stream]
 
     def lag_bytes(self) -> int:
         return max(0, self._journal.end(self.stream) - self.offset)
 
     def lag_records(self) -> int:
-        written = self._backlog_at_open + self._journal.records_written[self.stream]
+        written_since = self._journal.records_written[self.stream] - self._written_at_open
+        written = self._backlog_at_open + written_since
         return max(0, written - self.shipped_records - self.dead_letters)
 
     def oldest_unshipped_s(self) -> float:

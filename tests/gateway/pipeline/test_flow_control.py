@@ -48,3 +48,24 @@ def test_unregistered_readers_are_left_alone() -> None:
     flow.unregister(reader)
     flow.consumed(20)
     assert not reader.paused
+
+
+def test_a_full_budget_holds_readers_paused_until_every_budget_has_room() -> None:
+    now = [0.0]
+    flow = FlowControl(high_water_bytes=100, low_water_bytes=40, clock=lambda: now[0])
+    reader = FakeReader()
+    flow.register(reader)
+    flow.hold("journal", True)
+    assert flow.paused and reader.paused
+    flow.consumed(100)  # the memory budget fills too
+    now[0] = 1.0
+    flow.hold("journal", False)  # the journal has room, memory does not: still paused
+    assert flow.paused and reader.paused
+    flow.released(60)
+    assert not flow.paused and not reader.paused
+    flow.hold("journal", True)
+    flow.hold("journal", True)  # said twice, paused once
+    assert reader.calls == 3
+    now[0] = 3.0
+    flow.hold("journal", False)
+    assert flow.paused_seconds == 3.0

@@ -1,0 +1,240 @@
+"""Shippers over a real journal (files in a temporary directory) into an in-memory target: order,
+cursors across restarts, dead letters passed and reported, the disk budget and retention, and
+the ``delivered`` ACK policy released by the shippers' progress."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from gateway.common.stats import SinkStats
+from gateway.common.tickets import Outcome, Ticket
+from gateway.journal.cursor import Cursor, cursor_path
+from gateway.journal.settings import JournalSettings, LocalSinkSettings
+from gateway.journal.store import STREAMS, Journal
+from gateway.pipeline.accept import FrameSource, Pipeline
+from gateway.pipeline.flow_control import FlowControl
+from gateway.pipeline.settings import PipelineSettings
+from gateway.sinks.shipper import Shipper
+from gateway.sinks.shipping import Shipping
+from parser.events import Frame
+from tests.gateway.pipeline.memory_sink import MemorySink, until
+
+Progress = list[tuple[str, int, list[int]]]
+
+
+def record(n: int, device: str = "dev") -> bytes:
+    return json.dumps({"id": f"r{n}", "device_id": device, "n": n}).encode()
+
+
+@pytest_asyncio.fixture
+async def journal(tmp_path: Path) -> AsyncIterator[Journal]:
+    j = Journal(LocalSinkSettings(data_dir=tmp_path, rotate_bytes=1024))
+    j.open()
+    yield j
+    j.close()
+
+
+def shipper(journal: Journal, sink: MemorySink, progress: Progress) -> Shipper:
+    return Shipper("memory", "raw", journal, sink, lambda *p: progress.append(p))
+
+
+async def run(ship: Shipper, condition: Callable[[], bool]) -> None:
+    task = asyncio.create_task(ship.run())
+    try:
+        await until(condition)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await ship.close()
+
+
+@pytest.mark.asyncio
+async def test_records_ship_in_journal_order_and_a_restart_resumes_at_the_cursor(
+    journal: Journal,
+) -> None:
+    sink = MemorySink()
+    progress: Progress = []
+    first = shipper(journal, sink, progress)
+    first.open()  # no cursor yet: starts at the journal's end, saved at once
+    assert Cursor(cursor_path(journal.data_dir, "raw", "memory")).load() == 0
+    for batch in range(5):  # over several 1 KiB segments
+        await journal.write("raw", [record(batch * 10 + i) for i in range(10)], [])
+    await run(first, lambda: len(sink.records["raw"]) == 50)
+    assert sink.records["raw"] == [record(n) for n in range(50)]
+    assert sink.keys["raw"] == ["dev"] * 50  # the partition key is the record's device id
+    end = journal.end("raw")
+    assert progress[-1][:2] == ("raw", end) and first.lag_bytes() == 0
+    assert Cursor(cursor_path(journal.data_dir, "raw", "memory")).load() == end
+
+    await journal.write("raw", [record(50)], [])
+    again = MemorySink()
+    second = shipper(journal, again, [])
+    second.open()
+    assert second.lag_records() == 1 and second.lag_bytes() == len(record(50)) + 1
+    await run(second, lambda: len(again.records["raw"]) == 1)
+    assert again.records["raw"] == [record(50)]  # only what the first never shipped
+
+
+@pytest.mark.asyncio
+async def test_a_target_added_later_is_not_sent_history_and_an_unreadable_cursor_sends_it_all(
+    journal: Journal,
+) -> None:
+    await journal.write("raw", [record(0), record(1)], [])
+    late = MemorySink()
+    ship = shipper(journal, late, [])
+    ship.open()
+    await journal.write("raw", [record(2)], [])
+    await run(ship, lambda: len(late.records["raw"]) == 1)
+    assert late.records["raw"] == [record(2)]
+
+    cursor_path(journal.data_dir, "raw", "memory").write_bytes(b"{not json")
+    everything = MemorySink()
+    ship = shipper(journal, everything, [])
+    ship.open()  # sending again, never skipping
+    await run(ship, lambda: len(everything.records["raw"]) == 3)
+    assert everything.records["raw"] == [record(0), record(1), record(2)]
+
+
+@pytest.mark.asyncio
+async def test_dead_lettered_records_are_passed_and_their_offsets_reported(
+    journal: Journal,
+) -> None:
+    sink = MemorySink()
+    progress: Progress = []
+    sink.lose.add("raw")
+    ship = shipper(journal, sink, progress)
+    ship.open()
+    await journal.write("raw", [record(0), record(1)], [])
+    await run(ship, lambda: ship.offset == journal.end("raw"))
+    assert progress == [("raw", journal.end("raw"), [0, len(record(0)) + 1])]
+    assert ship.dead_letters == 2 and ship.shipped_records == 0 and ship.lag_records() == 0
+
+
+class Settled:
+    def __init__(self) -> None:
+        self.outcomes: list[tuple[str, Outcome]] = []
+
+    def settled(self, note: str, outcome: Outcome) -> None:
+        self.outcomes.append((note, outcome))
+
+
+@pytest.mark.asyncio
+async def test_delivered_frames_are_acked_once_shipped_journaled_ones_once_written(
+    journal: Journal,
+) -> None:
+    settings = PipelineSettings()
+    flow = FlowControl(settings.high_water_bytes, settings.low_water_bytes, time.monotonic)
+    stats = {stream: SinkStats(stream) for stream in STREAMS}
+    target = MemorySink(gated=True)
+    pipeline: Pipeline
+
+    def progress(stream: str, offset: int, lost: list[int]) -> None:
+        pipeline.shipped(stream, offset, lost)
+
+    ship = Shipper("memory", "raw", journal, target, progress)
+    ship.open()
+    pipeline = Pipeline(
+        settings,
+        dict.fromkeys(STREAMS, journal),
+        flow,
+        stats,
+        shipped_streams=frozenset({"raw"}),
+        journal_end=journal.end,
+    )
+    pipeline.start()
+    task = asyncio.create_task(ship.run())
+    settled = Settled()
+    frame = Frame("356307042441013", b"\x01\x02", b"ack", ())
+    try:
+        pipeline.accept(FrameSource("x", "tcp", None), frame, Ticket(settled, "journaled"))
+        pipeline.accept(FrameSource("x", "tcp", None, True), frame, Ticket(settled, "delivered"))
+        await until(lambda: bool(settled.outcomes))
+        await until(lambda: journal.records_written["raw"] == 2)
+        assert settled.outcomes == [("journaled", Outcome.WRITTEN)]  # the target holds the rest
+        target.gates["raw"].set()
+        await until(lambda: len(settled.outcomes) == 2)
+        assert settled.outcomes[1] == ("delivered", Outcome.WRITTEN)
+        target.lose.add("raw")  # refused for good: the frame is lost, never ACKed
+        pipeline.accept(FrameSource("x", "tcp", None, True), frame, Ticket(settled, "refused"))
+        await until(lambda: len(settled.outcomes) == 3)
+        assert settled.outcomes[2] == ("refused", Outcome.LOST)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await ship.close()
+        await pipeline.close()
+
+
+class Reader:
+    paused = False
+
+    def pause_reading(self) -> None:
+        self.paused = True
+
+    def resume_reading(self) -> None:
+        self.paused = False
+
+
+@pytest.mark.asyncio
+async def test_the_budget_pauses_readers_while_unshipped_bytes_are_over_it(
+    journal: Journal,
+) -> None:
+    flow = FlowControl(1 << 30, 1 << 29, time.monotonic)
+    reader = Reader()
+    flow.register(reader)
+    target = MemorySink(gated=True)
+    ship = Shipper("memory", "raw", journal, target, lambda *p: None)
+    budget = JournalSettings(max_bytes=1024 * 1024, min_free_bytes=0)
+    shipping = Shipping(budget, journal, [ship], lambda full: flow.hold("journal", full))
+    shipping.open()
+    shipping.start()
+    try:
+        big = b'{"device_id": "d", "pad": "' + b"x" * 100_000 + b'"}'
+        for _ in range(11):
+            await journal.write("raw", [big], [])
+        await until(lambda: reader.paused)
+        assert shipping.full and "max_bytes" in shipping.full_reason
+        target.gates["raw"].set()
+        await until(lambda: not reader.paused)
+        assert not shipping.full and ship.lag_bytes() == 0
+    finally:
+        await shipping.close()
+
+
+@pytest.mark.asyncio
+async def test_retention_deletes_only_passed_segments_older_than_retain_s(
+    journal: Journal,
+) -> None:
+    for n in range(8):  # 1 KiB segments: several
+        await journal.write("raw", [record(n) + b" " * 300], [])
+        await journal.write("errors", [record(n) + b" " * 300], [])
+    sink = MemorySink(gated=True)
+    ship = Shipper("memory", "raw", journal, sink, lambda *p: None)
+    ship.open()
+    ship.offset = 0  # nothing shipped
+    raw_dir, errors_dir = journal.directory("raw"), journal.directory("errors")
+    old = time.time() - 3600
+    for path in [*raw_dir.iterdir(), *errors_dir.iterdir()]:
+        os.utime(path, (old, old))
+    shipping = Shipping(JournalSettings(retain_s=60), journal, [ship], lambda full: None)
+    before_raw = sorted(raw_dir.iterdir())
+    passed = {stream: shipping.passed(stream) for stream in STREAMS}
+    removed = shipping.remove_passed(passed)
+    assert sorted(raw_dir.iterdir()) == before_raw  # unshipped: kept, however old
+    errors_left = sorted(errors_dir.iterdir())
+    assert len(errors_left) == 1 and errors_left[0] == journal.current_file("errors")
+    assert removed > 0
+    ship.offset = journal.end("raw")  # all shipped: all but the segment being written go
+    fresh = sorted(raw_dir.iterdir())[-2]
+    os.utime(fresh, None)  # … and one still younger than retention
+    shipping.remove_passed({stream: shipping.passed(stream) for stream in STREAMS})
+    assert sorted(raw_dir.iterdir()) == sorted({fresh, journal.current_file("raw")})  # type: ignore[type-var]
+    await ship.close()

@@ -144,7 +144,9 @@ class WriteTimes:
             entries.append((end, now))
 
     def at(self, offset: int) -> float | None:
-        for end, when in self._entries:
+        # Asked on the metrics thread too (gateway_shipper_oldest_unshipped_seconds): walking a
+        # deque the loop changes meanwhile raises RuntimeError; tuple() copies it in one C call.
+        for end, when in tuple(self._entries):
             if offset < end:
                 return when
         return None

@@ -155,7 +155,8 @@ def _notification_cursors(
             positions: dict[str, Position | str] = dict(decode(path.read_bytes()))
         except (OSError, msgspec.DecodeError) as exc:
             positions = {"?": f"{path.name} unreadable ({exc}): the dispatcher starts at the end"}
-        cursors[("notifications", series)] = sorted(positions.items())
+        if positions:  # a dispatcher with no targets saves an empty table
+            cursors[("notifications", series)] = sorted(positions.items())
     return cursors
 
 

@@ -42,6 +42,7 @@ from gateway.sinks.kinesis import KinesisSetupError, KinesisSink
 from gateway.sinks.kinesis.metrics import KinesisCollector
 from gateway.sinks.shipper import Shipper
 from gateway.sinks.shipping import Shipping
+from gateway.sinks.shipping_metrics import ShippingCollector
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.metrics import MqttCollector
 from gateway.transport.port import DevicePort
@@ -305,6 +306,7 @@ class Gateway:
                     lambda: [(str(x.bound_port), x.mqtt_stats) for x in self.mqtt_listeners]
                 )
             )
+        registry.register(ShippingCollector(self.shipping))
         if self.kinesis is not None:
             registry.register(KinesisCollector(self.kinesis))
         if self.notifications is not None:

@@ -68,9 +68,10 @@ class Shipping:
             self._tasks.append(task)
 
     def unshipped_bytes(self) -> int:
-        return sum(self._behind(stream) for stream in STREAMS)
+        return sum(self.behind(stream) for stream in STREAMS)
 
-    def _behind(self, stream: str) -> int:
+    def behind(self, stream: str) -> int:
+        """The unshipped bytes of ``stream``: the lag of its slowest shipper (0 with none)."""
         return max((s.lag_bytes() for s in self.shippers if s.stream == stream), default=0)
 
     def passed(self, stream: str) -> int:

@@ -67,6 +67,7 @@ def test_a_series_without_a_cursor_is_local_only_and_each_worker_has_its_own(
     raw_w1 = write_series(tmp_path, "raw-w1", [[record(3, 0)]])
     Cursor(cursor_path(tmp_path, "raw-w0", "kinesis")).save(raw_w0[-1])  # all shipped
     Cursor(cursor_path(tmp_path, "raw-w1", "kinesis")).save(0)
+    (tmp_path / "notification-cursors.json").write_bytes(b"{}")  # a dispatcher with no targets
     report = journal_status(tmp_path, T0 + 60)
     assert [(s.stream, s.series) for s in report.series] == [
         ("raw", "raw-w0"),

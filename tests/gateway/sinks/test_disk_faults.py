@@ -38,7 +38,13 @@ needs_fiu = pytest.mark.skipif(
 
 # A small memory budget, so that what the devices send while the disk fails fills it and the
 # readers pause: 4 devices with 512 frames in flight each hold ~450 KiB.
-CONFIG = "[pipeline]\nhigh_water_bytes = 262144\nlow_water_bytes = 131072\n"
+# min_free_bytes = 0: the journal's free-space budget would pause the readers before a write
+# fails; these tests make writes fail, to prove what happens when they do (a disk filled faster
+# than the budget looks, a failing device).
+CONFIG = (
+    "[pipeline]\nhigh_water_bytes = 262144\nlow_water_bytes = 131072\n"
+    "[journal]\nmin_free_bytes = 0\n"
+)
 
 
 @contextlib.contextmanager

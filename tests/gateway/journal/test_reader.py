@@ -176,6 +176,22 @@ def test_an_offset_before_the_oldest_segment_raises_gap(tmp_path: Path) -> None:
     assert SegmentReader(tmp_path, "raw").count(0, end) == 2
 
 
+def test_bytes_missing_from_a_closed_segment_raise_gap_instead_of_waiting_forever(
+    tmp_path: Path,
+) -> None:
+    first, second = lines(0, 3), lines(3, 2)
+    bases = make_series(tmp_path, first, second)
+    os.truncate(tmp_path / segment_name("raw", 0), 13)  # one line and 4 bytes of the next
+    end = bases[1] + len(joined(second))
+    reader = SegmentReader(tmp_path, "raw")
+    assert reader.read(0, end, UNLIMITED, 100) == (first[:1], 9)
+    with pytest.raises(Gap) as gap:
+        reader.read(9, end, UNLIMITED, 100)
+    assert gap.value.resume_at == bases[1]
+    assert reader.read(bases[1], end, UNLIMITED, 100) == (second, end)
+    assert reader.count(0, end) == 3
+
+
 def test_count_counts_the_lines_between_two_offsets(tmp_path: Path) -> None:
     bases = make_series(tmp_path, lines(0, 4), lines(4, 3))
     end = bases[1] + 27

@@ -7,7 +7,7 @@ The promise under test: the gateway keeps running, stops ACKing and pauses its r
 disk fails, never leaves a torn line, and once the disk is back ACKs resume and every ACKed frame
 is in raw/ and parsed/.
 
-The sink writes its files with ``pwrite`` (gateway/sinks/local.py), so libfiu's
+The journal writes its segments with ``pwrite`` (gateway/journal/segments.py), so libfiu's
 ``posix/io/rw/pwrite`` fails those writes alone: ``posix/io/rw/write`` would fail the event
 loop's wake-up writes too (libuv aborts the process when one fails) and the log's.
 """

@@ -13,10 +13,13 @@ from pathlib import Path
 
 from gateway.journal.segments import segment_bases
 
+_UNBOUNDED = 1 << 62
+
 
 class Gap(Exception):
-    """The offset asked for is before the oldest segment left (removed by hand): ``resume_at``
-    is where the series now begins."""
+    """The bytes at the offset asked for are gone: it is before the oldest segment left
+    (removed by hand), or past the end of a closed segment's file (cut short by hand, or by a
+    power cut with ``fsync = "never"``). ``resume_at`` is where the series goes on."""
 
     def __init__(self, resume_at: int) -> None:
         super().__init__(resume_at)
@@ -36,11 +39,16 @@ class SegmentReader:
     ) -> tuple[list[bytes], int]:
         """The records from ``offset`` (a line's start) below ``end``, at most ``max_records``
         and about ``max_bytes`` (a longer single line comes whole); and the offset after them.
-        Raises ``Gap`` when ``offset`` is before the oldest segment."""
+        Raises ``Gap`` when the bytes at ``offset`` are gone."""
         records: list[bytes] = []
         size = 0
         while offset < end and len(records) < max_records and size < max_bytes:
-            data = self._read_at(offset, min(end - offset, max_bytes - size))
+            try:
+                data = self._read_at(offset, min(end - offset, max_bytes - size))
+            except Gap:
+                if records:
+                    break  # those first; the next read raises it
+                raise
             cut = data.rfind(b"\n") + 1
             if cut == 0:
                 # One line longer than what is left of max_bytes: it comes alone, whole, as
@@ -112,6 +120,9 @@ class SegmentReader:
                 continue
             if data:
                 return data
+            if fresh and limit < _UNBOUNDED:
+                # Without this a shipper would wait forever for bytes that will never come.
+                raise Gap(offset + limit)
         return b""
 
     def _locate(self, offset: int, fresh: bool) -> tuple[int, Path, int] | None:
@@ -130,7 +141,7 @@ class SegmentReader:
         base, path = segments[-1]
         if not fresh:
             return None
-        return base, path, 1 << 62
+        return base, path, _UNBOUNDED
 
     def _pread(self, base: int, path: Path, offset: int, size: int) -> bytes:
         if self._fd_base != base or self._fd is None:

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytest
 
+from gateway.ops.workers import RESTARTS_ENV, WORKER_ENV
 from tests.gateway.devices import DeviceSocket
 from tests.gateway.gatewayproc import GatewayProcess, wait_for
 from tests.gateway.sinks.kinesis import emulator
@@ -183,7 +184,8 @@ def local_exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture(scope="module")
 def kinesis_exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """/metrics of a gateway on the Kinesis sink (kinesalite) that delivered a few frames."""
+    """/metrics of a gateway on the Kinesis sink (kinesalite) that delivered a few frames, run
+    as a worker."""
     problem = emulator.missing_tools()
     if problem:
         pytest.fail(problem, pytrace=False)
@@ -195,16 +197,20 @@ def kinesis_exposition(tmp_path_factory: pytest.TempPathFactory) -> str:
         kinesalite.create_stream(parsed, 1)
         config = tmp / "gateway.toml"
         config.write_text(
-            "[pipeline.raw]\nlinger_ms = 20\n[pipeline.parsed]\nlinger_ms = 20\n"
-            f"[sink.kinesis]\nraw = {{ name = '{raw}' }}\nparsed = {{ name = '{parsed}' }}\n"
+            "[sink.kinesis]\nlinger_ms = 20\n"
+            f"raw = {{ name = '{raw}' }}\nparsed = {{ name = '{parsed}' }}\n"
             f"endpoint_url = '{kinesalite.endpoint}'\n"
         )
-        aws = {
+        env = {
             "AWS_ACCESS_KEY_ID": "AKIDLOCALTEST",
             "AWS_SECRET_ACCESS_KEY": "local-test-secret",
             "AWS_DEFAULT_REGION": "us-east-1",
+            # As worker 0 of `run --workers N` (its supervisor's variable), restarted once:
+            # it exposes the worker metrics too.
+            WORKER_ENV: "0",
+            RESTARTS_ENV: "1",
         }
-        gw = GatewayProcess(tmp / "data", codecs=("evb1",), config=config, env=aws)
+        gw = GatewayProcess(tmp / "data", codecs=("evb1",), config=config, env=env)
         try:
             drive_evb1(gw.ports["evb1"], heartbeats=3)  # delivered: ACKed once in Kinesis
             text = scrape(gw.metrics_url)
@@ -230,8 +236,10 @@ def test_the_exposition_passes_promtool_check_metrics(
     wanted: tuple[str, ...] = ("gateway_frames_total{", "gateway_ack_latency_seconds_bucket{")
     if sink == "local":
         wanted += ("gateway_decode_errors_total{", "gateway_rejects_total{")
+        wanted += ("gateway_journal_bytes{", "gateway_journal_full ")
     else:
         wanted += ("gateway_kinesis_user_records_total{", "gateway_kinesis_put_records_seconds_")
+        wanted += ("gateway_shipper_lag_bytes{", "gateway_worker_restarts_total{")
     assert all(name in exposition for name in wanted), exposition
     result = promtool("check", "metrics", stdin=exposition)
     # promtool prints nothing on success and one line per lint problem otherwise.
@@ -286,6 +294,7 @@ def test_the_rules_fire_when_they_should(tmp_path: Path) -> None:
     readyz = {"job": "ev-gateway-readyz", "instance": "http://10.0.1.10:8080/readyz"}
     raw, parsed = {"stream": "raw", **W0}, {"stream": "parsed", **W0}
     kinesis = "gateway_kinesis_"
+    journal, shipper, to_kinesis = "gateway_journal_", "gateway_shipper_", {"target": "kinesis"}
     inputs = [
         series("up", "1 1 0 0 0 0 0", **W0),
         series("up", "1x6", **W1),
@@ -320,6 +329,21 @@ def test_the_rules_fire_when_they_should(tmp_path: Path) -> None:
         series(notify, "0x20", le="10.0", **W0),
         series(notify, "0+10x20", le="30.0", **W0),
         series(notify, "0+10x20", le="+Inf", **W0),
+        # raw's oldest unshipped record ages a minute a minute; parsed ships.
+        series(f"{shipper}oldest_unshipped_seconds", "0+60x20", **raw, **to_kinesis),
+        series(f"{shipper}oldest_unshipped_seconds", "0x20", **parsed, **to_kinesis),
+        # W0's unshipped bytes grow past 80 % of its budget at 9m; W1 stays at a fifth.
+        series(f"{journal}unshipped_bytes", "0+100x20", **raw),
+        series(f"{journal}unshipped_bytes", "0x20", **parsed),
+        series(f"{journal}max_bytes", "1000x20", **W0),
+        series(f"{journal}unshipped_bytes", "0+10x20", stream="raw", **W1),
+        series(f"{journal}max_bytes", "1000x20", **W1),
+        series(f"{journal}full", "0 0 1x5 0x10", **W0),
+        series(f"{journal}full", "0x20", **W1),
+        series(f"{shipper}dead_letters_total", "0x5 3x20", **parsed, **to_kinesis),
+        series(f"{shipper}dead_letters_total", "0x25", **raw, **to_kinesis),
+        series("gateway_worker_restarts_total", "0x5 1x20", worker="0", **W0),
+        series("gateway_worker_restarts_total", "0x25", worker="1", **W1),
     ]
     critical, warning = {"severity": "critical"}, {"severity": "warning"}
     checks = [
@@ -337,6 +361,25 @@ def test_the_rules_fire_when_they_should(tmp_path: Path) -> None:
         fires("25m", "GatewayDecodeErrorRatio", {**warning, "codec": "evb1"}),
         fires("15m", "GatewayAckLatencyHigh", {**warning, **w0_labels, "codec": "evb1"}),
         fires("10m", "GatewayNotificationDeliveryLag", {**critical, **w0_labels}),
+        fires("8m", "GatewayShipperLagging"),  # over 5 minutes old, for 2 minutes: pending
+        fires(
+            "12m",
+            "GatewayShipperLagging",
+            {**warning, **w0_labels, "stream": "raw", "target": "kinesis"},
+        ),
+        fires("12m", "GatewayJournalFilling"),  # over 80 % since 9m: pending
+        fires("15m", "GatewayJournalFilling", {**warning, **w0_labels}),
+        fires("2m", "GatewayJournalFull"),
+        fires("4m", "GatewayJournalFull", {**critical, **w0_labels}),
+        fires("10m", "GatewayJournalFull"),  # room again
+        fires(
+            "10m",
+            "GatewayShipperDeadLetters",
+            {**warning, **w0_labels, "stream": "parsed", "target": "kinesis"},
+        ),
+        fires("20m", "GatewayShipperDeadLetters"),
+        fires("8m", "GatewayWorkerRestarts", {**warning, **w0_labels, "worker": "0"}),
+        fires("25m", "GatewayWorkerRestarts"),  # none for 15 minutes: resolved
     ]
     (tmp_path / "alerts.yml").write_text(without_annotations(ALERTS.read_text()))
     tests = {

@@ -12,9 +12,9 @@ import pytest
 from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
+from gateway.journal.settings import LocalSinkSettings
 from gateway.sinks.kinesis import KinesisSink
 from gateway.sinks.kinesis.sink import STALL_FORGOTTEN_AFTER_S
-from gateway.journal.settings import LocalSinkSettings
 from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings
 
 pytestmark = pytest.mark.asyncio

@@ -1,7 +1,8 @@
-"""What the pipeline needs from a sink: write one batch of one record class, say what was lost.
+"""A sink: write one batch of one record class, say what was lost. The journal is the
+pipeline's; the Kinesis sink is a shipper's (and ``gateway replay``'s and ``gateway parse``'s).
 
-A record class (raw, parsed, errors, notifications) is what the metrics call a stream; the local
-sink keeps each in a directory of that name, the Kinesis sink sends each to its Kinesis stream.
+A record class (raw, parsed, errors, notifications) is what the metrics call a stream; the
+journal keeps each in a directory of that name, the Kinesis sink sends each to its stream.
 """
 
 from __future__ import annotations
@@ -14,11 +15,6 @@ class SinkError(Exception):
 
 
 class Sink(Protocol):
-    # True: a sink that pays per call (Kinesis) lets a batch fill for the accumulator's linger.
-    # False: group commit — a write starts as soon as the previous one finished and takes what
-    # arrived meanwhile, so an ACK waits for about one fsync, not for a linger.
-    lingers: bool
-
     async def write(self, record_class: str, records: list[bytes], keys: list[str]) -> list[int]:
         """Write the records (``keys`` are their partition keys); return when they are safe.
 

@@ -38,8 +38,6 @@ class Journal:
     """``await write(stream, records)`` returns once they are journaled; ``end(stream)`` is the
     offset after the last batch written."""
 
-    lingers = False  # one fsync per write whatever it holds: group commit (see Sink)
-
     def __init__(self, settings: LocalSinkSettings, tag: str | None = None) -> None:
         self.settings = settings
         self.data_dir = settings.data_dir

@@ -135,7 +135,12 @@ class Gateway:
             )
         if settings.bridge is not None:
             self.bridge = Bridge(
-                settings.bridge, self.registry, self.pipeline, self.flow, self._show_status
+                settings.bridge,
+                self.registry,
+                self.pipeline,
+                self.flow,
+                self._show_status,
+                self.sink,
             )
         bound = await self._bind_ports()
         if self.bridge is not None:
@@ -256,7 +261,14 @@ class Gateway:
             except KinesisSetupError as exc:
                 raise ConfigError([f"sink.kinesis: {exc}"]) from None
             shippers = [
-                Shipper("kinesis", stream, self.sink, self.kinesis, self._shipped)
+                Shipper(
+                    "kinesis",
+                    stream,
+                    self.sink,
+                    self.kinesis,
+                    self._shipped,
+                    linger_s=settings.sink.kinesis.linger_ms / 1000,
+                )
                 for stream in self.kinesis.streams
                 if stream != "notifications"
             ]

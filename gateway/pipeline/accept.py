@@ -105,21 +105,18 @@ class Pipeline:
         self._stats = sink_stats
         self._clock = time.monotonic
 
-        def accumulator(stream: str, s: AccumulatorSettings) -> Accumulator:
-            # Group commit unless the sink pays per call (Sink.lingers): a device sending one
-            # frame and waiting for its ACK got ~19 frames/s behind a 50 ms linger.
-            linger_s = s.linger_ms / 1000 if sinks[stream].lingers else 0.0
-            return Accumulator(linger_s, s.max_records, s.max_bytes)
+        def accumulator(s: AccumulatorSettings) -> Accumulator:
+            return Accumulator(s.max_records, s.max_bytes)
 
         self._acc = {
-            "raw": accumulator("raw", settings.raw),
-            "parsed": accumulator("parsed", settings.parsed),
-            "errors": accumulator("errors", settings.raw),
+            "raw": accumulator(settings.raw),
+            "parsed": accumulator(settings.parsed),
+            "errors": accumulator(settings.raw),
         }
         self._notify = notifications
         if notifications is not None:
             self._acc["notifications"] = Accumulator(
-                0.0, NOTIFICATIONS_MAX_RECORDS, NOTIFICATIONS_MAX_BYTES
+                NOTIFICATIONS_MAX_RECORDS, NOTIFICATIONS_MAX_BYTES
             )
         self._encode_notification = msgspec.json.Encoder().encode
         self._wake = {stream: asyncio.Event() for stream in self._acc}
@@ -196,44 +193,35 @@ class Pipeline:
         # Partition key = device id: a device's records keep their order within a shard.
         key = (event.device_id or source.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]
         add = self._add
-        size = add("raw", to_json(raw), key, ticket, now)
+        size = add("raw", to_json(raw), key, ticket)
         for record in parsed:
-            size += add("parsed", to_json(record), key, ticket, now)
+            size += add("parsed", to_json(record), key, ticket)
         if error is not None:
-            size += add("errors", _error_json(error), key, ticket, now)
+            size += add("errors", _error_json(error), key, ticket)
         if notes:
             assert notify is not None
             bodies = [self._encode_notification(n) for n in notes]
             written = notify.dispatcher.submit(notes, bodies, now, ticket)
             for body in bodies:
-                size += add("notifications", body, key, written, now)
+                size += add("notifications", body, key, written)
         self.unwritten_bytes += size
         self._flow.consumed(size)
         return len(parsed)
 
-    def _add(
-        self, stream: str, record: bytes, key: str, ticket: Ticket[Any] | None, now: float
-    ) -> int:
+    def _add(self, stream: str, record: bytes, key: str, ticket: Ticket[Any] | None) -> int:
         """Queue one record; returns the bytes charged to the budget."""
-        if self._acc[stream].add(record, key, ticket, now):
+        if self._acc[stream].add(record, key, ticket):
             self._wake[stream].set()
         return len(record) + 1
 
     async def _writer(self, stream: str) -> None:
         acc = self._acc[stream]
         wake = self._wake[stream]
-        loop = asyncio.get_running_loop()
         while True:
-            batch = acc.take(self._clock(), flush=self._flushing)
+            batch = acc.take()
             if batch is None:
-                deadline = acc.next_deadline()
-                timer = None
-                if deadline is not None:
-                    timer = loop.call_at(deadline, wake.set)
                 await wake.wait()
                 wake.clear()
-                if timer is not None:
-                    timer.cancel()
                 continue
             await self._write(stream, batch)
 
@@ -318,10 +306,8 @@ class Pipeline:
         return self._clock() - min(self._failing_since.values())
 
     async def flush(self) -> None:
-        """Write everything accepted so far, ignoring linger; returns when it is all written."""
+        """Returns once everything accepted so far is written."""
         self._flushing = True
-        for wake in self._wake.values():
-            wake.set()
         if self.unwritten_bytes:
             self._idle.clear()
             await self._idle.wait()

@@ -1,10 +1,11 @@
-"""Batches of encoded records by linger time, record count and bytes (pure: takes a clock).
+"""Batches of encoded records by record count and bytes (pure: no clock, no I/O).
 
-Like aiokafka's ``MessageAccumulator``: a batch is ready when it is full or when its first
-record has waited ``linger``; the sender asks for the next deadline and sleeps until then,
-nothing polls. Unlike aiokafka, nothing refuses an oversize record at the door: a record's size
-is bounded before it gets here, by its codec's ``max_frame_bytes`` (an MQTT listener's
-``max_packet_bytes``), and one larger than ``max_bytes`` leaves as a batch of its own.
+Group commit, as the journal wants it: a batch is due as soon as it holds a record, and what
+arrives while the writer is busy with the previous one becomes the next (aiokafka's
+``MessageAccumulator`` with a linger of 0; a linger belongs to the shippers, which pay per call).
+Nothing refuses an oversize record at the door: a record's size is bounded before it gets here,
+by its codec's ``max_frame_bytes`` (an MQTT listener's ``max_packet_bytes``), and one larger than
+``max_bytes`` leaves as a batch of its own.
 """
 
 from __future__ import annotations
@@ -28,21 +29,19 @@ class Batch:
     keys: list[str] = field(default_factory=list)
     tickets: list[Ticket[Any] | None] = field(default_factory=list)
     size_bytes: int = 0
-    opened_at: float = 0.0
 
 
 class Accumulator:
-    __slots__ = ("_current", "_linger_s", "_max_bytes", "_max_records", "_ready")
+    __slots__ = ("_current", "_max_bytes", "_max_records", "_ready")
 
-    def __init__(self, linger_s: float, max_records: int, max_bytes: int) -> None:
-        self._linger_s = linger_s
+    def __init__(self, max_records: int, max_bytes: int) -> None:
         self._max_records = max_records
         self._max_bytes = max_bytes
         self._current: Batch | None = None
         self._ready: deque[Batch] = deque()
 
-    def add(self, record: bytes, key: str, ticket: Ticket[Any] | None, now: float) -> bool:
-        """Append one record; True when the sender must look again (a batch opened or filled)."""
+    def add(self, record: bytes, key: str, ticket: Ticket[Any] | None) -> bool:
+        """Append one record; True when the writer must look again (a batch opened)."""
         batch = self._current
         size = len(record) + 1  # the newline that ends it in a JSON-lines file
         wake = False
@@ -50,8 +49,8 @@ class Accumulator:
             self._ready.append(batch)
             batch = None
         if batch is None:
-            batch = self._current = Batch(opened_at=now)
-            wake = True  # a new linger deadline
+            batch = self._current = Batch()
+            wake = True
         batch.records.append(record)
         batch.keys.append(key)
         batch.tickets.append(ticket)
@@ -59,23 +58,11 @@ class Accumulator:
         if len(batch.records) >= self._max_records or batch.size_bytes >= self._max_bytes:
             self._ready.append(batch)
             self._current = None
-            wake = True
         return wake
 
-    def next_deadline(self) -> float | None:
-        """When the open batch must be sent even if not full (None: nothing is waiting)."""
-        if self._ready:
-            return 0.0
-        if self._current is None:
-            return None
-        return self._current.opened_at + self._linger_s
-
-    def take(self, now: float, *, flush: bool = False) -> Batch | None:
-        """The next batch to write: a full one, a lingered one, or (``flush``) whatever is open."""
+    def take(self) -> Batch | None:
+        """The next batch to write: a full one, else whatever is open (None: nothing)."""
         if self._ready:
             return self._ready.popleft()
-        batch = self._current
-        if batch is not None and (flush or now >= batch.opened_at + self._linger_s):
-            self._current = None
-            return batch
-        return None
+        batch, self._current = self._current, None
+        return batch

@@ -14,12 +14,10 @@ from parser.json_codec import JsonCodec, JsonFields
 
 
 class AccumulatorSettings(Section):
-    """A batch is written when it is full (records or bytes) or its first record lingered.
+    """The most one journal write of a stream holds. The journal group-commits: a write starts
+    as soon as the previous one finished and takes what arrived meanwhile, up to these bounds,
+    so ACKs never wait for a linger (the Kinesis shippers linger: ``sink.kinesis.linger_ms``)."""
 
-    ``linger_ms`` applies to remote sinks (Kinesis); the local journal group-commits instead
-    (a write starts as soon as the previous one finished), so ACKs never wait for a linger."""
-
-    linger_ms: int = Field(default=50, ge=0, le=60_000)
     max_records: int = Field(default=500, ge=1, le=100_000)
     max_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 

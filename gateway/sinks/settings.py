@@ -27,6 +27,10 @@ class KinesisSettings(Section):
     notifications: KinesisStreamSettings | None = None
     region: str | None = None
     endpoint_url: str | None = None
+    # A shipper with less than a full call's worth of records waits this long from the oldest
+    # for more (the KPL's RecordMaxBufferedTime): fewer, fuller PutRecords calls. ACKs never
+    # wait for it (under `journaled`).
+    linger_ms: int = Field(default=50, ge=0, le=60_000)
     # Aggregates close at this size: 50,000 bytes bill exactly 2 PUT payload units (25,000 B
     # each), where the KPL's 51,200 bills 3 (bench/kinesis_agg.py).
     aggregate_max_bytes: int = Field(default=50_000, ge=1024, le=1_000_000)

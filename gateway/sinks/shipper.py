@@ -54,7 +54,11 @@ class Shipper:
         sink: Sink,
         progress: Progress,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        linger_s: float = 0.0,
     ) -> None:
+        """``linger_s``: with less than a full batch to send, wait this long from when it was
+        first seen for more (fewer, fuller calls to a target that pays per call)."""
         self.target = target
         self.stream = stream
         self.name = f"{stream}.{target}"
@@ -62,6 +66,7 @@ class Shipper:
         self._sink = sink
         self._progress = progress
         self._clock = clock
+        self._linger_s = linger_s
         prefix = journal.prefix(stream)
         self._reader = SegmentReader(journal.directory(stream), prefix)
         self._cursor = Cursor(cursor_path(journal.data_dir, prefix, target))
@@ -117,6 +122,7 @@ class Shipper:
         loop = asyncio.get_running_loop()
         wake = self._wake
         last_save = self._clock()
+        seen_at: float | None = None  # when the unsent records were first seen, for the linger
         while True:
             end = self._journal.end(self.stream)
             if self.offset >= end:
@@ -124,6 +130,13 @@ class Shipper:
                 if self._journal.end(self.stream) <= self.offset:
                     await wake.wait()
                 continue
+            if self._linger_s and end - self.offset < MAX_BATCH_BYTES:
+                now = self._clock()
+                seen_at = now if seen_at is None else seen_at
+                if now < seen_at + self._linger_s:
+                    await asyncio.sleep(seen_at + self._linger_s - now)
+                    continue
+            seen_at = None
             records, keys, after = await loop.run_in_executor(self._thread, self._read, end)
             if not records:
                 await asyncio.sleep(0.05)  # a line not whole yet below the end (never expected)

@@ -1,25 +1,28 @@
-"""Group commit on the ACK path: under ``delivered`` a device that sends one frame and waits for
-its ACK gets it after about one write of the local journal, not after the batch linger (issue
-13: a linger of 50 ms held such a device to ~19 frames/s, a backlog of 10,000 took minutes).
+"""Group commit on the ACK path: under ``journaled`` a device that sends one frame and waits for
+its ACK gets it after about one write of the journal, not after the Kinesis shipper's linger
+(issue 13: a linger of 50 ms on the ACK path held such a device to ~19 frames/s, a backlog of
+10,000 took minutes; issue 15: ACKs no longer wait for Kinesis at all).
 
-The linger is set to 2 s so that the check is logical rather than timed: a write that waited for
-the linger could not have its ACK in the gateway's own latency histogram under 1 s, however fast
-or slow the machine.
+The shipper's linger is set to 2 s so that the check is logical rather than timed: an ACK that
+waited for it could not be in the gateway's own latency histogram under 1 s, however fast or
+slow the machine.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from parser.mqtt.packets import PubAck
 from tests.gateway.devices import DeviceSocket
-from tests.gateway.gatewayproc import GatewayProcess
+from tests.gateway.gatewayproc import GatewayProcess, wait_for
+from tests.gateway.sinks.kinesis.emulator import Kinesalite
+from tests.gateway.sinks.kinesis.harness import start_gateway as start_kinesis_gateway
 from tests.gateway.transport.mqtt.client import MqttTestClient, start_gateway
 from tests.parser.streams import evb1_ack, evb1_heartbeat, evb1_login
 
 IMEI = "356307042441013"
-LINGER = "[pipeline.raw]\nlinger_ms = 2000\n[pipeline.parsed]\nlinger_ms = 2000\n"
 ROUND_TRIPS = 20
 BOUND_S = 20.0  # before the fix ~10 round trips fit; the assertions below do not count on it
 
@@ -33,10 +36,12 @@ def ack_latencies(gw: GatewayProcess, transport: str) -> tuple[float, float]:
     )
 
 
-def test_a_device_waiting_for_each_ack_is_not_held_by_the_linger(tmp_path: Path) -> None:
-    config = tmp_path / "gateway.toml"
-    config.write_text(LINGER)
-    gw = GatewayProcess(tmp_path / "data", codecs=("evb1",), config=config)
+def test_a_device_waiting_for_each_ack_is_not_held_by_the_shippers_linger(
+    tmp_path: Path, kinesalite: Kinesalite, make_stream: Callable[[int], str]
+) -> None:
+    gw = start_kinesis_gateway(
+        tmp_path, kinesalite.endpoint, make_stream(1), make_stream(1), "linger_ms = 2000\n"
+    )
     try:
         dev = DeviceSocket(gw.ports["evb1"])
         dev.send(evb1_login(IMEI))
@@ -50,14 +55,18 @@ def test_a_device_waiting_for_each_ack_is_not_held_by_the_linger(tmp_path: Path)
         acks, within_1s = ack_latencies(gw, "tcp")
         assert acks == 1 + sent  # the login's ACK and one per frame
         assert within_1s == acks  # none waited for the 2 s linger
+        # … and the records went on to Kinesis.
+        assert wait_for(lambda: gw.metric("gateway_kinesis_user_records_total") >= sent, 20)
         dev.close()
         assert gw.stop() == 0
     finally:
         gw.kill()
 
 
-def test_an_mqtt_client_waiting_for_each_puback_is_not_held_by_the_linger(tmp_path: Path) -> None:
-    gw = start_gateway(tmp_path, "ack_policy = 'delivered'", top=LINGER)
+def test_an_mqtt_client_waiting_for_each_puback_gets_it_after_a_journal_write(
+    tmp_path: Path,
+) -> None:
+    gw = start_gateway(tmp_path, "ack_policy = 'journaled'")
     try:
         client = MqttTestClient(gw.ports["mqtt"])
         client.connect("backlog-upload")

@@ -18,7 +18,8 @@ def test_example_config_is_valid_and_documented() -> None:
     settings = load_settings(ROOT / "config" / "local.toml")
     assert [ls.codec for ls in settings.listeners] == ["teltonika", "gt06", "ais140", "evb1"]
     assert [ls.port for ls in settings.listeners] == [5027, 5023, 5024, 5100]
-    assert all(ls.ack_policy == "delivered" for ls in settings.listeners)
+    assert all(ls.ack_policy == "journaled" for ls in settings.listeners)
+    assert settings.journal.retain_s is None  # local-only: the segments are the output
 
 
 def test_precedence_flags_over_environment_over_file(

@@ -54,8 +54,6 @@ class KinesisSetupError(Exception):
 class KinesisSink:
     """Writes record classes to their streams; see the module docstring for the guarantees."""
 
-    lingers = True  # each PutRecords costs a call: batches fill for linger_ms (see Sink)
-
     def __init__(
         self, settings: KinesisSettings, local: LocalSinkSettings, *, expire: bool = True
     ) -> None:

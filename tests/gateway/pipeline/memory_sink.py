@@ -15,8 +15,6 @@ class MemorySink:
     """Writes a stream's batch while its gate is open (all open unless ``gated``); records of a
     stream in ``lose`` are dead-lettered instead; ``fail`` raises ``SinkError`` that many times."""
 
-    lingers = True  # batches wait for their linger, as the tests' settings say
-
     def __init__(self, *, gated: bool = False) -> None:
         self.gates = {stream: asyncio.Event() for stream in STREAMS}
         if not gated:

@@ -168,3 +168,52 @@ def test_a_worker_that_cannot_start_stops_them_all(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert b"worker cannot run with this configuration; stopping" in out
     assert b"worker exited; restarting" not in out
+
+
+def series(data: Path, stream: str) -> dict[str, list[int]]:
+    """Each series of ``stream`` in ``data`` (its file-name prefix) -> its segments' bases."""
+    found: dict[str, list[int]] = {}
+    for path in sorted((data / stream).glob("*.jsonl")):
+        prefix, _, base = path.stem.rpartition("-")
+        found.setdefault(prefix, []).append(int(base))
+    return found
+
+
+def test_each_worker_keeps_its_own_journal_and_a_restarted_one_continues_it(
+    tmp_path: Path,
+) -> None:
+    """Workers shared the data directory's files by pid: a restarted worker could not tell its
+    own journal from the other's (it re-sent the other's notifications)."""
+    data = tmp_path / "data"
+    with two_workers(tmp_path) as workers:
+        for dev in workers.connect(40):
+            dev.close()
+        # Each worker's records are in its own series only, under its index.
+        assert wait_for(lambda: set(series(data, "raw")) == {"raw-w0", "raw-w1"}, timeout=10)
+        before = workers.pids()
+        os.kill(before[0], signal.SIGKILL)
+        assert wait_for(lambda: len(workers.events("ready")) == 3, timeout=20)
+        for dev in workers.connect(40):
+            dev.close()
+        assert wait_for(lambda: len(series(data, "raw")["raw-w0"]) == 2, timeout=10)
+        workers.proc.send_signal(signal.SIGTERM)
+        assert workers.proc.wait(30) == 0
+    first, second = series(data, "raw")["raw-w0"]
+    assert second == first + (data / "raw" / f"raw-w0-{first:020d}.jsonl").stat().st_size
+    logins = [
+        json.loads(line)["device_id"]
+        for path in (data / "raw").glob("*.jsonl")
+        for line in path.read_text().splitlines()
+    ]
+    assert len(logins) == 80  # every login journaled once, by the worker that took it
+    # A second gateway on a running worker's journal is refused, in one line.
+    with two_workers(tmp_path) as other:
+        clash = subprocess.run(
+            [GATEWAY, "run", "--listen", "evb1=127.0.0.1:0", "--data-dir", str(data),
+             "--metrics", "127.0.0.1:0", "--health", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "GATEWAY_WORKER": "1"},
+        )  # fmt: skip
+        assert other.proc.poll() is None
+    assert clash.returncode != 0
+    assert clash.stderr.count("\n") == 1 and "in use by pid" in clash.stderr, clash.stderr

@@ -107,17 +107,14 @@ def simulate(
     )
 
 
-def finish(sim: subprocess.Popen[bytes], timeout: float = 90) -> dict[str, Any]:
-    """The fleet's summary once it ended by itself."""
-    out, _ = sim.communicate(timeout=timeout)
+def finish(sim: subprocess.Popen[bytes], *, now: bool = False) -> dict[str, Any]:
+    """The fleet's summary once it ended: by itself, or ``now`` (SIGTERM; its gateway may be
+    gone). Its ACK log is complete then."""
+    if now:
+        sim.send_signal(signal.SIGTERM)
+    out, _ = sim.communicate(timeout=90)
     summary: dict[str, Any] = json.loads(out.decode().splitlines()[-1])
     return summary
-
-
-def stop_fleet(sim: subprocess.Popen[bytes]) -> None:
-    """End a fleet early (its gateway may be gone): SIGTERM, then its ACK log is complete."""
-    sim.send_signal(signal.SIGTERM)
-    sim.communicate(timeout=60)
 
 
 def acked_count(tmp: Path) -> int:

@@ -24,7 +24,6 @@ from tests.gateway.sinks.kinesis.harness import (
     saved_cursor,
     simulate,
     start_gateway,
-    stop_fleet,
 )
 
 # Ample for a backlog of tens of MB to ship to kinesalite on a loaded machine.
@@ -177,7 +176,7 @@ def test_a_stop_with_kinesis_down_leaves_the_backlog_for_the_next_start(
         code = gw.stop()
         took = time.monotonic() - started
     finally:
-        stop_fleet(sim)
+        finish(sim, now=True)
     # Nothing waits for Kinesis at a stop, and nothing is given up on: it stays journaled.
     assert code == 0 and took < 25  # well within the default 20 s deadline
     assert read_dead_letters(gw.data_dir) == []

@@ -81,17 +81,22 @@ class _Times(msgspec.Struct):
 
 def journal_status(data_dir: Path, wall_now: float) -> JournalStatus:
     """Every series under ``data_dir`` with its targets' lag, ages against ``wall_now`` (Unix
-    seconds). Raises ``StatusError`` for a directory that is missing or holds no journal."""
+    seconds). Raises ``StatusError`` for a directory that is missing, holds no journal or cannot
+    be read (run it as the gateway's user, or root)."""
+    try:
+        return _journal_status(data_dir, wall_now)
+    except OSError as exc:
+        raise StatusError(f"{exc.filename or data_dir}: {exc.strerror or exc}") from None
+
+
+def _journal_status(data_dir: Path, wall_now: float) -> JournalStatus:
     if not data_dir.is_dir():
         raise StatusError(f"{data_dir}: not a directory")
     if not any((data_dir / name).is_dir() for name in (*STREAMS, "cursors")):
         raise StatusError(f"{data_dir}: no journal here (no {'/, '.join(STREAMS)}/ or cursors/)")
-    try:
-        found = _series_names(data_dir)
-        shipper_cursors = _shipper_cursors(data_dir)
-        notification_cursors = _notification_cursors(data_dir)
-    except OSError as exc:
-        raise StatusError(f"{data_dir}: {exc.strerror or exc}") from None
+    found = _series_names(data_dir)
+    shipper_cursors = _shipper_cursors(data_dir)
+    notification_cursors = _notification_cursors(data_dir)
     for stream, series in [*shipper_cursors, *notification_cursors]:
         found.add((stream, series))
     order = {stream: i for i, stream in enumerate(STREAMS)}

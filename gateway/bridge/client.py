@@ -67,6 +67,7 @@ class Received:
     # Loop time the end-to-end lag counts from: when the publisher stamped it (MQTT 5 user
     # property ``sent-at-ms``, milliseconds since the epoch), else when it arrived here.
     since: float
+    retain: bool = False
 
 
 def new_properties(packet_type: int) -> Properties:
@@ -323,6 +324,7 @@ class BridgeClient(aiomqtt.Client):
                 user_properties,
                 getattr(props, "ContentType", None),
                 self._loop.time() - _age_s(user_properties),
+                bool(message.retain),
             )
         )
         self._wake()
@@ -378,9 +380,15 @@ class BridgeClient(aiomqtt.Client):
                 self._disconnected.set_exception(exc)
 
 
-def _age_s(user_properties: tuple[tuple[str, str], ...]) -> float:
-    """Seconds since the publisher's ``sent-at-ms`` stamp (0.0 without a usable one)."""
+def sent_at_ms(user_properties: tuple[tuple[str, str], ...]) -> int | None:
+    """The publisher's ``sent-at-ms`` stamp (milliseconds since the epoch), if it set one."""
     for key, value in user_properties:
         if key == SENT_AT_PROPERTY and value.isdecimal():
-            return max(0.0, time.time() - int(value) / 1000)
-    return 0.0
+            return int(value)
+    return None
+
+
+def _age_s(user_properties: tuple[tuple[str, str], ...]) -> float:
+    """Seconds since the publisher's ``sent-at-ms`` stamp (0.0 without a usable one)."""
+    stamp = sent_at_ms(user_properties)
+    return 0.0 if stamp is None else max(0.0, time.time() - stamp / 1000)

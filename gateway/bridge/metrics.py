@@ -2,8 +2,10 @@
 
 Per route: received, forwarded, acknowledged, in flight, redelivered, rejected and the end-to-end
 lag; per source: connected, reading paused, reconnects, unrouted and own copies dropped; per
-destination connection: connected, reconnects, publishes and the time its token bucket held
-publishes back (how the drain rate after an outage is seen).
+destination: its journal series (unshipped bytes, messages journaled and shipped, age of the
+oldest message out, write errors, end-to-end lag) and per connection: connected, reconnects,
+publishes and the time its token bucket held publishes back (how the drain rate after an outage
+is seen).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class BridgeCollector(Collector):
         yield from self._routes()
         yield from self._sources()
         yield from self._destinations()
+        yield from self._journals()
 
     def _routes(self) -> Iterator[Any]:
         lab = ["route"]
@@ -42,7 +45,7 @@ class BridgeCollector(Collector):
         )
         lag = HistogramMetricFamily(
             "gateway_bridge_lag_seconds",
-            "Publisher stamp (MQTT 5 sent-at-ms) or arrival to delivery",
+            "Publisher stamp (MQTT 5 sent-at-ms) or arrival to the source's acknowledgement",
             labels=lab,
         )
         for s in self._bridge.route_stats:
@@ -116,7 +119,7 @@ class BridgeCollector(Collector):
             "Messages waiting for a connection",
             labels=["destination"],
         )
-        for pool in self._bridge.pools.values():
+        for pool in (s.pool for s in self._bridge.shippers.values()):
             queued.add_metric([pool.settings.name], pool.queued)
             for s in pool.stats:
                 labels = [s.destination, str(s.connection)]
@@ -126,3 +129,38 @@ class BridgeCollector(Collector):
                 tokens.add_metric(labels, s.bucket.taken)
                 throttled.add_metric(labels, s.bucket.waited_s)
         yield from (connected, reconnects, published, tokens, throttled, queued)
+
+    def _journals(self) -> Iterator[Any]:
+        lab = ["destination"]
+
+        def counter(name: str, doc: str) -> CounterMetricFamily:
+            return CounterMetricFamily(f"gateway_bridge_journal_{name}", doc, labels=lab)
+
+        unshipped = GaugeMetricFamily(
+            "gateway_bridge_journal_unshipped_bytes",
+            "Journaled bytes the destination has not confirmed yet",
+            labels=lab,
+        )
+        oldest = GaugeMetricFamily(
+            "gateway_bridge_journal_oldest_unshipped_seconds",
+            "Age of the oldest message published and not yet confirmed",
+            labels=lab,
+        )
+        journaled = counter("messages", "Messages journaled for the destination")
+        shipped = counter("shipped", "Journaled messages the destination confirmed")
+        errors = counter("write_errors", "Journal writes that failed (retried)")
+        deleted = counter("segments_deleted", "Shipped segments deleted")
+        lag = HistogramMetricFamily(
+            "gateway_bridge_destination_lag_seconds",
+            "Publisher stamp (MQTT 5 sent-at-ms) or arrival to the destination's confirmation",
+            labels=lab,
+        )
+        for name, shipper in self._bridge.shippers.items():
+            unshipped.add_metric([name], shipper.unshipped_bytes())
+            oldest.add_metric([name], shipper.oldest_unshipped_s())
+            journaled.add_metric([name], shipper.outbox.messages_written)
+            shipped.add_metric([name], shipper.shipped)
+            errors.add_metric([name], shipper.outbox.write_errors)
+            deleted.add_metric([name], shipper.segments_deleted)
+            shipper.lag.add_to(lag, [name])
+        yield from (unshipped, oldest, journaled, shipped, errors, deleted, lag)

@@ -2,13 +2,12 @@
 
 AWS IoT Core takes 100 publishes a second per connection and one CONNECT a second per client
 id, so throughput comes from N connections with distinct ids, each spending from its own token
-bucket before every PUBLISH. Messages wait in one queue (bounded by the sources' in-flight
-windows); any connection that is up takes the next. A message is delivered once its PUBACK is
-back (QoS 1/2) or it was written (QoS 0). A publish that fails or times out takes its connection
-down, and every message that connection had not finished goes back to the front of the queue to
-be published again — so a lost PUBACK means a duplicate, never a loss (mosquitto#2176: a bridge
-stalled on a lost PUBACK). Messages whose source connection ended meanwhile are skipped: the
-source broker delivers them again anyway.
+bucket before every PUBLISH. Messages wait in one queue (bounded by the shipper's window); any
+connection that is up takes the next. A message is confirmed once its PUBACK is back (QoS 1/2) or
+it was written (QoS 0). A publish that fails or times out takes its connection down, and every
+message that connection had not finished goes back to the front of the queue to be published
+again — so a lost PUBACK means a duplicate, never a loss (mosquitto#2176: a bridge stalled on a
+lost PUBACK).
 """
 
 from __future__ import annotations
@@ -16,12 +15,13 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
+from collections.abc import Callable
 
 import aiomqtt
 import structlog
+from paho.mqtt.properties import Properties
 
 from gateway.bridge.client import BridgeClient, PublishRefused
-from gateway.bridge.routes import Outgoing
 from gateway.bridge.settings import DestinationSettings
 from gateway.bridge.stats import ConnectionStats
 from gateway.common.backoff import Backoff
@@ -30,14 +30,54 @@ from gateway.common.token_bucket import TokenBucket
 log = structlog.get_logger("gateway.bridge")
 
 
+class Outgoing:
+    """One journaled message on its way to the destination: the line at ``offset`` (up to
+    ``end``) of its series. Published without the retain flag, as the bridge always has: the
+    gateway's own MQTT listener, one of the destinations, refuses retained messages (0x9A),
+    which would hold the queue for good."""
+
+    __slots__ = (
+        "done",
+        "end",
+        "offset",
+        "origin_ms",
+        "payload",
+        "properties",
+        "qos",
+        "topic",
+    )
+
+    def __init__(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        properties: Properties | None,
+        offset: int,
+        end: int,
+        origin_ms: int = 0,
+    ) -> None:
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.properties = properties
+        self.offset = offset
+        self.end = end
+        self.origin_ms = origin_ms  # what its lag counts from (wall clock, ms)
+        self.done = False  # confirmed by the destination
+
+
 class DestinationPool:
     def __init__(
         self,
         settings: DestinationSettings,
         tls: ssl.SSLContext | None,
         backoff_s: tuple[float, float],
+        confirmed: Callable[[Outgoing], None],
     ) -> None:
+        """``confirmed(message)`` once the endpoint took ``message``."""
         self.settings = settings
+        self._confirmed = confirmed
         self.v5 = settings.protocol == "5"
         self._tls = tls
         self._backoff_s = backoff_s
@@ -72,13 +112,10 @@ class DestinationPool:
         self._queued.set()
 
     async def _next(self) -> Outgoing:
-        while True:
-            while not self._queue:
-                self._queued.clear()
-                await self._queued.wait()
-            message = self._queue.popleft()
-            if not message.delivery.abandoned:
-                return message
+        while not self._queue:
+            self._queued.clear()
+            await self._queued.wait()
+        return self._queue.popleft()
 
     async def _connection(self, stats: ConnectionStats) -> None:
         backoff = Backoff(*self._backoff_s)
@@ -90,8 +127,8 @@ class DestinationPool:
                     stats.connected = True
                     await self._publish_all(client, stats)
             except* PublishRefused as group:
-                # Not a message to drop: it waits at the front (the source keeps it unacked)
-                # until the endpoint's policy lets it through.
+                # Not a message to drop: it waits at the front until the endpoint's policy lets
+                # it through (the journal keeps it meanwhile).
                 log.error(
                     "destination refused a message; retrying it",
                     destination=self.settings.name,
@@ -156,7 +193,7 @@ class DestinationPool:
             slots.release()
         del unconfirmed[message]
         stats.published += 1
-        message.delivery.delivered()
+        self._confirmed(message)
 
 
 async def _fail_on_disconnect(client: BridgeClient) -> None:

@@ -11,17 +11,22 @@ or a timestamp, that is the same frame sent twice. An id already set upstream (a
 In the pipeline the id travels in the raw record's ``peer`` (``<source>;bridge-msg-id=<id>``);
 on MQTT 5 destinations as the user property ``bridge-msg-id``, next to ``bridged-by``, the mark
 by which a source recognises the bridge's own copies (loop prevention).
+
+Either way the message is journaled before it goes on: a pipeline route's frame by the pipeline,
+an MQTT route's message in its destination's series (``gateway.bridge.outbox``), from which the
+destination's shipper publishes it. The route's ``ack_policy`` says when the source hears back:
+``accepted`` at once, ``journaled`` once a journal fsync covers the message, ``delivered`` once
+its destination confirmed it (the pipeline's remote targets, or the MQTT endpoint's PUBACK).
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from abc import ABC, abstractmethod
-from typing import Protocol
 
-from paho.mqtt.properties import Properties
-
-from gateway.bridge.client import PackedProperties, Received
+from gateway.bridge.client import Received
+from gateway.bridge.outbox import JournaledMessage, Outbox, encode_message
 from gateway.bridge.settings import DEVICE_ID, RouteSettings
 from gateway.bridge.stats import RouteStats
 from gateway.bridge.window import Delivery
@@ -30,7 +35,6 @@ from gateway.pipeline.accept import FrameSource, Pipeline
 from parser.codec import Codec
 from parser.events import Action, Frame, Reject
 from parser.messages import message_frame
-from parser.mqtt.packets import Properties as MqttProperties
 from parser.topics import TopicTemplate
 
 TRANSPORT = "mqtt-bridge"
@@ -113,60 +117,46 @@ class PipelineRoute(Route):
             delivery.delivered()
 
 
-class Outgoing:
-    """A message for a destination pool; ``delivery.delivered`` once the endpoint took it."""
-
-    __slots__ = ("delivery", "payload", "properties", "qos", "topic")
-
-    def __init__(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int,
-        properties: Properties | None,
-        delivery: Delivery,
-    ) -> None:
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.properties = properties
-        self.delivery = delivery
-
-
-class Publisher(Protocol):
-    v5: bool
-
-    def submit(self, message: Outgoing) -> None: ...
-
-
 class MqttRoute(Route):
-    """Republish on ``destination_topic`` at the QoS the message arrived with."""
+    """Journal the message for ``destination_topic``, where its destination's shipper
+    publishes it at the QoS it arrived with."""
 
-    def __init__(
-        self, settings: RouteSettings, stats: RouteStats, publisher: Publisher, bridge_name: str
-    ) -> None:
+    def __init__(self, settings: RouteSettings, stats: RouteStats, outbox: Outbox) -> None:
         super().__init__(settings, stats)
         assert settings.destination_topic is not None  # checked by RouteSettings
         self._out = TopicTemplate.parse(settings.destination_topic)
-        self._publisher = publisher
-        self._bridge_name = bridge_name
+        self._outbox = outbox
+        self._policy = settings.ack_policy
 
     def forward(self, delivery: Delivery, values: dict[str, str], msg_id: str) -> None:
         message = delivery.message
-        properties = None
-        if self._publisher.v5:
-            kept = [
-                (k, v)
-                for k, v in message.user_properties
-                if k not in (MSG_ID_PROPERTY, BRIDGED_BY_PROPERTY)
-            ]
-            user = (*kept, (MSG_ID_PROPERTY, msg_id), (BRIDGED_BY_PROPERTY, self._bridge_name))
-            properties = PackedProperties(
-                MqttProperties(content_type=message.content_type, user_properties=user)
+        kept = tuple(
+            (k, v)
+            for k, v in message.user_properties
+            if k not in (MSG_ID_PROPERTY, BRIDGED_BY_PROPERTY)
+        )
+        line = encode_message(
+            JournaledMessage(
+                msg_id,
+                self.settings.name,
+                self._out.format(values),
+                message.qos,
+                message.retain,
+                time.time_ns() // 1_000_000,
+                message.payload,
+                message.content_type,
+                kept,
             )
-        topic = self._out.format(values)
-        self._publisher.submit(Outgoing(topic, message.payload, message.qos, properties, delivery))
+        )
+        policy = self._policy
+        self._outbox.append(
+            line,
+            delivery if policy == "journaled" else None,
+            delivery if policy == "delivered" else None,
+        )
         self.stats.forwarded += 1
+        if policy == "accepted":
+            delivery.delivered()
 
 
 def is_own_copy(message: Received, bridge_name: str) -> bool:

@@ -1,10 +1,12 @@
-"""The bridge inside the gateway process: sources, routes and destination pools, put together.
+"""The bridge inside the gateway process: sources, routes, and per MQTT destination its journal
+series (``outbox``) and shipper (with its connection pool), put together.
 
-``Gateway.serve`` owns the lifecycle: the bridge starts once the pipeline runs; at shutdown it
-first stops taking messages, then the pipeline flushes (pipeline routes' acknowledgements leave as
-their records are written), then ``close`` waits — within the deadline — for the destinations to
-confirm what is in flight, and disconnects keeping the sessions, so whatever was not acknowledged
-is redelivered to the next run.
+``Gateway.serve`` owns the lifecycle: the bridge starts once the pipeline runs (``start`` opens
+each destination's series and cursor); at shutdown it first stops taking messages, then the
+pipeline flushes (pipeline routes' acknowledgements leave as their records are written), then
+``close`` waits — within the deadline — for what was taken to be acknowledged, disconnects keeping
+the sessions (whatever was not acknowledged is redelivered to the next run), journals what is
+pending and stops the shippers: what they did not ship waits in the journal for the next start.
 """
 
 from __future__ import annotations
@@ -12,18 +14,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
 from collections.abc import Callable
 
 import structlog
 
 from gateway.bridge.client import tls_context
-from gateway.bridge.publisher import DestinationPool
+from gateway.bridge.outbox import Outbox
 from gateway.bridge.routes import MqttRoute, PipelineRoute, Route
 from gateway.bridge.settings import PIPELINE, BridgeSettings, ClientTlsSettings
+from gateway.bridge.shipper import BridgeShipper
 from gateway.bridge.source import SourceSession
 from gateway.bridge.stats import RouteStats
 from gateway.common.settings_base import ConfigError
+from gateway.common.sink import SinkError
 from gateway.common.tasks import exit_if_died
+from gateway.journal.store import Journal, series_prefix
 from gateway.pipeline.accept import Pipeline
 from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry, UnknownCodecError
@@ -39,16 +45,31 @@ class Bridge:
         pipeline: Pipeline,
         flow: FlowControl,
         on_change: Callable[[], None],
+        journal: Journal,
     ) -> None:
         """Everything is built (TLS files read, codecs found) before anything connects;
-        ``ConfigError`` lists what is unusable."""
+        ``ConfigError`` lists what is unusable. Each destination's series lives beside
+        ``journal``'s under ``<data_dir>/bridge/``, named for the destination and, as the
+        journal's, for the worker: the journal's lock keeps other processes off it."""
         self.settings = settings
         self._flow = flow
         self._loop = asyncio.get_running_loop()
         problems: list[str] = []
         backoff = (settings.backoff_base_s, settings.backoff_cap_s)
-        self.pools = {
-            d.name: DestinationPool(d, _tls(d.tls, f"bridge.destinations.{i}", problems), backoff)
+        self.shippers = {
+            d.name: BridgeShipper(
+                d,
+                _tls(d.tls, f"bridge.destinations.{i}", problems),
+                backoff,
+                Outbox(
+                    journal.data_dir / "bridge",
+                    series_prefix(d.name, journal.tag),
+                    journal.settings,
+                    flow,
+                ),
+                journal.data_dir,
+                settings.name,
+            )
             for i, d in enumerate(settings.destinations)
         }
         self.route_stats: list[RouteStats] = []
@@ -66,7 +87,7 @@ class Bridge:
                     continue
                 route = PipelineRoute(r, stats, codec, pipeline)
             else:
-                route = MqttRoute(r, stats, self.pools[r.destination], settings.name)
+                route = MqttRoute(r, stats, self.shippers[r.destination].outbox)
             routes[r.source].append(route)
         self.sources = [
             SourceSession(
@@ -82,9 +103,17 @@ class Bridge:
             raise ConfigError(problems)
 
     def start(self) -> None:
+        """Open each destination's series and cursor (raises ``SinkError``), then connect."""
+        for shipper in self.shippers.values():
+            try:
+                shipper.open()
+            except OSError as exc:
+                raise SinkError(
+                    f"cannot open the bridge journal of {shipper.name!r}: {exc.strerror or exc}"
+                ) from None
         tasks = []
-        for pool in self.pools.values():
-            tasks += pool.start()
+        for shipper in self.shippers.values():
+            tasks += [shipper.outbox.start(), *shipper.start()]
         for source in self.sources:
             tasks.append(source.start())
             self._flow.register(source)
@@ -94,6 +123,11 @@ class Bridge:
     def status(self) -> str:
         """One line for ``systemctl status``: each source's connection state."""
         return "bridge " + ", ".join(f"{s.name} {s.state}" for s in self.sources)
+
+    def unshipped_bytes(self) -> int:
+        """Bytes of the bridge's journal series not yet confirmed by their destinations (for
+        the journal's disk budget)."""
+        return sum(s.unshipped_bytes() for s in self.shippers.values())
 
     def down_for_s(self) -> float:
         """How long no source has been connected (0.0 while one is)."""
@@ -109,14 +143,18 @@ class Bridge:
 
     async def close(self, timeout_s: float) -> None:
         """Wait (up to ``timeout_s``) for what is in flight to be acknowledged, then
-        disconnect; the sessions keep whatever is left for the next run."""
+        disconnect; the sessions keep whatever is left for the next run. Then journal what
+        is pending and stop shipping; the journal keeps what is unshipped."""
+        deadline = time.monotonic() + timeout_s
         # A window empties as its messages are acknowledged, or all at once if its connection
         # drops (then the broker keeps them): either way nothing is left to wait for.
         windows = [s.window.wait_empty() for s in self.sources if s.window is not None]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.gather(*windows), timeout_s)
         await asyncio.gather(*(s.close() for s in self.sources))
-        await asyncio.gather(*(p.close() for p in self.pools.values()))
+        shippers = self.shippers.values()
+        await asyncio.gather(*(s.outbox.close(deadline - time.monotonic()) for s in shippers))
+        await asyncio.gather(*(s.close(deadline - time.monotonic()) for s in shippers))
 
 
 def _tls(

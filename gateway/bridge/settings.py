@@ -174,9 +174,12 @@ class RouteSettings(Section):
     topic: str
     destination: str = PIPELINE
     codec: str | None = None
-    # Pipeline routes: journaled = acknowledge the source once a journal fsync covers the
-    # records; delivered = once every remote target confirmed them; accepted = once they are
-    # in the gateway's memory (lost on a crash).
+    # When the source is acknowledged. journaled = once a journal fsync covers the message
+    # (a pipeline route's records; an MQTT route's message in its destination's series under
+    # <data_dir>/bridge/, from which it is published); delivered = once its destination
+    # confirmed it (every remote target of the records; the MQTT endpoint's PUBACK), so the
+    # source's session holds the backlog of an outage, as before the journal; accepted = at
+    # once (a crash loses what was not journaled yet).
     ack_policy: AckPolicy = "journaled"
     destination_topic: str | None = None
 

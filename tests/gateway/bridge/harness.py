@@ -68,12 +68,13 @@ class World:
         rate: float = 1000.0,
         burst: int = 10,
         protocol: str = "5",
+        ack_policy: str = "journaled",
         routes: str = "",
         extra: str = "",
     ) -> Path:
         """A ``[bridge]`` settings file: source A, destination B (both speaking ``protocol``),
-        the ``telemetry`` route (``src/{device_id}/t`` -> ``aws/in/{device_id}/t``) and
-        ``routes``."""
+        the ``telemetry`` route (``src/{device_id}/t`` -> ``aws/in/{device_id}/t``, acknowledging
+        A per ``ack_policy``) and ``routes``."""
         path = self.directory / "bridge.toml"
         path.write_text(
             f"""
@@ -112,6 +113,7 @@ source = "azure"
 topic = "src/{{device_id}}/t"
 destination = "aws"
 destination_topic = "aws/in/{{device_id}}/t"
+ack_policy = "{ack_policy}"
 {routes}
 """
         )

@@ -146,7 +146,8 @@ def test_a_message_the_destination_refuses_is_held_and_retried_not_dropped(world
         world.mosquitto_pub("src/denied/t", b"held")
         world.mosquitto_pub("src/dev1/t", b"after")
         assert wait_for(lambda: proc.events("destination refused a message; retrying it"))
-        assert proc.metric("gateway_bridge_in_flight") >= 1  # A has not been acknowledged
+        # Held in the journal (A has its acknowledgements: they are journaled), not dropped.
+        assert proc.metric("gateway_bridge_journal_unshipped_bytes") > 0
         world.b.acl_path().write_text(B_ACL)  # the policy is fixed
         world.b.reload()
         assert wait_for(lambda: len(reader.snapshot()) >= 2, timeout=20)
@@ -154,7 +155,8 @@ def test_a_message_the_destination_refuses_is_held_and_retried_not_dropped(world
             ("aws/in/denied/t", b"held"),
             ("aws/in/dev1/t", b"after"),
         }
-        assert wait_for(lambda: proc.metric("gateway_bridge_acknowledged_total") == 2)
+        assert proc.metric("gateway_bridge_acknowledged_total") == 2
+        assert wait_for(lambda: proc.metric("gateway_bridge_journal_unshipped_bytes") == 0)
         assert proc.stop() == 0
     finally:
         proc.kill()

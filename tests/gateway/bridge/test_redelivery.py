@@ -1,5 +1,6 @@
-"""Redelivery: a bridge killed with a full window gets it again (MQTT 3.1.1 on both sides), and
-a pipeline message past its deadline is fetched again."""
+"""Redelivery: a bridge killed with a full window of messages acknowledged only once delivered
+gets them again (MQTT 3.1.1 on both sides), and a pipeline message past its deadline is fetched
+again."""
 
 from __future__ import annotations
 
@@ -12,20 +13,23 @@ COUNT = 30
 
 
 def test_a_killed_bridge_gets_its_unacknowledged_messages_again(world: World) -> None:
-    config = world.config(in_flight=IN_FLIGHT, protocol="3.1.1")
+    config = world.config(in_flight=IN_FLIGHT, protocol="3.1.1", ack_policy="delivered")
     reader = Subscriber(world, "#")
     proc = world.start_bridge(config)
     try:
         world.b.stop()
         Publisher(world, "src/dev3/t", COUNT, rate=1000.0).join(timeout=30)
-        # B is down: the bridge holds one window of taken, unacknowledged messages.
+        # B is down: the bridge holds one window of taken, journaled, unacknowledged messages.
         assert wait_for(lambda: proc.metric("gateway_bridge_in_flight") == IN_FLIGHT)
         proc.kill()
         world.b.start()
         proc = world.start_bridge(config)
-        assert wait_for(lambda: len(reader.snapshot()) >= COUNT)
+        expected = {f"{i:06d}".encode() for i in range(COUNT)}
+        assert wait_for(lambda: {p for _, p, _ in reader.snapshot()} == expected)
         got = reader.snapshot()
-        assert sorted(p for _, p, _ in got) == [f"{i:06d}".encode() for i in range(COUNT)]
+        # The window went twice: from the journal and redelivered by A (3.1.1 carries no id,
+        # MQTT 5 gives both copies the same one: test_journal.py).
+        assert len(got) <= COUNT + IN_FLIGHT
         assert all(props == {} for _, _, props in got)  # 3.1.1: no user properties
         # A sent them again flagged DUP: at least the window the dead bridge had taken.
         assert proc.metric("gateway_bridge_redelivered_total") >= IN_FLIGHT

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,32 @@ def test_reads_across_segment_boundaries(tmp_path: Path) -> None:
     assert reader.read(0, end, UNLIMITED, 100) == (first + second + third, end)
     assert reader.read(bases[1], end, UNLIMITED, 2) == (second + third[:1], bases[2] + 9)
     assert reader.read(9, end, 9 * 4, 100) == (first[1:] + second + third[:1], bases[2] + 9)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_any_limits_read_the_series_back_exactly_once_in_order(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    segments, n = [], 0
+    for _ in range(rng.randint(1, 5)):
+        count = rng.randint(1, 30)
+        segments.append(
+            [
+                b'{"n": %d, "pad": "%s"}' % (i, b"x" * rng.randint(0, 300))
+                for i in range(n, n + count)
+            ]
+        )
+        n += count
+    bases = make_series(tmp_path, *segments)
+    end = bases[-1] + len(joined(segments[-1]))
+    reader = SegmentReader(tmp_path, "raw")
+    read: list[bytes] = []
+    offset = 0
+    while offset < end:
+        records, after = reader.read(offset, end, rng.randint(1, 2000), rng.randint(1, 20))
+        assert records and after == offset + len(joined(records))
+        read += records
+        offset = after
+    assert read == [record for segment in segments for record in segment]
 
 
 def test_a_closed_segment_is_read_only_up_to_the_next_base(tmp_path: Path) -> None:

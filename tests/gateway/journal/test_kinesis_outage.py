@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.gateway.gatewayproc import GatewayProcess, get, wait_for
+from tests.gateway.gatewayproc import get, wait_for
 from tests.gateway.sinks.kinesis.emulator import Kinesalite
 from tests.gateway.sinks.kinesis.fault_proxy import FaultProxy
 from tests.gateway.sinks.kinesis.harness import (
@@ -16,6 +16,7 @@ from tests.gateway.sinks.kinesis.harness import (
     assert_acked_frames_in_both_streams,
     assert_duplicates_share_ids,
     finish,
+    journaled,
     read_dead_letters,
     simulate,
     start_gateway,
@@ -106,9 +107,9 @@ def test_under_delivered_acks_wait_for_kinesis(
         assert wait_for(lambda: gw.metric("gateway_kinesis_request_errors_total") > 0, timeout=10)
         time.sleep(2.0)  # the ACKs of what Kinesis took before the cut are written
         acked = acked_count(tmp_path)
-        journaled = journaled_raw(gw)
+        before = journaled(gw)
         # Frames keep arriving and are journaled, and none is ACKed.
-        assert wait_for(lambda: journaled_raw(gw) > journaled + 200, timeout=20)
+        assert wait_for(lambda: journaled(gw) > before + 200, timeout=20)
         time.sleep(WINDOW_S)
         assert acked_count(tmp_path) == acked
         fault_proxy.update(refuse_connections=False)
@@ -121,7 +122,3 @@ def test_under_delivered_acks_wait_for_kinesis(
     assert acked_count(tmp_path) > acked
     assert read_dead_letters(gw.data_dir) == []
     assert_duplicates_share_ids(found.raw)
-
-
-def journaled_raw(gw: GatewayProcess) -> float:
-    return gw.metric("gateway_sink_records_total", stream="raw")

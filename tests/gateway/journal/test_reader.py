@@ -123,8 +123,11 @@ def test_any_limits_read_the_series_back_exactly_once_in_order(tmp_path: Path, s
     read: list[bytes] = []
     offset = 0
     while offset < end:
-        records, after = reader.read(offset, end, rng.randint(1, 2000), rng.randint(1, 20))
+        max_bytes, max_records = rng.randint(1, 2000), rng.randint(1, 20)
+        records, after = reader.read(offset, end, max_bytes, max_records)
         assert records and after == offset + len(joined(records))
+        assert len(records) <= max_records
+        assert len(joined(records)) <= max_bytes or len(records) == 1
         read += records
         offset = after
     assert read == [record for segment in segments for record in segment]

@@ -68,7 +68,7 @@ class Route(ABC):
 
     @abstractmethod
     def forward(self, delivery: Delivery, values: dict[str, str], msg_id: str) -> None:
-        """Hand the message on; ``delivery.delivered()`` once the destination took it."""
+        """Hand the message on; ``delivery.delivered()`` once its ACK policy is met."""
 
 
 class PipelineRoute(Route):

@@ -60,7 +60,10 @@ class InOrder:
         return len(self._out)
 
     def oldest(self) -> Outgoing | None:
-        return self._out[0] if self._out else None
+        try:
+            return self._out[0]
+        except IndexError:  # none out (asked from the metrics thread: no check-then-index)
+            return None
 
     def add(self, message: Outgoing) -> None:
         self._out.append(message)
@@ -74,11 +77,6 @@ class InOrder:
             self.offset = out.popleft().end
             moved = True
         return moved
-
-    def restart_at(self, offset: int) -> None:
-        """Nothing is out and the series now begins at ``offset`` (segments removed by hand)."""
-        assert not self._out
-        self.offset = offset
 
 
 class BridgeShipper:
@@ -181,22 +179,26 @@ class BridgeShipper:
                     from_offset=self._read_at,
                     to_offset=gap.resume_at,
                 )
+                self._skip(self._read_at, gap.resume_at)
                 self._read_at = gap.resume_at
-                if not self._out:
-                    self._out.restart_at(gap.resume_at)
                 continue
             offset = self._read_at
             for line in lines:
                 message = self._message(line, offset)
-                offset = message.end
-                self._out.add(message)
-                if message.done:  # not a message: nothing to send
-                    self._out.confirmed(message)
-                else:
+                offset += len(line) + 1
+                if message is not None:
+                    self._out.add(message)
                     self.pool.submit(message)
             self._read_at = after
 
-    def _message(self, line: bytes, offset: int) -> Outgoing:
+    def _skip(self, offset: int, end: int) -> None:
+        """Nothing to send between ``offset`` and ``end``: passed in its turn."""
+        skipped = Outgoing("", b"", 0, None, offset, end)
+        self._out.add(skipped)
+        self._out.confirmed(skipped)
+
+    def _message(self, line: bytes, offset: int) -> Outgoing | None:
+        """The message of the line at ``offset``; None for one that is not (skipped)."""
         end = offset + len(line) + 1
         try:
             journaled = decode_message(line)
@@ -209,9 +211,8 @@ class BridgeShipper:
                 offset=offset,
                 error=str(exc),
             )
-            skipped = Outgoing("", b"", 0, None, offset, end)
-            skipped.done = True
-            return skipped
+            self._skip(offset, end)
+            return None
         properties = None
         if self.pool.v5:
             user = (

@@ -3,9 +3,9 @@
 Per connection: CONNECT with the session kept (3.1.1 clean session off; MQTT 5 clean start off
 plus a Session Expiry Interval, and the in-flight window as Receive Maximum), SUBSCRIBE, then take
 messages one at a time into the in-flight window and hand each to its route. Acknowledgements go
-back as destinations confirm (``gateway.bridge.window``). A lost connection abandons the window
-— the broker redelivers what was not acknowledged — and the next attempt waits a jittered
-backoff (gateway/common/backoff.py). A pipeline message not written by its deadline
+back as each route's ACK policy is met (``gateway.bridge.window``). A lost connection abandons
+the window — the broker redelivers what was not acknowledged — and the next attempt waits a
+jittered backoff (gateway/common/backoff.py). A pipeline message not written by its deadline
 (dead-lettered) also ends the connection on purpose, for the same redelivery.
 """
 

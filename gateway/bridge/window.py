@@ -1,10 +1,11 @@
 """The in-flight window of one source connection: messages taken but not yet acknowledged.
 
-A message is acknowledged to its source only once its destination took it, and acknowledgements
-leave in the order the messages arrived (MQTT 3.1.1 §4.6 [MQTT-4.6.0-2]: PUBACKs in the order of
-the PUBLISHes): a message its destination took early waits for the ones before it. The window
-holds at most ``limit`` messages; the source session takes no more until one leaves, so a
-backlog drains at the pace of the destination (Vector's end-to-end acknowledgements).
+A message is acknowledged to its source only once its route's ACK policy is met (journaled, or
+delivered to its destination), and acknowledgements leave in the order the messages arrived
+(MQTT 3.1.1 §4.6 [MQTT-4.6.0-2]: PUBACKs in the order of the PUBLISHes): a message taken care of
+early waits for the ones before it. The window holds at most ``limit`` messages; the source
+session takes no more until one leaves, so a backlog drains at the pace of the journal, or of
+the destination under ``delivered`` (Vector's end-to-end acknowledgements).
 
 When the connection ends, whatever is still in the window is *abandoned*: its acknowledgement
 can no longer be sent, so the broker will deliver it again on the next connection. That is the
@@ -23,7 +24,7 @@ from gateway.bridge.stats import RouteStats
 
 
 class Delivery:
-    """One message on its way; ``delivered`` is called once its destination took it."""
+    """One message on its way; ``delivered`` is called once its ACK policy is met."""
 
     __slots__ = ("_window", "abandoned", "deadline", "done", "message", "route")
 

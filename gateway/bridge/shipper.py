@@ -142,6 +142,17 @@ class BridgeShipper:
             segments = list_segments(self.outbox.directory, self.outbox.prefix)
             saved = segments[0].base if segments else self.outbox.end
             self._cursor.save(saved)
+        elif saved > self.outbox.end:
+            # Lines it had passed are gone (fsync = "never" and the machine crashed): whatever
+            # is written from the end on is new and must not be skipped.
+            log.warning(
+                "bridge cursor is past the end of its journal; shipping from the end",
+                destination=self.name,
+                cursor=saved,
+                end=self.outbox.end,
+            )
+            saved = self.outbox.end
+            self._cursor.save(saved)
         self._out = InOrder(saved)
         self._read_at = self._saved = saved
 

@@ -15,6 +15,7 @@ from gateway.bridge.outbox import JournaledMessage, Outbox, encode_message
 from gateway.bridge.publisher import Outgoing
 from gateway.bridge.settings import DestinationSettings
 from gateway.bridge.shipper import BridgeShipper, InOrder
+from gateway.journal.cursor import Cursor, cursor_path
 from gateway.journal.settings import LocalSinkSettings
 from gateway.pipeline.flow_control import FlowControl
 
@@ -146,3 +147,22 @@ async def test_a_restart_resumes_after_the_messages_confirmed_in_order(
     assert (again.offset, again.unshipped_bytes()) == (again.outbox.end, 0)
     await again.outbox.close(5.0)
     await again.close(5.0)
+
+
+@pytest.mark.asyncio
+async def test_a_cursor_past_the_journal_end_ships_from_the_end_not_past_new_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # What fsync = "never" and a machine crash can leave: the cursor survived, lines did not.
+    monkeypatch.setattr(shipper_module, "DestinationPool", StandInPool)
+    Cursor(cursor_path(tmp_path, "bridge-aws", "mqtt")).save(1_000_000)
+    shipper = shipper_for(tmp_path)
+    shipper.open()
+    assert shipper.offset == shipper.outbox.end == 0
+    shipper.outbox.start()
+    shipper.start()
+    await journaled(shipper.outbox, [line(1)])
+    [message] = await submitted(cast(StandInPool, shipper.pool), 1)
+    assert message.payload == b"1"
+    await shipper.outbox.close(5.0)
+    await shipper.close(5.0)

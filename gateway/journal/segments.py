@@ -53,7 +53,7 @@ def segment_bases(directory: Path, prefix: str) -> list[tuple[int, Path]]:
     pattern = re.compile(re.escape(prefix) + rf"-(\d{{{_BASE_DIGITS}}})\.jsonl")
     try:
         names = os.listdir(directory)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # not made yet, or something in its way
         return []
     found = []
     for name in names:

@@ -133,7 +133,13 @@ class Shipping:
         removed = 0
         for stream, offset in passed.items():
             current = self.journal.current_file(stream)
-            segments = list_segments(self.journal.directory(stream), self.journal.prefix(stream))
+            try:
+                segments = list_segments(
+                    self.journal.directory(stream), self.journal.prefix(stream)
+                )
+            except OSError as exc:  # a failing disk: the next round tries again
+                log.warning("cannot list the journal's segments", stream=stream, error=str(exc))
+                continue
             for segment in segments[:-1]:  # the last one may still be written
                 if segment.end > offset or segment.path == current:
                     break

@@ -9,6 +9,7 @@ Retries, throttles and PutRecords latency are the Kinesis sink's (``gateway_kine
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,9 +40,11 @@ class ShippingCollector(Collector):
             now = self._clock()
             if now - self._listed_at >= LISTING_TTL_S:
                 journal = self._shipping.journal
-                self._segments = {
-                    s: list_segments(journal.directory(s), journal.prefix(s)) for s in STREAMS
-                }
+                # A failing disk: the last listing, rather than no metrics at all.
+                with contextlib.suppress(OSError):
+                    self._segments = {
+                        s: list_segments(journal.directory(s), journal.prefix(s)) for s in STREAMS
+                    }
                 self._listed_at = now
             return self._segments
 

@@ -67,7 +67,7 @@ def _table(status: JournalStatus) -> str:
     rows: list[tuple[str, ...]] = []
     problems: list[str] = []
     for one in status.series:
-        first = (one.series, str(one.segments), _bytes(one.bytes))
+        first = (one.label, str(one.segments), _bytes(one.bytes))
         if one.local_only:
             rows.append((*first, "(local only)", "", "", ""))
         for i, lag in enumerate(one.targets):
@@ -81,7 +81,7 @@ def _table(status: JournalStatus) -> str:
                 )
             )
             if lag.problem:
-                problems.append(f"{one.series} -> {lag.target}: {lag.problem}")
+                problems.append(f"{one.label} -> {lag.target}: {lag.problem}")
     if not rows:
         return f"{status.data_dir}: no segments yet\n"
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]

@@ -2,10 +2,12 @@
 (``gateway journal status``): no running gateway needed, nothing written.
 
 A *series* is one writer's segments of one stream (``raw``, ``raw-w1`` …,
-gateway/journal/store.py). Its targets are the shippers' cursors in ``cursors/``
-(``<series>.<target>.json``, an offset) and, for ``notifications``, the dispatcher's
-``notification-cursors[-<i>].json`` (a file and notification id per target). A series no cursor
-names is local-only: nothing ships it (its segments are the output).
+gateway/journal/store.py), or of one bridge MQTT destination (``bridge/<destination>[-w<i>]``,
+gateway/bridge/outbox.py). Its targets are the shippers' cursors in ``cursors/``
+(``<series>.<target>.json``, an offset; ``bridge-<series>.mqtt.json`` for a destination) and,
+for ``notifications``, the dispatcher's ``notification-cursors[-<i>].json`` (a file and
+notification id per target). A series no cursor names is local-only: nothing ships it (its
+segments are the output).
 
 It lives in ops/ because it reads both kinds of cursor: the journal's and notify/'s. The series'
 end is its last segment's size on disk: with the gateway running, a batch being written can
@@ -28,8 +30,10 @@ from gateway.journal.store import STREAMS
 from gateway.notify.journal import Journal as NotificationJournal
 from gateway.notify.journal import Position, age_s
 
-_SEGMENT = re.compile(r"(?P<series>[^.]+)-\d{20}\.jsonl")
-_SHIPPER_CURSOR = re.compile(r"(?P<series>[^.]+)\.(?P<target>[^/]+)\.json")
+_SEGMENT = re.compile(r"(?P<series>.+)-\d{20}\.jsonl")
+# Destination names may hold dots; targets do not.
+_SHIPPER_CURSOR = re.compile(r"(?P<prefix>.+)\.(?P<target>[^.]+)\.json")
+BRIDGE = "bridge"  # the bridge's directory, and its cursors' prefix (gateway/bridge/shipper.py)
 _NOTIFICATION_CURSORS = re.compile(r"notification-cursors(?:-(?P<worker>\d+))?\.json")
 # A record's first line is read whole to find its time; one longer than this gives no age.
 _MAX_RECORD_BYTES = 1 << 20
@@ -65,6 +69,11 @@ class SeriesStatus:
     def local_only(self) -> bool:
         return not self.targets
 
+    @property
+    def label(self) -> str:
+        """The series as an operator finds it: ``raw-w1``, ``bridge/<destination>``."""
+        return f"{BRIDGE}/{self.series}" if self.stream == BRIDGE else self.series
+
 
 @dataclass(frozen=True, slots=True)
 class JournalStatus:
@@ -77,6 +86,7 @@ class _Times(msgspec.Struct):
 
     received_at: str | None = None
     detected_at: str | None = None  # notifications
+    received_ms: int | None = None  # bridge messages
 
 
 def journal_status(data_dir: Path, wall_now: float) -> JournalStatus:
@@ -99,7 +109,7 @@ def _journal_status(data_dir: Path, wall_now: float) -> JournalStatus:
     notification_cursors = _notification_cursors(data_dir)
     for stream, series in [*shipper_cursors, *notification_cursors]:
         found.add((stream, series))
-    order = {stream: i for i, stream in enumerate(STREAMS)}
+    order = {stream: i for i, stream in enumerate((*STREAMS, BRIDGE))}
     report = []
     for stream, series in sorted(found, key=lambda s: (order[s[0]], s[1])):
         directory = data_dir / stream
@@ -118,13 +128,13 @@ def _stream_of(series: str) -> str | None:
 
 def _series_names(data_dir: Path) -> set[tuple[str, str]]:
     found = set()
-    for stream in STREAMS:
+    for stream in (*STREAMS, BRIDGE):
         directory = data_dir / stream
         if not directory.is_dir():
             continue
         for entry in directory.iterdir():
             match = _SEGMENT.fullmatch(entry.name)
-            if match is not None and _stream_of(match["series"]) == stream:
+            if match is not None and stream in (BRIDGE, _stream_of(match["series"])):
                 found.add((stream, match["series"]))
     return found
 
@@ -137,9 +147,17 @@ def _shipper_cursors(data_dir: Path) -> dict[tuple[str, str], list[tuple[str, Pa
         return cursors
     for path in sorted(directory.iterdir()):
         match = _SHIPPER_CURSOR.fullmatch(path.name)
-        stream = None if match is None else _stream_of(match["series"])
-        if match is not None and stream is not None:
-            cursors.setdefault((stream, match["series"]), []).append((match["target"], path))
+        if match is None:
+            continue
+        prefix = match["prefix"]
+        if prefix.startswith(BRIDGE + "-"):
+            key = (BRIDGE, prefix.removeprefix(BRIDGE + "-"))
+        else:
+            stream = _stream_of(prefix)
+            if stream is None:
+                continue
+            key = (stream, prefix)
+        cursors.setdefault(key, []).append((match["target"], path))
     return cursors
 
 
@@ -224,9 +242,13 @@ def _age_s(record: bytes | None, wall_now: float) -> float | None:
     try:
         times = msgspec.json.decode(record, type=_Times)
         stamp = times.received_at or times.detected_at
-        if stamp is None:
+        if stamp is not None:
+            at = datetime.fromisoformat(stamp).timestamp()
+        elif times.received_ms is not None:
+            at = times.received_ms / 1000
+        else:
             return None
-        return max(0.0, wall_now - datetime.fromisoformat(stamp).timestamp())
+        return max(0.0, wall_now - at)
     except (msgspec.DecodeError, ValueError):
         return None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from gateway.bridge.outbox import JournaledMessage
 from gateway.journal.cursor import Cursor, cursor_path
 from gateway.journal.segments import SegmentWriter, list_segments
 from gateway.journal.settings import LocalSinkSettings
@@ -24,12 +25,13 @@ def record(seq: int, received_s: float) -> bytes:
     return msgspec.json.encode({"id": f"r{seq:04d}", "device_id": "d1", "received_at": stamp})
 
 
-def write_series(data_dir: Path, series: str, batches: list[list[bytes]]) -> list[int]:
-    """Each batch written by the journal's writer, rotating at its smallest size; the offset
-    after each batch."""
+def write_series(
+    data_dir: Path, series: str, batches: list[list[bytes]], stream: str | None = None
+) -> list[int]:
+    """Each batch written by the journal's writer, rotating at its smallest size, into
+    ``stream``'s directory (the series' own stream by default); the offset after each batch."""
     settings = LocalSinkSettings(data_dir=data_dir, rotate_bytes=1024, fsync="never")
-    stream = series.partition("-")[0]
-    writer = SegmentWriter(data_dir / stream, series, settings)
+    writer = SegmentWriter(data_dir / (stream or series.partition("-")[0]), series, settings)
     writer.open()
     ends = []
     for batch in batches:
@@ -159,3 +161,25 @@ def test_a_missing_directory_or_one_without_a_journal_is_an_error(tmp_path: Path
     (tmp_path / "other").mkdir()
     with pytest.raises(StatusError, match="no journal here"):
         journal_status(tmp_path / "other", T0)
+
+
+def test_a_bridge_destination_lags_by_the_messages_after_its_cursor(tmp_path: Path) -> None:
+    """bridge/<destination>[-w<i>] with its cursor cursors/bridge-<series>.mqtt.json; a
+    destination's name may hold dots."""
+    messages = [
+        msgspec.json.encode(
+            JournaledMessage(f"m{i}", "telemetry", "ev/1", 1, False, T0_MS + i * 1000, b"{}")
+        )
+        for i in range(3)
+    ]
+    ends = write_series(tmp_path, "aws.iot-w0", [messages[:1], messages[1:]], stream="bridge")
+    Cursor(cursor_path(tmp_path, "bridge-aws.iot-w0", "mqtt")).save(ends[0])
+    [status] = journal_status(tmp_path, T0 + 60).series
+    assert (status.stream, status.series, status.label) == (
+        "bridge",
+        "aws.iot-w0",
+        "bridge/aws.iot-w0",
+    )
+    [lag] = status.targets
+    assert (lag.target, lag.lag_bytes, lag.lag_records) == ("mqtt", ends[1] - ends[0], 2)
+    assert lag.oldest_unshipped_s == 59.0  # m1, received at T0 + 1 s

@@ -223,7 +223,9 @@ class BridgeSettings(Section):
     routes: list[RouteSettings] = Field(min_length=1)
     # Per source: messages taken but not yet acknowledged. The bridge stops taking (and, past
     # as many again, stops reading the socket) at this bound; MQTT 5 also announces it as the
-    # CONNECT's Receive Maximum. It bounds the duplicates one reconnect or crash can cause.
+    # CONNECT's Receive Maximum. It bounds the duplicates the source redelivers after one
+    # reconnect or crash (a crash also publishes again, from the journal, what an MQTT
+    # destination confirmed since its cursor was last saved: at most a second's worth).
     in_flight: int = Field(default=64, ge=1, le=65_535)
     # The n-th reconnect in a row waits min(cap, base * 2 ** (n - 1)), jittered to 50-100 %.
     backoff_base_s: float = Field(default=0.5, gt=0)

@@ -86,6 +86,7 @@ bench: setup
 	$(BIN)/python bench/kinesis.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/mqtt.py
+	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/bridge.py
 
 schema: setup

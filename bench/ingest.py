@@ -49,18 +49,26 @@ def rss_kb(pid: int) -> int:
 
 
 class Server:
-    """A server process pinned to CPU 0, listening on ``port``."""
+    """A server process pinned to CPU 0, listening on ``port``; the gateway's ``metrics`` URL.
 
-    def __init__(self, kind: str, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    ``config``: a settings file for the gateway whose ``listeners`` replace ``--listen``."""
+
+    def __init__(
+        self,
+        kind: str,
+        data_dir: Path,
+        env: dict[str, str] | None = None,
+        config: Path | None = None,
+    ) -> None:
         self.kind = kind
+        listen = ["--listen", "evb1=127.0.0.1:0"] if config is None else ["--config", str(config)]
         if kind == "baseline":
             args = [sys.executable, str(ROOT / "bench" / "sink_server.py")]
         else:
             args = [
                 GATEWAY,
                 "run",
-                "--listen",
-                "evb1=127.0.0.1:0",
+                *listen,
                 "--data-dir",
                 str(data_dir),
                 "--metrics",
@@ -80,10 +88,12 @@ class Server:
         )
         assert self.proc.stdout is not None
         self.port = 0
+        self.metrics = ""
         for raw in self.proc.stdout:
             line = json.loads(raw)
             if line.get("event") == "ready":
                 self.port = line["listeners"][0]["port"]
+                self.metrics = line.get("metrics") or ""
                 break
         if not self.port:
             raise RuntimeError(f"{kind} did not start")
@@ -104,43 +114,51 @@ def measure(kind: str, args: argparse.Namespace, batch: int) -> dict[str, float]
     with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
         server = Server(kind, Path(tmp))
         try:
-            frames = evb1_frames(4096)
-            os.sched_setaffinity(0, {1})
-            start_cpu = [0.0]
-
-            def mark() -> None:
-                start_cpu[0] = cpu_seconds(server.proc.pid)
-
-            acked, wall = uvloop.run(
-                blast(
-                    server.port,
-                    frames,
-                    args.connections,
-                    args.window,
-                    batch,
-                    args.warmup,
-                    args.seconds,
-                    mark,
-                )
-            )
-            cpu = cpu_seconds(server.proc.pid) - start_cpu[0]
-            return {"fps": acked / wall, "cpu": cpu / wall, "per_core": acked / cpu if cpu else 0.0}
+            return flood(server, args, batch)
         finally:
             server.stop()
+
+
+def flood(server: Server, args: argparse.Namespace, batch: int) -> dict[str, float]:
+    """ACK-clocked load on ``server`` from CPU 1: frames/s, server CPU share, frames per CPU-s."""
+    frames = evb1_frames(4096)
+    os.sched_setaffinity(0, {1})
+    start_cpu = [0.0]
+
+    def mark() -> None:
+        start_cpu[0] = cpu_seconds(server.proc.pid)
+
+    acked, wall = uvloop.run(
+        blast(
+            server.port,
+            frames,
+            args.connections,
+            args.window,
+            batch,
+            args.warmup,
+            args.seconds,
+            mark,
+        )
+    )
+    cpu = cpu_seconds(server.proc.pid) - start_cpu[0]
+    return {"fps": acked / wall, "cpu": cpu / wall, "per_core": acked / cpu if cpu else 0.0}
 
 
 def latency(kind: str, args: argparse.Namespace, rate: float) -> tuple[float, float]:
     with tempfile.TemporaryDirectory(prefix="ingest-") as tmp:
         server = Server(kind, Path(tmp))
         try:
-            frames = evb1_frames(4096)
-            samples = uvloop.run(
-                ack_latencies(server.port, frames, args.connections, rate, args.seconds)
-            )
-            samples.sort()
-            return samples[len(samples) // 2] * 1e3, samples[int(len(samples) * 0.99)] * 1e3
+            return ack_percentiles(server, args, rate)
         finally:
             server.stop()
+
+
+def ack_percentiles(server: Server, args: argparse.Namespace, rate: float) -> tuple[float, float]:
+    """p50 and p99 ACK latency (ms) of ``server`` under ``rate`` frames/s, one per write."""
+    frames = evb1_frames(4096)
+    samples = uvloop.run(ack_latencies(server.port, frames, args.connections, rate, args.seconds))
+    samples.sort()
+    return samples[len(samples) // 2] * 1e3, samples[int(len(samples) * 0.99)] * 1e3
 
 
 def idle_rss(kind: str, count: int) -> float:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,44 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 from decode import measure  # noqa: E402
 from kinesis_agg import aggregate_with_library, user_records  # noqa: E402
+from kinesis_stub import start_stub  # noqa: E402
 
-from gateway.sinks.kinesis import KinesisSink  # noqa: E402
 from gateway.journal.settings import LocalSinkSettings  # noqa: E402
+from gateway.sinks.kinesis import KinesisSink  # noqa: E402
 from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings  # noqa: E402
-
-STUB = """
-import asyncio, json, sys
-SHARDS = [{"ShardId": f"shardId-{i:012d}", "HashKeyRange": {
-    "StartingHashKey": str(i * (2**128 // 4)), "EndingHashKey": str((i + 1) * (2**128 // 4) - 1)},
-    "SequenceNumberRange": {"StartingSequenceNumber": "1"}} for i in range(4)]
-async def handle(reader, writer):
-    try:
-        while True:
-            head = await reader.readuntil(b"\\r\\n\\r\\n")
-            length = 0
-            target = b""
-            for line in head.split(b"\\r\\n"):
-                k, _, v = line.partition(b":")
-                if k.lower() == b"content-length": length = int(v)
-                if k.lower() == b"x-amz-target": target = v.strip()
-            body = await reader.readexactly(length)
-            if target.endswith(b"PutRecords"):
-                n = body.count(b'"PartitionKey"')
-                out = json.dumps({"FailedRecordCount": 0, "Records": [
-                    {"SequenceNumber": "1", "ShardId": "shardId-000000000000"}] * n}).encode()
-            else:
-                out = json.dumps({"Shards": SHARDS}).encode()
-            writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/x-amz-json-1.1\\r\\n"
-                         b"Content-Length: " + str(len(out)).encode() + b"\\r\\n\\r\\n" + out)
-            await writer.drain()
-    except (asyncio.IncompleteReadError, ConnectionError):
-        writer.close()
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    print(server.sockets[0].getsockname()[1], flush=True)
-    await server.serve_forever()
-asyncio.run(main())
-"""
 
 
 async def run_sink(
@@ -110,11 +76,7 @@ def main() -> None:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDBENCH")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench-secret")
     cpus = sorted(os.sched_getaffinity(0))
-    stub = subprocess.Popen(
-        ["taskset", "-c", str(cpus[-1]), sys.executable, "-c", STUB], stdout=subprocess.PIPE
-    )
-    assert stub.stdout is not None
-    endpoint = f"http://127.0.0.1:{int(stub.stdout.readline())}"
+    stub, endpoint = start_stub(cpus[-1])
     os.sched_setaffinity(0, {cpus[0]})
     records = user_records(n=20_000)
     try:

@@ -117,6 +117,13 @@ def finish(sim: subprocess.Popen[bytes], *, now: bool = False) -> dict[str, Any]
     return summary
 
 
+def kill_fleet(sim: subprocess.Popen[bytes]) -> None:
+    """Put down a fleet a failing test left running (its ACK log is not needed any more)."""
+    if sim.poll() is None:
+        sim.kill()
+        sim.communicate(timeout=10)
+
+
 def acked_count(tmp: Path) -> int:
     """Frames the fleets saw ACKed so far (the log is buffered: it lags by up to 64 KiB)."""
     try:

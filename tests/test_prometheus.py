@@ -311,8 +311,6 @@ def test_the_rules_fire_when_they_should(tmp_path: Path) -> None:
         series(f"{kinesis}failed_entries_total", "0+10x30", code="InternalFailure", **raw),
         series(f"{kinesis}records_total", "0+100x30", **parsed),
         series(f"{kinesis}failed_entries_total", "0+1x30", code="InternalFailure", **parsed),
-        series("gateway_sink_dead_letters_total", "0x5 4x20", **parsed),
-        series("gateway_sink_dead_letters_total", "0x25", **raw),
         series("gateway_paused_seconds_total", "0+45x20", **W0),  # paused 75 % of the time
         series("gateway_paused_seconds_total", "0+15x20", **W1),  # 25 %
         # evb1: 2 % of the frames do not decode; gt06: 0.5 %.
@@ -354,9 +352,6 @@ def test_the_rules_fire_when_they_should(tmp_path: Path) -> None:
         fires("15m", "GatewaySinkFailing", {**critical, **w0_labels, "stream": "raw"}),
         fires("10m", "GatewayKinesisFailing", {**critical, **w0_labels, "stream": "raw"}),
         fires("25m", "GatewayKinesisEntriesFailing", {**warning, **w0_labels, "stream": "raw"}),
-        fires("4m", "GatewayDeadLetters"),
-        fires("10m", "GatewayDeadLetters", {**warning, **w0_labels, "stream": "parsed"}),
-        fires("20m", "GatewayDeadLetters"),  # nothing new for 10 minutes: resolved
         fires("10m", "GatewayBackpressureSustained", {**warning, **w0_labels}),
         fires("25m", "GatewayDecodeErrorRatio", {**warning, "codec": "evb1"}),
         fires("15m", "GatewayAckLatencyHigh", {**warning, **w0_labels, "codec": "evb1"}),

@@ -17,6 +17,7 @@ from tests.gateway.sinks.kinesis.harness import (
     assert_duplicates_share_ids,
     finish,
     journaled,
+    kill_fleet,
     read_dead_letters,
     simulate,
     start_gateway,
@@ -76,6 +77,7 @@ def test_kinesis_unreachable_devices_keep_getting_acks_and_nothing_is_lost(
         )
         assert gw.metric("gateway_kinesis_dead_letters_total") == 0
     finally:
+        kill_fleet(sim)
         assert gw.stop() == 0
     # ACKs went on at about the rate of before, in every window of the outage (the bound is
     # loose: a shared machine; the chaos run measures latency).
@@ -117,6 +119,7 @@ def test_under_delivered_acks_wait_for_kinesis(
         # An ACK meant delivered: every ACKed frame is in Kinesis already.
         found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
     finally:
+        kill_fleet(sim)
         assert gw.stop() == 0
     assert summary["unacked"] == 0  # the frames that waited were ACKed after the recovery
     assert acked_count(tmp_path) > acked

@@ -8,7 +8,9 @@ with a ``FaultPolicy``:
   service a failed entry is *not* stored: the proxy strips it from the request it forwards and
   splices an ``ErrorCode`` entry into the answer at its index, fixing ``FailedRecordCount``. Each
   injected failure is kept in ``ProxyStats.failed_entries`` so tests can tell a resend from a
-  duplicate.
+  duplicate. ``fail_error_codes`` are chosen from at random: throttling and internal failures
+  are retried; a KMS error (``KMS_ACCESS_DENIED``: the stream's key is not usable) is an
+  entry refused for good.
 - ``throttle_requests`` / ``throttle_next``: PutRecord(s) answered with the 400
   ProvisionedThroughputExceededException, not forwarded (every one while set / the next N).
 - ``unavailable_requests``: PutRecord(s) answered with the 503 ServiceUnavailable the service
@@ -51,6 +53,7 @@ PUT_RECORDS = "Kinesis_20131202.PutRecords"
 WRITE_TARGETS = frozenset({PUT_RECORDS, "Kinesis_20131202.PutRecord"})
 THROUGHPUT_EXCEEDED = "ProvisionedThroughputExceededException"
 INTERNAL_FAILURE = "InternalFailure"
+KMS_ACCESS_DENIED = "KMSAccessDeniedException"
 SERVICE_UNAVAILABLE = "ServiceUnavailable"
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 # Above kinesalite's own 7 MiB request limit, so its 413 answer stays visible through the proxy.
@@ -540,6 +543,8 @@ def _within_limits(entries: Any) -> bool:
 def _error_message(code: str, stream: str) -> str:
     if code == THROUGHPUT_EXCEEDED:
         return f"Rate exceeded for shard in stream {stream} (fault proxy)."
+    if code == KMS_ACCESS_DENIED:
+        return f"Access to the KMS key of stream {stream} was denied (fault proxy)."
     return "Internal service failure (fault proxy)."
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
@@ -67,6 +69,33 @@ def encode_message(message: JournaledMessage) -> bytes:
 def decode_message(line: bytes) -> JournaledMessage:
     """The message of one line; raises ``msgspec.DecodeError`` for one that is not."""
     return _decode(line)
+
+
+_SEGMENT = re.compile(r"(?P<series>.+)-\d{20}\.jsonl")
+_WORKER_TAG = re.compile(r"-w\d+$")
+
+
+def stranded_series(directory: Path, destinations: set[str]) -> dict[str, int]:
+    """The series in ``directory`` that belong to none of ``destinations`` (renamed or removed
+    from the settings: nothing ships them), with the bytes their segments hold."""
+    stranded: dict[str, int] = {}
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return stranded
+    for entry in entries:
+        match = _SEGMENT.fullmatch(entry.name)
+        if match is None:
+            continue
+        series = match.group("series")
+        if series in destinations or _WORKER_TAG.sub("", series) in destinations:
+            continue
+        try:
+            size = entry.stat().st_size
+        except FileNotFoundError:
+            continue
+        stranded[series] = stranded.get(series, 0) + size
+    return stranded
 
 
 class Acknowledge(Protocol):

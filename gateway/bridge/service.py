@@ -20,7 +20,7 @@ from collections.abc import Callable
 import structlog
 
 from gateway.bridge.client import tls_context
-from gateway.bridge.outbox import Outbox
+from gateway.bridge.outbox import Outbox, stranded_series
 from gateway.bridge.routes import MqttRoute, PipelineRoute, Route
 from gateway.bridge.settings import PIPELINE, BridgeSettings, ClientTlsSettings
 from gateway.bridge.shipper import BridgeShipper
@@ -54,6 +54,7 @@ class Bridge:
         self.settings = settings
         self._flow = flow
         self._loop = asyncio.get_running_loop()
+        self._directory = journal.data_dir / "bridge"
         problems: list[str] = []
         backoff = (settings.backoff_base_s, settings.backoff_cap_s)
         self.shippers = {
@@ -62,7 +63,7 @@ class Bridge:
                 _tls(d.tls, f"bridge.destinations.{i}", problems),
                 backoff,
                 Outbox(
-                    journal.data_dir / "bridge",
+                    self._directory,
                     series_prefix(d.name, journal.tag),
                     journal.settings,
                     flow,
@@ -111,6 +112,14 @@ class Bridge:
                 raise SinkError(
                     f"cannot open the bridge journal of {shipper.name!r}: {exc.strerror or exc}"
                 ) from None
+        for series, size in stranded_series(self._directory, set(self.shippers)).items():
+            log.warning(
+                "bridge journal series of no configured destination: its messages are not "
+                "shipped (a destination renamed or removed?)",
+                series=series,
+                directory=str(self._directory),
+                bytes=size,
+            )
         tasks = []
         for shipper in self.shippers.values():
             tasks += [shipper.outbox.start(), *shipper.start()]

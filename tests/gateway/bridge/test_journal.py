@@ -76,3 +76,19 @@ def test_messages_acknowledged_to_the_source_arrive_after_a_crash(world: World) 
     finally:
         proc.kill()
         reader.close()
+
+
+def test_a_series_left_by_a_destination_no_longer_configured_is_reported(world: World) -> None:
+    stranded = world.directory / "data" / "bridge"
+    stranded.mkdir(parents=True)
+    (stranded / "aws-old-00000000000000000000.jsonl").write_bytes(b"{}\n")
+    proc = world.start_bridge(world.config())
+    try:
+        [warning] = proc.events(
+            "bridge journal series of no configured destination: its messages are not shipped "
+            "(a destination renamed or removed?)"
+        )
+        assert (warning["series"], warning["bytes"]) == ("aws-old", 3)
+        assert proc.stop() == 0
+    finally:
+        proc.kill()

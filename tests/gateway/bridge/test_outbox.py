@@ -11,7 +11,13 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from gateway.bridge.outbox import JournaledMessage, Outbox, decode_message, encode_message
+from gateway.bridge.outbox import (
+    JournaledMessage,
+    Outbox,
+    decode_message,
+    encode_message,
+    stranded_series,
+)
 from gateway.journal.reader import SegmentReader
 from gateway.journal.settings import LocalSinkSettings
 from gateway.pipeline.flow_control import FlowControl
@@ -140,3 +146,21 @@ async def test_a_restarted_outbox_continues_after_a_torn_tail(tmp_path: Path) ->
         file.write(b'{"id": "half a li')  # what a crash mid-write leaves
     again = outbox(tmp_path, flow)
     assert again.end == end
+
+
+def test_series_of_destinations_no_longer_configured_are_found_with_their_bytes(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "bridge"
+    assert stranded_series(directory, {"aws"}) == {}  # no journal yet
+    directory.mkdir()
+    for name, size in (
+        ("aws-00000000000000000000.jsonl", 10),
+        ("aws-w1-00000000000000000000.jsonl", 20),  # worker 1's series of aws
+        ("old-aws-00000000000000000000.jsonl", 30),
+        ("old-aws-00000000000000000030.jsonl", 5),
+        ("old-aws-w0-00000000000000000000.jsonl", 7),
+        ("notes.txt", 1),
+    ):
+        (directory / name).write_bytes(b"x" * size)
+    assert stranded_series(directory, {"aws"}) == {"old-aws": 35, "old-aws-w0": 7}

@@ -15,6 +15,7 @@ event loop's and the log's call too.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import time
@@ -136,6 +137,10 @@ class SegmentWriter:
         """Find the series' end, cutting a torn tail; returns the end. Raises ``SinkError``."""
         try:
             make_dirs(self._directory, durable=self._durable)
+            if not self._directory.is_dir():
+                # list_segments sees no segments there: a data directory this broken must
+                # fail the start, not the first write.
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
             segments = list_segments(self._directory, self._prefix)
             if segments:
                 last = segments[-1]

@@ -7,7 +7,7 @@ skipped). Called on the shipper's thread, never on the event loop.
 
 from __future__ import annotations
 
-import itertools
+import bisect
 import os
 from pathlib import Path
 
@@ -88,12 +88,15 @@ class SegmentReader:
     def _long_line(self, offset: int, end: int, head: bytes) -> bytes:
         """The line at ``offset``, whose first bytes ``head`` hold no newline, with its
         newline; b"" when it does not end below ``end``. Read in doubling steps, so a long
-        line costs its own length, not the rest of its segment."""
+        line costs its own length, not the rest of its segment. Raises ``Gap`` when it does
+        not end in its segment, a closed one: a batch never spans two, so its end is gone."""
+        located = self._locate(offset, fresh=True)  # listed afresh by the read of ``head``
+        stop = end if located is None else min(end, offset + located[2])
         pieces = [head]
         done = len(head)
         step = max(done, 4096)
-        while done < end - offset:
-            data = self._read_at(offset + done, min(step, end - offset - done))
+        while done < stop - offset:
+            data = self._read_at(offset + done, min(step, stop - offset - done))
             if not data:
                 break
             newline = data.find(b"\n")
@@ -103,6 +106,8 @@ class SegmentReader:
             pieces.append(data)
             done += len(data)
             step *= 2
+        if stop < end:
+            raise Gap(stop)
         return b""
 
     def _read_at(self, offset: int, size: int) -> bytes:
@@ -135,13 +140,11 @@ class SegmentReader:
             return None
         if offset < segments[0][0]:
             raise Gap(segments[0][0])
-        for (base, path), (next_base, _) in itertools.pairwise(segments):
-            if base <= offset < next_base:
-                return base, path, next_base - offset
-        base, path = segments[-1]
-        if not fresh:
-            return None
-        return base, path, _UNBOUNDED
+        i = bisect.bisect_right(segments, offset, key=lambda segment: segment[0]) - 1
+        base, path = segments[i]
+        if i + 1 < len(segments):
+            return base, path, segments[i + 1][0] - offset
+        return (base, path, _UNBOUNDED) if fresh else None
 
     def _pread(self, base: int, path: Path, offset: int, size: int) -> bytes:
         if self._fd_base != base or self._fd is None:

@@ -222,6 +222,24 @@ def test_bytes_missing_from_a_closed_segment_raise_gap_instead_of_waiting_foreve
     assert reader.count(0, end) == 3
 
 
+@pytest.mark.parametrize("torn", [b'{"n": 1', b"\0" * 5000], ids=["cut short", "zeros"])
+def test_a_line_that_does_not_end_in_its_closed_segment_raises_gap_to_the_next(
+    tmp_path: Path, torn: bytes
+) -> None:
+    # Never glued to the next segment's first line: a batch is never split between two.
+    first, second = lines(0, 1), lines(1, 2)
+    (tmp_path / segment_name("raw", 0)).write_bytes(joined(first) + torn)
+    base = len(joined(first) + torn)
+    (tmp_path / segment_name("raw", base)).write_bytes(joined(second))
+    end = base + len(joined(second))
+    reader = SegmentReader(tmp_path, "raw")
+    assert reader.read(0, end, UNLIMITED, 100) == (first, 9)
+    with pytest.raises(Gap) as gap:
+        reader.read(9, end, 100, 100)
+    assert gap.value.resume_at == base
+    assert reader.read(base, end, UNLIMITED, 100) == (second, end)
+
+
 def test_count_counts_the_lines_between_two_offsets(tmp_path: Path) -> None:
     bases = make_series(tmp_path, lines(0, 4), lines(4, 3))
     end = bases[1] + 27

@@ -32,6 +32,7 @@ from gateway.journal.settings import LocalSinkSettings
 log = structlog.get_logger("gateway.journal")
 
 _BASE_DIGITS = 20
+_CHECK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,19 +89,27 @@ def whole_lines(path: Path, size: int) -> int:
     where the file grew but its pages never reached the disk. Everything from the first line
     that is not a JSON document on its own line is cut: none of it was ever journaled.
     """
-    with open(path, "rb") as file:
-        data = file.read(size)
-    good = 0
+    good = 0  # the offset in the file just after the last valid line
+    buffer = bytearray()  # the bytes from ``good`` on read so far
+    scanned = 0  # of which this many hold no newline
     decode = msgspec.json.decode
-    while good < len(data):
-        end = data.find(b"\n", good)
-        if end < 0:
-            break
-        try:
-            decode(data[good:end], type=msgspec.Raw)
-        except msgspec.DecodeError:
-            break
-        good = end + 1
+    with open(path, "rb") as file:
+        while good + len(buffer) < size:
+            # In pieces: the last segment, read at every start, is up to rotate_bytes long.
+            chunk = file.read(min(_CHECK_BYTES, size - good - len(buffer)))
+            if not chunk:
+                break
+            buffer += chunk
+            start = 0
+            while (end := buffer.find(b"\n", scanned)) >= 0:
+                try:
+                    decode(buffer[start:end], type=msgspec.Raw)
+                except msgspec.DecodeError:
+                    return good + start
+                start = scanned = end + 1
+            del buffer[:start]
+            good += start
+            scanned = len(buffer)
     return good
 
 

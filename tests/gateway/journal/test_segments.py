@@ -12,6 +12,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from gateway.common.sink import SinkError
+from gateway.journal import segments
 from gateway.journal.segments import SegmentWriter, list_segments, segment_name, whole_lines
 from gateway.journal.settings import LocalSinkSettings
 from gateway.journal.store import Journal
@@ -105,6 +106,18 @@ def test_whole_lines_stops_at_the_first_line_that_is_not_a_json_document(tmp_pat
     path.write_bytes(FIRST + b"\n" + FIRST)  # an empty line is no record either
     assert whole_lines(path, len(FIRST) + 1) == len(FIRST)
     assert whole_lines(path, len(FIRST) - 1) == 0  # a line cut short by ``size``
+
+
+@pytest.mark.parametrize("check_bytes", [1, 7, 4096])
+def test_whole_lines_reads_in_pieces_of_any_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, check_bytes: int
+) -> None:
+    monkeypatch.setattr(segments, "_CHECK_BYTES", check_bytes)
+    path = tmp_path / "segment"
+    for tail in (b"", b'{"n": 1', b"\0" * 5000, b"\0\n" + FIRST):
+        path.write_bytes(FIRST + BATCH + tail)
+        assert whole_lines(path, len(FIRST + BATCH + tail)) == len(FIRST + BATCH)
+    assert whole_lines(path, len(FIRST) + 3) == len(FIRST)
 
 
 def test_a_whole_series_is_left_as_it_is_at_open(tmp_path: Path) -> None:

@@ -15,6 +15,8 @@ from gateway.common.sink import SinkError
 from gateway.journal.segments import segment_name
 from gateway.journal.settings import LocalSinkSettings
 from gateway.journal.store import STREAMS, Journal, WriteTimes, series_prefix
+from tests.gateway.disks import fill, mounted_tmpfs, torn_lines
+from tests.gateway.gatewayproc import read_records
 
 
 @pytest.fixture
@@ -95,6 +97,29 @@ async def test_a_restarted_journal_ends_where_the_last_one_did(tmp_path: Path) -
     await again.write("parsed", [b'{"b":2}'], ["d1"])
     assert again.current_file("parsed") == tmp_path / "parsed" / segment_name("parsed-w0", 8)
     again.close()
+
+
+@pytest.mark.asyncio
+async def test_a_write_the_disk_refuses_counts_nowhere_and_its_retry_once(tmp_path: Path) -> None:
+    with mounted_tmpfs(tmp_path / "disk", 1 << 20) as disk:
+        journal = Journal(LocalSinkSettings(data_dir=disk))
+        journal.open()
+        await journal.write("raw", [b'{"n": 0}'], ["d1"])
+        watcher = journal.watch("raw")
+        batch = [b'{"n": %d, "pad": "%s"}' % (n, b"x" * 100) for n in range(1, 60)]
+        ballast = fill(disk)
+        with pytest.raises(SinkError, match="No space left on device"):
+            await journal.write("raw", batch, ["d1"] * len(batch))
+        assert (journal.end("raw"), journal.records_written["raw"]) == (9, 1)
+        assert not watcher.is_set()
+        ballast.unlink()
+        await journal.write("raw", batch, ["d1"] * len(batch))
+        assert journal.records_written["raw"] == 1 + len(batch)
+        assert watcher.is_set()
+        journal.close()
+        assert torn_lines(disk, "raw") == []
+        assert journal.end("raw") == sum(len(r) + 1 for r in [b'{"n": 0}', *batch])
+        assert len(read_records(disk, "raw")) == 1 + len(batch)
 
 
 @pytest.mark.asyncio

@@ -18,8 +18,9 @@ _UNBOUNDED = 1 << 62
 
 class Gap(Exception):
     """The bytes at the offset asked for are gone: it is before the oldest segment left
-    (removed by hand), or past the end of a closed segment's file (cut short by hand, or by a
-    power cut with ``fsync = "never"``). ``resume_at`` is where the series goes on."""
+    (removed by hand), or a closed segment lacks them or the end of their line (its file cut
+    short by hand, or by a power cut with ``fsync = "never"``). ``resume_at`` is where the
+    series goes on."""
 
     def __init__(self, resume_at: int) -> None:
         super().__init__(resume_at)

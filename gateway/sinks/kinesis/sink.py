@@ -23,7 +23,14 @@ import aiobotocore.session
 import msgspec
 import structlog
 from aiobotocore.config import AioConfig
-from botocore.exceptions import BotoCoreError, ClientError, NoRegionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoRegionError,
+    ReadTimeoutError,
+)
 
 from gateway.common.backoff import Backoff
 from gateway.journal.settings import LocalSinkSettings
@@ -45,6 +52,20 @@ LIMITER_RECHECK_S = 1.0
 # A record class that delivered nothing on its last try, then had nothing to write for this
 # long, no longer counts as failing (KinesisSink.failing_for_s).
 STALL_FORGOTTEN_AFTER_S = 10.0
+# How long the gateway's start waits for each stream's shard map before it goes on without it.
+START_CHECK_S = 3.0
+
+
+def _unanswered(exc: BotoCoreError | ClientError | TimeoutError) -> bool:
+    """Kinesis did not answer the question (down, unreachable, overloaded), as opposed to an
+    answer that says the settings cannot work."""
+    if isinstance(exc, ClientError):
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        code = exc.response.get("Error", {}).get("Code", "")
+        return status >= 500 or code in {"LimitExceededException", "ThrottlingException"}
+    return isinstance(
+        exc, TimeoutError | EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError
+    )
 
 
 class KinesisSetupError(Exception):
@@ -90,6 +111,11 @@ class KinesisSink:
         self._unexpected: set[str] = set()  # exception types already logged with a traceback
 
     async def open(self) -> None:
+        """The client and each stream's shard map. Raises ``KinesisSetupError`` for what no
+        wait would fix (no region, no such stream, credentials refused); a Kinesis that does
+        not answer (unreachable, 5xx, throttled) fails the start only for the tools: the
+        gateway's shippers (``expire=False``) start anyway, the journal keeps the records, and
+        the shard maps are learnt once Kinesis answers."""
         config = AioConfig(
             retries={"total_max_attempts": 1},  # retries are ours, per entry
             # Records are within the service limits by construction (bounded frames, bounded
@@ -110,7 +136,20 @@ class KinesisSink:
                 )
             )
             for stream in self.streams.values():
-                await self._refresh(stream.name)
+                try:
+                    if self._expire:
+                        await self._refresh(stream.name)
+                    else:  # a hung Kinesis must not hold the start for a request timeout
+                        await asyncio.wait_for(self._refresh(stream.name), START_CHECK_S)
+                except (BotoCoreError, ClientError, TimeoutError) as exc:
+                    if self._expire or not _unanswered(exc):
+                        raise
+                    log.warning(
+                        "Kinesis does not answer; journaling, shipping once it does",
+                        stream=stream.name,
+                        error=describe(exc) if str(exc) else "no answer in time",
+                    )
+                    self._refresh_needed.add(stream.name)
         except NoRegionError:
             await self._stack.aclose()
             raise KinesisSetupError(

@@ -66,7 +66,11 @@ class GatewayProcess:
         if not self._ready.wait(START_TIMEOUT_S):
             self.kill()
             raise RuntimeError("gateway did not get ready:\n" + "".join(self.raw_output))
-        ready = next(line for line in self.lines if line.get("event") == "ready")
+        ready = next((line for line in self.lines if line.get("event") == "ready"), None)
+        if ready is None:  # it exited before it was ready
+            self._reader.join(5)
+            self.kill()
+            raise RuntimeError("gateway exited before it was ready:\n" + "".join(self.raw_output))
         self.ports = {item["codec"]: item["port"] for item in ready["listeners"]}
         self.metrics_url: str = ready["metrics"]
         self.health_url: str | None = ready.get("health")

@@ -142,6 +142,7 @@ class Gateway:
                 self._show_status,
                 self.sink,
             )
+            self.shipping.count_also(self.bridge.unshipped_bytes)
         bound = await self._bind_ports()
         if self.bridge is not None:
             self.bridge.start()

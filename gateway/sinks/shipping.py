@@ -51,6 +51,7 @@ class Shipping:
         self.segments_deleted = 0
         self.free_bytes = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._also: list[Callable[[], int]] = []
 
     def open(self) -> None:
         """Each shipper's cursor (raises ``OSError``); the budget as it stands."""
@@ -68,7 +69,13 @@ class Shipping:
             self._tasks.append(task)
 
     def unshipped_bytes(self) -> int:
-        return sum(self.behind(stream) for stream in STREAMS)
+        """What the budget counts: every stream's, and what ``count_also`` added."""
+        own = sum(self.behind(stream) for stream in STREAMS)
+        return own + sum(other() for other in self._also)
+
+    def count_also(self, unshipped_bytes: Callable[[], int]) -> None:
+        """Count another journal's unshipped bytes in the budget (the bridge's series)."""
+        self._also.append(unshipped_bytes)
 
     def behind(self, stream: str) -> int:
         """The unshipped bytes of ``stream``: the lag of its slowest shipper (0 with none)."""

@@ -238,3 +238,22 @@ async def test_retention_deletes_only_passed_segments_older_than_retain_s(
     shipping.remove_passed({stream: shipping.passed(stream) for stream in STREAMS})
     assert sorted(raw_dir.iterdir()) == sorted({fresh, journal.current_file("raw")})  # type: ignore[type-var]
     await ship.close()
+
+
+@pytest.mark.asyncio
+async def test_the_budget_counts_another_journals_unshipped_bytes(journal: Journal) -> None:
+    flow = FlowControl(1 << 30, 1 << 29, time.monotonic)
+    reader = Reader()
+    flow.register(reader)
+    budget = JournalSettings(max_bytes=1024 * 1024, min_free_bytes=0)
+    shipping = Shipping(budget, journal, [], lambda full: flow.hold("journal", full))
+    bridge_lag = [0]
+    shipping.count_also(lambda: bridge_lag[0])
+    shipping.check_budget()
+    assert not reader.paused
+    bridge_lag[0] = 2 * 1024 * 1024  # the bridge's destination is down
+    shipping.check_budget()
+    assert reader.paused and shipping.unshipped_bytes() == 2 * 1024 * 1024
+    bridge_lag[0] = 0
+    shipping.check_budget()
+    assert not reader.paused

@@ -34,7 +34,6 @@ SETTINGS = (
     "[sink.local]\nrotate_bytes = 262144\n"
     f"[journal]\nmin_free_bytes = {MIN_FREE_BYTES}\nretain_s = 1\n"
 )
-SHIPPED_WITHIN_S = 90.0
 
 
 def test_a_full_disk_pauses_devices_deletes_nothing_unshipped_and_ingest_resumes(
@@ -78,7 +77,7 @@ def test_a_full_disk_pauses_devices_deletes_nothing_unshipped_and_ingest_resumes
             assert wait_for(lambda: acked_count(tmp_path) > acked, timeout=30)  # ingest resumed
             summary = finish(sim, now=True)
             found = assert_acked_frames_in_both_streams(
-                tmp_path, kinesalite, raw_stream, parsed_stream, timeout=SHIPPED_WITHIN_S
+                tmp_path, kinesalite, raw_stream, parsed_stream
             )
         finally:
             kill_fleet(sim)

@@ -28,7 +28,6 @@ OUTAGE_S = 20.0
 # The fleet's ACK log is flushed every 64 KiB (a second or two of ACKs here): count over
 # windows much longer than that.
 WINDOW_S = 5.0
-SHIPPED_WITHIN_S = 90.0
 
 
 def acks_per_s(tmp: Path, seconds: float, check: Callable[[], None]) -> list[float]:
@@ -72,9 +71,7 @@ def test_kinesis_unreachable_devices_keep_getting_acks_and_nothing_is_lost(
         assert fault_proxy.stats().refused_connections > 0
         fault_proxy.update(refuse_connections=False)
         summary = finish(sim, now=True)
-        found = assert_acked_frames_in_both_streams(
-            tmp_path, kinesalite, raw_stream, parsed_stream, timeout=SHIPPED_WITHIN_S
-        )
+        found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
         assert gw.metric("gateway_kinesis_dead_letters_total") == 0
     finally:
         kill_fleet(sim)
@@ -117,7 +114,9 @@ def test_under_delivered_acks_wait_for_kinesis(
         fault_proxy.update(refuse_connections=False)
         summary = finish(sim, now=True)
         # An ACK meant delivered: every ACKed frame is in Kinesis already.
-        found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
+        found = assert_acked_frames_in_both_streams(
+            tmp_path, kinesalite, raw_stream, parsed_stream, timeout=0
+        )
     finally:
         kill_fleet(sim)
         assert gw.stop() == 0

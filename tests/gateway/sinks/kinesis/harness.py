@@ -28,6 +28,8 @@ AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 ACKED_LOG = "acked.jsonl"
+# Ample for shipping a backlog of tens of MB to kinesalite on a loaded machine.
+SHIPPED_WITHIN_S = 120.0
 
 
 def write_config(
@@ -202,10 +204,14 @@ def arrivals(tmp: Path, kinesalite: Kinesalite, raw_stream: str, parsed_stream: 
 
 
 def assert_acked_frames_in_both_streams(
-    tmp: Path, kinesalite: Kinesalite, raw_stream: str, parsed_stream: str, timeout: float = 0.0
+    tmp: Path,
+    kinesalite: Kinesalite,
+    raw_stream: str,
+    parsed_stream: str,
+    timeout: float = SHIPPED_WITHIN_S,
 ) -> Arrivals:
     """Every ACKed frame is in the raw stream and its readings in the parsed one, within
-    ``timeout`` (the shippers may still be working off a backlog)."""
+    ``timeout`` (shipping follows the ACKs: it may still be working off a backlog)."""
     deadline = time.monotonic() + timeout
     while True:
         found = arrivals(tmp, kinesalite, raw_stream, parsed_stream)

@@ -26,9 +26,6 @@ from tests.gateway.sinks.kinesis.harness import (
     start_gateway,
 )
 
-# Ample for a backlog of tens of MB to ship to kinesalite on a loaded machine.
-SHIPPED_WITHIN_S = 90.0
-
 
 def test_fleet_into_kinesalite(
     tmp_path: Path, kinesalite: Kinesalite, make_stream: Callable[[int], str]
@@ -79,7 +76,7 @@ def test_partial_failures_and_throttling_lose_nothing_acked(
         fault_proxy.update(throttle_requests=False)
         summary = finish(sim)
         raw = assert_acked_frames_in_both_streams(
-            tmp_path, kinesalite, raw_stream, parsed_stream, timeout=SHIPPED_WITHIN_S
+            tmp_path, kinesalite, raw_stream, parsed_stream
         ).raw
         assert gw.metric("gateway_kinesis_failed_entries_total") > 0
         assert gw.metric("gateway_kinesis_dead_letters_total") == 0
@@ -141,9 +138,7 @@ def test_while_kinesis_takes_nothing_acks_go_on_then_the_backlog_goes_in_large_c
         fault_proxy.reset_stats()
         fault_proxy.update(**NO_FAULT)
         summary = finish(sim)
-        found = assert_acked_frames_in_both_streams(
-            tmp_path, kinesalite, raw_stream, parsed_stream, timeout=SHIPPED_WITHIN_S
-        )
+        found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
         assert gw.metric("gateway_kinesis_dead_letters_total") == 0
     finally:
         assert gw.stop() == 0
@@ -183,9 +178,7 @@ def test_a_stop_with_kinesis_down_leaves_the_backlog_for_the_next_start(
     assert saved_cursor(gw.data_dir, "raw") and saved_cursor(gw.data_dir, "parsed")
     after = start_gateway(tmp_path, kinesalite.endpoint, raw_stream, parsed_stream)
     try:
-        found = assert_acked_frames_in_both_streams(
-            tmp_path, kinesalite, raw_stream, parsed_stream, timeout=SHIPPED_WITHIN_S
-        )
+        found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
     finally:
         assert after.stop() == 0
     assert read_dead_letters(gw.data_dir) == []

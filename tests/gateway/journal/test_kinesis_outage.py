@@ -12,15 +12,18 @@ from tests.gateway.gatewayproc import get, wait_for
 from tests.gateway.sinks.kinesis.emulator import Kinesalite
 from tests.gateway.sinks.kinesis.fault_proxy import FaultProxy
 from tests.gateway.sinks.kinesis.harness import (
+    SHIPPED_WITHIN_S,
     acked_count,
     assert_acked_frames_in_both_streams,
     assert_duplicates_share_ids,
     finish,
+    journal_ids,
     journaled,
     kill_fleet,
     read_dead_letters,
     simulate,
     start_gateway,
+    user_records,
 )
 
 BEFORE_S = 8.0
@@ -123,4 +126,50 @@ def test_under_delivered_acks_wait_for_kinesis(
     assert summary["unacked"] == 0  # the frames that waited were ACKed after the recovery
     assert acked_count(tmp_path) > acked
     assert read_dead_letters(gw.data_dir) == []
+    assert_duplicates_share_ids(found.raw)
+
+
+def test_under_delivered_a_stop_with_kinesis_down_leaves_the_waiting_frames_journaled(
+    tmp_path: Path,
+    kinesalite: Kinesalite,
+    make_stream: Callable[[int], str],
+    fault_proxy: FaultProxy,
+) -> None:
+    raw_stream, parsed_stream = make_stream(1), make_stream(1)
+    gw = start_gateway(
+        tmp_path,
+        fault_proxy.url,
+        raw_stream,
+        parsed_stream,
+        listener="ack_policy = 'delivered'\n",
+    )
+    sim = simulate(gw, tmp_path, 60, 600.0, drain_s=0)  # ended below
+    try:
+        assert wait_for(lambda: acked_count(tmp_path) > 0, timeout=30)
+        fault_proxy.update(refuse_connections=True)
+        before = journaled(gw)
+        assert wait_for(lambda: journaled(gw) > before + 200, timeout=20)  # waiting for Kinesis
+        started = time.monotonic()
+        code = gw.stop()
+        took = time.monotonic() - started
+    finally:
+        gw.kill()  # if it never got the signal
+        finish(sim, now=True)
+    # The stop does not wait for Kinesis: the frames stay journaled, un-ACKed (their devices
+    # resend them: the same ids), and nothing is dead-lettered.
+    assert code == 0 and took < 15, took
+    assert read_dead_letters(gw.data_dir) == []
+    shipped = {r["record"]["id"] for r in user_records(kinesalite, raw_stream)}
+    waiting = set(journal_ids(gw.data_dir, "raw")) - shipped
+    assert waiting
+    after = start_gateway(tmp_path, kinesalite.endpoint, raw_stream, parsed_stream)
+    try:
+        found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
+        assert wait_for(
+            lambda: waiting <= {r["record"]["id"] for r in user_records(kinesalite, raw_stream)},
+            timeout=SHIPPED_WITHIN_S,
+            interval=1.0,
+        )
+    finally:
+        assert after.stop() == 0
     assert_duplicates_share_ids(found.raw)

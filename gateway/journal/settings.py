@@ -32,9 +32,11 @@ class JournalSettings(Section):
     # Unshipped bytes (behind the slowest target of their stream) above which every reader
     # pauses, as the memory budget pauses them; they resume below 90 % of it.
     max_bytes: int = Field(default=8 * 1024**3, ge=1024 * 1024)
-    # Free space on the data directory's filesystem below which readers pause too (every
-    # stream, targets or not: a full disk fails every journal write).
+    # Free space on the data directory's filesystem to keep: below it shipped segments are
+    # deleted, oldest first, however young; if that cannot make room, readers pause (a full
+    # disk fails every journal write).
     min_free_bytes: int = Field(default=256 * 1024 * 1024, ge=0)
-    # A segment is deleted once every target of its stream has passed it and it is older than
-    # this; None keeps segments for good (the local-only default: they are the output).
+    # A segment is deleted once every shipper of its stream has passed it and it is older than
+    # this. None: shipped segments stay until space runs short; a stream with no shipper
+    # (local-only) is deleted only by this: its segments are the output.
     retain_s: float | None = Field(default=None, gt=0)

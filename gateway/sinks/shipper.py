@@ -79,6 +79,7 @@ class Shipper:
         self.shipped_bytes = 0
         self.dead_letters = 0
         self._backlog_at_open = 0  # records after the cursor when the shipper opened
+        self._end_at_open = 0
         self._written_at_open = 0  # the journal's count of records written then
         self._opened_at = clock()
 
@@ -99,7 +100,7 @@ class Shipper:
             saved = self._journal.end(self.stream)
             self._cursor.save(saved)
         self.offset = self._saved = saved
-        self._backlog_at_open = self._reader.count(saved, self._journal.end(self.stream))
+        self._end_at_open = self._journal.end(self.stream)
         self._written_at_open = self._journal.records_written[self.stream]
 
     def lag_bytes(self) -> int:
@@ -120,6 +121,10 @@ class Shipper:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        # Counted here, on the shipper's thread: gigabytes of backlog must not hold the start.
+        self._backlog_at_open = await loop.run_in_executor(
+            self._thread, self._reader.count, self.offset, self._end_at_open
+        )
         wake = self._wake
         last_save = self._clock()
         seen_at: float | None = None  # when the unsent records were first seen, for the linger
@@ -157,7 +162,8 @@ class Shipper:
             records, after = self._reader.read(self.offset, end, MAX_BATCH_BYTES, MAX_BATCH_RECORDS)
         except Gap as gap:
             log.error(
-                "journal segments removed before they were shipped; skipping to the oldest left",
+                "journal bytes missing before they were shipped (segments removed or cut); "
+                "skipping to the next bytes there are",
                 shipper=self.name,
                 from_offset=self.offset,
                 to_offset=gap.resume_at,

@@ -2,10 +2,12 @@
 
 Budget (Fluent Bit's ``storage.total_limit_size``): the bytes journaled and not yet shipped, behind
 the slowest shipper of each stream, and the free space left on the data directory's filesystem.
-Above ``journal.max_bytes`` (or below ``journal.min_free_bytes`` free) every reader pauses, as the
-memory budget pauses them; they resume once shipping brought it under 90 % (and free space back
-above the minimum). Retention: a segment goes once every shipper of its stream passed it and it is
-older than ``journal.retain_s``; the segment being written never goes, nor anything unshipped.
+Above ``journal.max_bytes`` every reader pauses, as the memory budget pauses them; they resume
+once shipping brought it under 90 %. Below ``journal.min_free_bytes`` free, shipped segments are
+deleted first (oldest first, however young: a copy is in the target), and readers pause only if
+that cannot make room. Retention: a segment goes once every shipper of its stream passed it and it
+is older than ``journal.retain_s``; the segment being written never goes, nor anything unshipped,
+nor (but by ``retain_s``) a stream no shipper reads — its segments are the only copy.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 import structlog
 
 from gateway.common.tasks import exit_if_died
-from gateway.journal.segments import list_segments
+from gateway.journal.segments import Segment, list_segments
 from gateway.journal.settings import JournalSettings
 from gateway.journal.store import STREAMS, Journal
 from gateway.sinks.shipper import Shipper
@@ -88,13 +90,17 @@ class Shipping:
             default=self.journal.end(stream),
         )
 
-    def check_budget(self) -> None:
-        settings = self.settings
+    def _read_free(self) -> int:
         try:
             stat = os.statvfs(self.journal.data_dir)
             self.free_bytes = stat.f_bavail * stat.f_frsize
         except OSError as exc:
             log.warning("cannot read the data directory's free space", error=str(exc))
+        return self.free_bytes
+
+    def check_budget(self) -> None:
+        settings = self.settings
+        self._read_free()
         unshipped = self.unshipped_bytes()
         if not self.full:
             if unshipped >= settings.max_bytes:
@@ -117,8 +123,12 @@ class Shipping:
         self._on_full(True)
 
     async def _keep_budget(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(BUDGET_CHECK_S)
+            if self._read_free() < self.settings.min_free_bytes:  # room first: no pause
+                passed = self._shipped_offsets()
+                self.segments_deleted += await loop.run_in_executor(None, self.make_room, passed)
             self.check_budget()
             for stream in STREAMS:
                 self.journal.forget_before(stream, self.passed(stream))
@@ -132,37 +142,70 @@ class Shipping:
             passed = {stream: self.passed(stream) for stream in STREAMS}
             self.segments_deleted += await loop.run_in_executor(None, self.remove_passed, passed)
 
+    def _shipped_offsets(self) -> dict[str, int]:
+        """What every shipper passed, for the streams that have shippers: a copy is elsewhere."""
+        return {s.stream: self.passed(s.stream) for s in self.shippers}
+
     def remove_passed(self, passed: dict[str, int]) -> int:
         """Delete the segments every shipper passed and older than retention; how many."""
         retain_s = self.settings.retain_s
         assert retain_s is not None
         oldest = time.time() - retain_s
         removed = 0
+        for segment, mtime in self._removable(passed):
+            if mtime > oldest:
+                continue  # this stream's later segments are younger still
+            removed += self._remove(segment)
+        return removed
+
+    def make_room(self, passed: dict[str, int]) -> int:
+        """Free space is under ``min_free_bytes``: delete shipped segments, oldest first, however
+        young, until it is back (unshipped data and streams with no shipper are never touched:
+        no other copy exists). How many went."""
+        removed = 0
+        for segment, _ in sorted(self._removable(passed), key=lambda found: found[1]):
+            try:
+                stat = os.statvfs(self.journal.data_dir)
+            except OSError:
+                break
+            if stat.f_bavail * stat.f_frsize >= self.settings.min_free_bytes:
+                break
+            removed += self._remove(segment)
+        if removed:
+            log.warning(
+                "disk short: deleted shipped segments before their retention", segments=removed
+            )
+        return removed
+
+    def _removable(self, passed: dict[str, int]) -> list[tuple[Segment, float]]:
+        """Segments before ``passed[stream]``, with their mtimes, in order per stream; never
+        the last one of a series (it may still be written)."""
+        found = []
         for stream, offset in passed.items():
             current = self.journal.current_file(stream)
             try:
                 segments = list_segments(
                     self.journal.directory(stream), self.journal.prefix(stream)
                 )
+                for segment in segments[:-1]:
+                    if segment.end > offset or segment.path == current:
+                        break
+                    found.append((segment, segment.path.stat().st_mtime))
+            except FileNotFoundError:
+                continue  # removed meanwhile
             except OSError as exc:  # a failing disk: the next round tries again
                 log.warning("cannot list the journal's segments", stream=stream, error=str(exc))
-                continue
-            for segment in segments[:-1]:  # the last one may still be written
-                if segment.end > offset or segment.path == current:
-                    break
-                try:
-                    if segment.path.stat().st_mtime > oldest:
-                        break
-                    segment.path.unlink()
-                    removed += 1
-                except FileNotFoundError:
-                    continue
-                except OSError as exc:
-                    log.warning(
-                        "cannot remove a shipped segment", file=str(segment.path), error=str(exc)
-                    )
-                    break
-        return removed
+        return found
+
+    def _remove(self, segment: Segment) -> int:
+        try:
+            segment.path.unlink()
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            log.warning("cannot remove a shipped segment", file=str(segment.path), error=str(exc))
+            return 0
+        return 1
 
     async def close(self) -> None:
         """Stop shipping (what is unshipped stays for the next start) and save the cursors."""

@@ -25,6 +25,7 @@ from gateway.pipeline.settings import PipelineSettings
 from gateway.sinks.shipper import Shipper
 from gateway.sinks.shipping import Shipping
 from parser.events import Frame
+from tests.gateway.disks import fill, mounted_tmpfs
 from tests.gateway.pipeline.memory_sink import MemorySink, until
 
 Progress = list[tuple[str, int, list[int]]]
@@ -75,12 +76,21 @@ async def test_records_ship_in_journal_order_and_a_restart_resumes_at_the_cursor
     assert Cursor(cursor_path(journal.data_dir, "raw", "memory")).load() == end
 
     await journal.write("raw", [record(50)], [])
-    again = MemorySink()
+    again = MemorySink(gated=True)
     second = shipper(journal, again, [])
     second.open()
-    assert second.lag_records() == 1 and second.lag_bytes() == len(record(50)) + 1
-    await run(second, lambda: len(again.records["raw"]) == 1)
+    task = asyncio.create_task(second.run())
+    try:  # the backlog left at the restart, counted on the shipper's thread
+        await until(lambda: second.lag_records() == 1)
+        assert second.lag_bytes() == len(record(50)) + 1
+        again.gates["raw"].set()
+        await until(lambda: len(again.records["raw"]) == 1)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await second.close()
     assert again.records["raw"] == [record(50)]  # only what the first never shipped
+    assert second.lag_records() == 0
 
 
 @pytest.mark.asyncio
@@ -257,3 +267,37 @@ async def test_the_budget_counts_another_journals_unshipped_bytes(journal: Journ
     bridge_lag[0] = 0
     shipping.check_budget()
     assert not reader.paused
+
+
+@pytest.mark.asyncio
+async def test_a_disk_short_of_space_loses_shipped_segments_first_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    with mounted_tmpfs(tmp_path / "disk", 8 << 20) as disk:
+        journal = Journal(LocalSinkSettings(data_dir=disk, rotate_bytes=64 * 1024))
+        journal.open()
+        pad = b" " * 8000
+        for n in range(40):  # ~320 KiB per stream, five segments each
+            await journal.write("raw", [record(n) + pad], [])
+            await journal.write("errors", [record(n) + pad], [])
+        sink = MemorySink(gated=True)
+        ship = Shipper("memory", "raw", journal, sink, lambda *p: None)
+        ship.open()
+        ship.offset = journal.end("raw") // 2  # half of raw is shipped
+        raw_before, errors_before = (
+            sorted(journal.directory(s).iterdir()) for s in ("raw", "errors")
+        )
+        budget = JournalSettings(min_free_bytes=200 * 1024, retain_s=None)
+        shipping = Shipping(budget, journal, [ship], lambda full: None)
+        ballast = fill(disk)
+        os.truncate(ballast, ballast.stat().st_size - 100 * 1024)  # 100 KiB free: too little
+        removed = shipping.make_room({"raw": shipping.passed("raw")})
+        raw_after = sorted(journal.directory("raw").iterdir())
+        assert 0 < removed == len(raw_before) - len(raw_after)
+        assert raw_after == raw_before[removed:]  # the oldest went first
+        for gone in raw_before[:removed]:  # … only segments wholly shipped
+            base = int(gone.stem.rpartition("-")[2])
+            assert base + 64 * 1024 <= ship.offset
+        assert sorted(journal.directory("errors").iterdir()) == errors_before  # no other copy
+        await ship.close()
+        journal.close()

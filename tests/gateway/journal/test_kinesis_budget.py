@@ -135,3 +135,39 @@ def test_the_unshipped_bytes_budget_pauses_devices_until_shipping_catches_up(
         assert gw.stop() == 0
     assert summary["unacked"] == 0
     assert_duplicates_share_ids(found.raw)
+
+
+def test_a_gateway_stopped_full_starts_paused_and_resumes_as_it_ships(
+    tmp_path: Path,
+    kinesalite: Kinesalite,
+    make_stream: Callable[[int], str],
+    fault_proxy: FaultProxy,
+) -> None:
+    raw_stream, parsed_stream = make_stream(2), make_stream(2)
+    budget = f"[journal]\nmax_bytes = {MAX_BYTES}\n"
+    gw = start_gateway(tmp_path, fault_proxy.url, raw_stream, parsed_stream, budget)
+    assert gw.health_url is not None
+    sim = simulate(gw, tmp_path, 120, 600.0, drain_s=0)  # ended below
+    try:
+        assert wait_for(lambda: gw.metric("gateway_kinesis_user_records_total") > 200, timeout=30)
+        fault_proxy.update(refuse_connections=True)
+        wait_full(gw, gw.health_url + "/readyz")
+        code = gw.stop()
+    finally:
+        gw.kill()  # if it never got the signal
+        finish(sim, now=True)
+    assert code == 0
+    # Still down at the next start: the journal it finds is over budget, so nobody is read
+    # until shipping makes room.
+    after = start_gateway(tmp_path, fault_proxy.url, raw_stream, parsed_stream, budget)
+    try:
+        assert after.health_url is not None
+        readyz = after.health_url + "/readyz"
+        assert "unshipped bytes (max_bytes)" in wait_full(after, readyz)
+        fault_proxy.update(refuse_connections=False)
+        assert wait_for(lambda: after.metric("gateway_paused") == 0, timeout=60)
+        assert wait_for(lambda: get(readyz) == (200, "ready\n"), timeout=10)
+        found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
+    finally:
+        assert after.stop() == 0
+    assert_duplicates_share_ids(found.raw)

@@ -6,7 +6,7 @@ RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup lock system-packages demo demo-kinesis image test lint typecheck unit bench schema clean
+.PHONY: setup lock system-packages demo demo-kinesis image test lint typecheck unit bench chaos schema clean
 
 setup: $(TEST_STAMP) $(NODE_STAMP) system-packages
 
@@ -88,6 +88,12 @@ bench: setup
 	$(BIN)/python bench/mqtt.py
 	$(BIN)/python bench/journal.py
 	$(BIN)/python bench/bridge.py
+
+# The chaos run (bench/chaos.py, issue 16): a seeded fault schedule against the real gateway,
+# fleet, kinesalite, mosquitto and moto, then a checker of what devices saw ACKed against what
+# the journal and Kinesis hold. About 3 minutes; LONG=1: 30 minutes. Root: it mounts a tmpfs.
+chaos: setup
+	$(BIN)/python bench/chaos.py $(if $(LONG),--long,--short)
 
 schema: setup
 	$(BIN)/gateway schema --write config/schema

@@ -25,7 +25,7 @@ from parser.records import raw_record_id
 from tests.gateway.sinks.kinesis.emulator import Kinesalite
 from tests.gateway.sinks.kinesis.harness import user_records
 
-RATE_WINDOW_S = 5.0  # ACK rates are averaged over this long
+RATE_WINDOW_S = 2.0  # a recovered ACK rate holds over this long (samples: every second)
 PRE_FAULT_S = 10.0  # the pre-fault rate: this long before the fault starts
 RECOVERED_SHARE = 0.9
 # A frame ACKed this long after a fault ended still counts as the fault's (log lag, backlog).
@@ -77,6 +77,8 @@ class Store:
     raw_copies: Counter[tuple[str, str]] = field(default_factory=Counter)
     readings: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
     parsed_copies: Counter[str] = field(default_factory=Counter)
+    # Its oldest segments are gone: the gateway deletes shipped segments when the disk is short.
+    trimmed: bool = False
 
     def add_raw(self, record: dict[str, Any]) -> None:
         key = (record["device_id"] or "", base64.b64decode(record["payload"]).hex())
@@ -109,9 +111,14 @@ class Store:
         return extra
 
 
+def segments(data_dir: Path, stream: str) -> list[Path]:
+    """``gateway run``'s segments of ``stream`` in offset order (``<stream>-<base>.jsonl``)."""
+    return sorted((data_dir / stream).glob(f"{stream}-[0-9]*.jsonl"))
+
+
 def journal_records(data_dir: Path, stream: str) -> Iterator[dict[str, Any]]:
     """Every whole line of every segment of ``stream`` (a line torn by a kill was never ACKed)."""
-    for path in sorted((data_dir / stream).glob("*.jsonl")):
+    for path in segments(data_dir, stream):
         for line in path.read_bytes().split(b"\n")[:-1]:
             yield json.loads(line)
 
@@ -122,6 +129,11 @@ def load_stores(data_dir: Path, kinesalite: Kinesalite, raw: str, parsed: str) -
         journal.add_raw(record)
     for record in journal_records(data_dir, "parsed"):
         journal.add_parsed(record)
+    journal.trimmed = any(
+        int(paths[0].stem.rpartition("-")[2]) > 0
+        for paths in (segments(data_dir, "raw"), segments(data_dir, "parsed"))
+        if paths
+    )
     for user in user_records(kinesalite, raw):
         kinesis.add_raw(user["record"])
     for user in user_records(kinesalite, parsed):
@@ -215,28 +227,42 @@ class Rates:
         return self.totals[at] if at >= 0 else 0
 
     def rate(self, t0: float, t1: float) -> float:
-        return (self.count(t1) - self.count(t0)) / (t1 - t0) if t1 > t0 else 0.0
+        """ACKs per second between the samples nearest ``t0`` and ``t1`` (at or before them)."""
+        i0 = max(0, bisect.bisect_right(self.times, t0) - 1)
+        i1 = bisect.bisect_right(self.times, t1) - 1
+        if i1 <= i0:
+            return 0.0
+        return (self.totals[i1] - self.totals[i0]) / (self.times[i1] - self.times[i0])
+
+    def back_to(self, rate: float, since: float, until: float) -> float | None:
+        """The first sample at or after ``since`` from which the next RATE_WINDOW_S reach
+        ``rate`` (None: none before ``until``)."""
+        times, totals = self.times, self.totals
+        for i in range(bisect.bisect_left(times, since), len(times)):
+            j = bisect.bisect_left(times, times[i] + RATE_WINDOW_S)
+            if j >= len(times) or times[j] > until:
+                return None
+            if (totals[j] - totals[i]) / (times[j] - times[i]) >= rate:
+                return times[i]
+        return None
 
 
 def recovery(
     obs: Observations, rates: Rates, fault: FaultRun, baseline: float
 ) -> tuple[float | None, float]:
-    """Seconds from the fault's end until a window's ACK rate is back to 90 % of before it
-    (None: not within the run), and that reference rate. The reference is the rate over the
-    10 s before the fault, or the warm-up's when those 10 s overlap a fault that stops ACKs."""
+    """Seconds from the fault's end until the ACK rate over RATE_WINDOW_S is back to 90 % of
+    before it (None: not within the run), and that reference rate: the rate over the 10 s
+    before the fault, but no more than the warm-up's (a backlog drained just before would set
+    the bar above the fleet's steady rate), and the warm-up's when those 10 s overlap a fault
+    that stops ACKs or its first 30 s after."""
     pre0, pre1 = fault.began - PRE_FAULT_S, fault.began
-    disturbed = any(
+    disturbed = pre0 < obs.warmup_end or any(
         other is not fault and other.stops_acks and other.began < pre1 and other.ended + 30.0 > pre0
         for other in obs.faults
     )
-    reference = baseline if disturbed or pre0 < obs.warmup_end else rates.rate(pre0, pre1)
-    t = fault.ended
-    last = obs.run_end - RATE_WINDOW_S
-    while t <= last:
-        if rates.rate(t, t + RATE_WINDOW_S) >= RECOVERED_SHARE * reference:
-            return round(t - fault.ended, 1), reference
-        t += 0.5
-    return None, reference
+    reference = baseline if disturbed else min(baseline, rates.rate(pre0, pre1))
+    back = rates.back_to(RECOVERED_SHARE * reference, fault.ended, obs.run_end)
+    return (None if back is None else round(max(0.0, back - fault.ended), 1)), reference
 
 
 def check(
@@ -244,6 +270,8 @@ def check(
 ) -> dict[str, Any]:
     frames = acked_frames(obs)
     lost: list[tuple[Frame, list[str]]] = []
+    trimmed = 0  # shipped to Kinesis, then deleted from the journal to make room
+    journal, kinesis = stores["journal"], stores["kinesis"]
     for frame in frames:
         where = [
             f"{name} {kind}"
@@ -254,11 +282,13 @@ def check(
             )
             if not present
         ]
-        if where:
+        if where and journal.trimmed and kinesis.has_raw(frame) and kinesis.has_parsed(frame):
+            trimmed += 1
+        elif where:
             lost.append((frame, where))
     dups = {id(f): sum(s.duplicates(f) for s in stores.values()) for f in frames}
     rates = Rates(obs)
-    baseline = rates.rate(min(5.0, obs.warmup_end / 2), obs.warmup_end)
+    baseline = rates.rate(obs.warmup_end / 3, obs.warmup_end)  # after the fleet connected
     rows = []
     for fault in obs.faults:
         lo, hi = fault.began, fault.ended + AFTER_FAULT_S
@@ -328,6 +358,9 @@ def check(
             for f, where in lost[:20]
         ],
         "duplicates": sum(dups.values()),
+        "journal_trimmed_shipped": trimmed,
+        "ack_timeline": [[round(t, 1), rates.count(t)] for t in rates.times],
+        "proc_timeline": [[round(t, 1), round(rss, 1), fds] for t, rss, fds in obs.proc],
         "split_ids": split,
         "notifications": notifications,
         "baseline_ack_rate": round(baseline, 1),

@@ -15,6 +15,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -25,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
 
-from tests.gateway.gatewayproc import GATEWAY, GatewayProcess
+from tests.gateway.gatewayproc import GatewayProcess
 from tests.gateway.sinks.kinesis.emulator import Kinesalite, missing_tools
 from tests.gateway.sinks.kinesis.fault_proxy import FaultProxy
 from tests.local_server import free_port
@@ -51,6 +52,10 @@ FIU_CTRL = shutil.which("fiu-ctrl")
 # Where the broken builds live (bench/chaos_break/sitecustomize.py), put on the gateway's
 # PYTHONPATH only by ``--break``.
 BREAK_DIR = Path(__file__).resolve().parent / "chaos_break"
+FLEET = (
+    Path(__file__).resolve().parent / "chaos_fleet.py"
+)  # `gateway simulate`, ACKs logged at once
+IMEI_BASE = 356307040000000
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,59 +324,37 @@ codec = 'evb1'
         return True
 
     def start_fleets(self) -> None:
-        load = self.load
-        tcp_targets = [
-            a for c in TCP_CODECS for a in ("--target", f"{c}=127.0.0.1:{self.ports[c]}")
-        ]
+        """The TCP fleet on every codec, EVB1 units on the MQTT listener and on broker A (for
+        the bridge), each with device faults, logging every ACK; they run until stopped."""
         assert self.broker_a is not None
+        load, ports = self.load, self.ports
+        tcp = [a for c in TCP_CODECS for a in ("--target", f"{c}=127.0.0.1:{ports[c]}")]
+        mqtt = ["--transport", "mqtt", "--target"]
         runs = [
-            ("tcp", ",".join(TCP_CODECS), tcp_targets, load.tcp_devices, 356307040000000),
-            (
-                "mqtt",
-                "evb1",
-                ["--transport", "mqtt", "--target", f"127.0.0.1:{self.ports['mqtt']}"],
-                load.mqtt_devices,
-                356307041000000,
-            ),
-            (
-                "bridge",
-                "evb1",
-                ["--transport", "mqtt", "--target", f"127.0.0.1:{self.broker_a.port}"],
-                load.bridge_devices,
-                356307042000000,
-            ),
+            ("tcp", ",".join(TCP_CODECS), tcp, load.tcp_devices),
+            ("mqtt", "evb1", [*mqtt, f"127.0.0.1:{ports['mqtt']}"], load.mqtt_devices),
+            ("bridge", "evb1", [*mqtt, f"127.0.0.1:{self.broker_a.port}"], load.bridge_devices),
         ]
-        for index, (source, codecs, targets, devices, base) in enumerate(runs):
-            if not devices:
-                continue
+        for index, (source, codecs, targets, devices) in enumerate(runs):
             acked = self.work / f"acked-{source}.jsonl"
-            proc = subprocess.Popen(
-                [
-                    GATEWAY,
-                    "simulate",
-                    "--codec",
-                    codecs,
-                    *targets,
-                    "--devices",
-                    str(devices),
-                    "--rate",
-                    str(load.rate_hz),
-                    "--duration",
-                    "0",
-                    "--faults",
-                    str(load.faults_per_min),
-                    "--seed",
-                    str(self.seed + index),
-                    "--imei-base",
-                    str(base),
-                    "--drain",
-                    "20",
-                    "--acked-log",
-                    str(acked),
-                ],
-                stdout=subprocess.PIPE,
-                stderr=(self.work / f"simulate-{source}.err").open("ab"),
-            )
+            options = {
+                "--codec": codecs,
+                "--devices": devices,
+                "--rate": load.rate_hz,
+                "--duration": 0,  # until stopped
+                "--faults": load.faults_per_min,
+                "--seed": self.seed + index,
+                "--imei-base": IMEI_BASE + index * 1_000_000,  # distinct device ids per fleet
+                "--drain": 20,
+                "--acked-log": acked,
+            }
+            args = [str(x) for option in options.items() for x in option]
+            with (self.work / f"simulate-{source}.err").open("ab") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, str(FLEET), *args, *targets],
+                    stdout=subprocess.PIPE,
+                    stderr=err,
+                )
             self.fleets.append(Fleet(source, acked, proc))
 
     # --- during the run ---------------------------------------------------------------------

@@ -170,15 +170,16 @@ class Shipper:
             )
             self.offset = gap.resume_at
             return self._read(end)
-        keys = []
-        decode = self._decode_key
-        for record in records:
-            try:
-                key = decode(record)
-                keys.append((key.device_id or key.peer or "unknown")[:MAX_PARTITION_KEY_CHARS])
-            except msgspec.DecodeError:
-                keys.append("unknown")
-        return records, keys, after
+        return records, [self._key(record) for record in records], after
+
+    def _key(self, record: bytes) -> str:
+        """The record's partition key, as the pipeline chose it: its device id, else its peer
+        (a decode of just these fields: ~0.3 µs, as cheap as searching the bytes for them)."""
+        try:
+            key = self._decode_key(record)
+        except msgspec.DecodeError:
+            return "unknown"
+        return (key.device_id or key.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]
 
     def _save(self) -> None:
         offset = self.offset

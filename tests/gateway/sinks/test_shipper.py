@@ -25,6 +25,7 @@ from gateway.pipeline.settings import PipelineSettings
 from gateway.sinks.shipper import Shipper
 from gateway.sinks.shipping import Shipping
 from parser.events import Frame
+from parser.records import RAW_SCHEMA, RawRecord, to_json
 from tests.gateway.disks import fill, mounted_tmpfs
 from tests.gateway.pipeline.memory_sink import MemorySink, until
 
@@ -301,3 +302,16 @@ async def test_a_disk_short_of_space_loses_shipped_segments_first_and_nothing_el
         assert sorted(journal.directory("errors").iterdir()) == errors_before  # no other copy
         await ship.close()
         journal.close()
+
+
+def test_the_partition_key_is_the_pipelines_device_id_else_peer(journal: Journal) -> None:
+    key = Shipper("memory", "raw", journal, MemorySink(), lambda *p: None)._key
+    raw = RawRecord(RAW_SCHEMA, "a1", "356307042441013", "evb1", "tcp", "10.0.0.1:5", "t", b"\x01")
+    assert key(to_json(raw)) == "356307042441013"
+    nameless = RawRecord(RAW_SCHEMA, "a2", None, "evb1", "tcp", "10.0.0.1:5", "t", b"\x01")
+    assert key(to_json(nameless)) == "10.0.0.1:5"
+    quoted = RawRecord(RAW_SCHEMA, "a3", 'dev "7"', "json", "mqtt", None, "t", b"{}")
+    assert key(to_json(quoted)) == 'dev "7"'
+    long = RawRecord(RAW_SCHEMA, "a4", "é" * 300, "json", "mqtt", None, "t", b"{}")
+    assert key(to_json(long)) == "é" * 256
+    assert key(b"not json") == "unknown"

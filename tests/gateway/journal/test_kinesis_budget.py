@@ -43,6 +43,7 @@ def wait_full(gw: GatewayProcess, readyz: str) -> str:
     assert wait_for(lambda: gw.metric("gateway_paused") == 1, timeout=90)
     status, reason = get(readyz)
     assert status == 503 and reason.startswith("journal full: "), reason
+    assert gw.metric("gateway_journal_full") == 1
     return reason
 
 
@@ -50,6 +51,7 @@ def assert_resumes(gw: GatewayProcess, readyz: str, tmp: Path, acked: int) -> No
     """The budget has room again: devices are read, ACKed, and new ones welcome."""
     assert wait_for(lambda: gw.metric("gateway_paused") == 0, timeout=60)
     assert wait_for(lambda: get(readyz) == (200, "ready\n"), timeout=10)
+    assert gw.metric("gateway_journal_full") == 0
     assert wait_for(lambda: acked_count(tmp) > acked, timeout=30)
 
 
@@ -164,6 +166,7 @@ def test_a_gateway_stopped_full_starts_paused_and_resumes_as_it_ships(
         assert after.health_url is not None
         readyz = after.health_url + "/readyz"
         assert "unshipped bytes (max_bytes)" in wait_full(after, readyz)
+        assert after.metric("gateway_journal_unshipped_bytes") >= MAX_BYTES
         fault_proxy.update(refuse_connections=False)
         assert wait_for(lambda: after.metric("gateway_paused") == 0, timeout=60)
         assert wait_for(lambda: get(readyz) == (200, "ready\n"), timeout=10)

@@ -26,6 +26,7 @@ from tests.gateway.sinks.kinesis.harness import (
     user_records,
 )
 
+STREAMS = ("raw", "parsed")  # what goes to Kinesis
 BEFORE_S = 8.0
 OUTAGE_S = 20.0
 # The fleet's ACK log is flushed every 64 KiB (a second or two of ACKs here): count over
@@ -69,13 +70,24 @@ def test_kinesis_unreachable_devices_keep_getting_acks_and_nothing_is_lost(
         fault_proxy.update(refuse_connections=True)
         time.sleep(1.0)  # a call in flight at the cut may have been counted
         shipped = gw.metric("gateway_kinesis_user_records_total")
+        cut = {stream: journaled(gw, stream) for stream in STREAMS}
         during = acks_per_s(tmp_path, OUTAGE_S, unaware)
         assert gw.metric("gateway_kinesis_user_records_total") == shipped  # truly down
         assert fault_proxy.stats().refused_connections > 0
+        # The operators' view: every record journaled since the cut is lag, the oldest waiting
+        # since about then.
+        for stream in STREAMS:
+            lag = gw.metric("gateway_shipper_lag_records", stream=stream, target="kinesis")
+            assert lag >= journaled(gw, stream) - cut[stream] > 0, stream
+            oldest = gw.metric("gateway_shipper_oldest_unshipped_seconds", stream=stream)
+            assert oldest > OUTAGE_S / 2, stream
         fault_proxy.update(refuse_connections=False)
         summary = finish(sim, now=True)
         found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
         assert gw.metric("gateway_kinesis_dead_letters_total") == 0
+        assert wait_for(lambda: gw.metric("gateway_shipper_lag_records") == 0, timeout=10)
+        assert gw.metric("gateway_shipper_lag_bytes") == 0
+        assert gw.metric("gateway_shipper_oldest_unshipped_seconds") == 0
     finally:
         kill_fleet(sim)
         assert gw.stop() == 0

@@ -103,6 +103,9 @@ def test_a_kill_during_an_outage_and_shipping_resumes_from_the_cursors(
     try:
         assert_journal_whole(after, tmp_path)
         found = assert_acked_frames_in_both_streams(tmp_path, kinesalite, raw_stream, parsed_stream)
+        # The backlog it found counted as lag, and shipping it brought the lag to 0.
+        assert wait_for(lambda: after.metric("gateway_shipper_lag_records") == 0, timeout=10)
+        assert after.metric("gateway_shipper_shipped_records_total", stream="raw") > 0
     finally:
         assert after.stop() == 0
     assert read_dead_letters(gw.data_dir) == []

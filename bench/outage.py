@@ -29,12 +29,15 @@ from tests.gateway.gatewayproc import GatewayProcess, wait_for  # noqa: E402
 from tests.gateway.sinks.kinesis.emulator import Kinesalite, unique_stream_name  # noqa: E402
 from tests.gateway.sinks.kinesis.fault_proxy import FaultProxy  # noqa: E402
 from tests.gateway.sinks.kinesis.harness import (  # noqa: E402
+    AWS_ENV,
+    CODECS,
     acked_count,
     assert_acked_frames_in_both_streams,
     assert_duplicates_share_ids,
     finish,
     simulate,
     start_gateway,
+    write_config,
 )
 
 LATENCY = "gateway_ack_latency_seconds"
@@ -62,6 +65,17 @@ def p99(start: dict[float, float], end: dict[float, float]) -> str:
         if counts[bound] >= 0.99 * total:
             return f"≤ {bound * 1000:g} ms"
     return "-"
+
+
+def restart(gw: GatewayProcess, tmp: Path, endpoint: str, raw: str, parsed: str) -> GatewayProcess:
+    """``gw`` again on its data directory and its device ports (the fleet reconnects there)."""
+    config = write_config(tmp, endpoint, raw, parsed)
+    text = config.read_text()
+    for codec in CODECS:
+        listener = f"codec = '{codec}'\nhost = '127.0.0.1'\nport = "
+        text = text.replace(listener + "0", listener + str(gw.ports[codec]))
+    config.write_text(text)
+    return GatewayProcess(gw.data_dir, codecs=(), config=config, env=AWS_ENV)
 
 
 class Phase:
@@ -116,7 +130,7 @@ def main() -> int:
             rows.append(phase.end(gw))
             gw.proc.send_signal(signal.SIGKILL)
             gw.proc.wait(10)
-            gw = start_gateway(tmp, proxy.url, raw, parsed, data_dir=tmp / "data")
+            gw = restart(gw, tmp, proxy.url, raw, parsed)
             phase = Phase("outage, after SIGKILL + restart", tmp, gw)
             time.sleep(args.outage_s / 2)
             rows.append(phase.end(gw))

@@ -131,6 +131,9 @@ class Shipper:
         while True:
             end = self._journal.end(self.stream)
             if self.offset >= end:
+                if self.offset != self._saved:  # caught up: the cursor says so, now
+                    await loop.run_in_executor(self._thread, self._save)
+                    last_save = self._clock()
                 wake.clear()
                 if self._journal.end(self.stream) <= self.offset:
                     await wake.wait()

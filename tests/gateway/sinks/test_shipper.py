@@ -315,3 +315,22 @@ def test_the_partition_key_is_the_pipelines_device_id_else_peer(journal: Journal
     long = RawRecord(RAW_SCHEMA, "a4", "é" * 300, "json", "mqtt", None, "t", b"{}")
     assert key(to_json(long)) == "é" * 256
     assert key(b"not json") == "unknown"
+
+
+@pytest.mark.asyncio
+async def test_a_shipper_that_caught_up_saves_its_cursor_at_once(journal: Journal) -> None:
+    """It saved only after a write at most once a second: the last burst before a quiet spell
+    stayed unsaved (status showed lag, a restart shipped it again)."""
+    sink = MemorySink()
+    ship = shipper(journal, sink, [])
+    ship.open()
+    cursor = Cursor(cursor_path(journal.data_dir, "raw", "memory"))
+    task = asyncio.create_task(ship.run())
+    try:
+        for n in range(3):  # bursts closer together than CURSOR_SAVE_S
+            await journal.write("raw", [record(n)], [])
+            await until(lambda: cursor.load() == journal.end("raw"))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await ship.close()

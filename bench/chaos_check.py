@@ -16,7 +16,7 @@ import base64
 import bisect
 import json
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,9 @@ class Observations:
     run_end: float  # when the fleets were told to stop
     rss_limit_mb: float
     fd_limit: int
+    wall_start: float  # time.time() at the run's start: the clients' logs carry wall times
+    b_acked_log: Path  # seqs broker A PUBACKed for the bridge's route to B
+    b_received_log: Path  # what reached B's subscriber
 
 
 @dataclass
@@ -208,6 +211,38 @@ def check_notifications(frames: list[Frame], notes: list[dict[str, Any]]) -> dic
     }
 
 
+@dataclass
+class BridgeB:
+    """The bridge's MQTT route A -> B: seqs A acknowledged (with when), copies B delivered."""
+
+    acked: dict[int, float]  # seq -> run time of its PUBACK
+    received: dict[int, list[str | None]]  # seq -> the dedup id of every copy
+
+    @classmethod
+    def read(cls, obs: Observations) -> BridgeB:
+        acked = {e["seq"]: e["t"] - obs.wall_start for e in read_jsonl(obs.b_acked_log)}
+        received: dict[int, list[str | None]] = defaultdict(list)
+        for e in read_jsonl(obs.b_received_log):
+            received[e["seq"]].append(e["id"])
+        return cls(acked, received)
+
+    def lost(self) -> list[int]:
+        return [seq for seq in self.acked if seq not in self.received]
+
+    def duplicates(self, seqs: Iterable[int]) -> int:
+        return sum(len(self.received.get(seq, [0])) - 1 for seq in seqs)
+
+    def split_ids(self) -> int:
+        return sum(1 for ids in self.received.values() if len(set(ids)) > 1 or None in ids)
+
+    def between(self, lo: float, hi: float) -> list[int]:
+        return [seq for seq, t in self.acked.items() if lo <= t <= hi]
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
 class Rates:
     """The gateway's ACK rate over time, from the sampled line counts of its fleets' logs."""
 
@@ -287,12 +322,15 @@ def check(
         elif where:
             lost.append((frame, where))
     dups = {id(f): sum(s.duplicates(f) for s in stores.values()) for f in frames}
+    b = BridgeB.read(obs)
+    b_lost = set(b.lost())
     rates = Rates(obs)
     baseline = rates.rate(obs.warmup_end / 3, obs.warmup_end)  # after the fleet connected
     rows = []
     for fault in obs.faults:
         lo, hi = fault.began, fault.ended + AFTER_FAULT_S
         during = [f for f in frames if lo <= f.acked_at <= hi]
+        b_during = b.between(lo, hi)
         recovered_s, reference = recovery(obs, rates, fault, baseline)
         rss = [r for t, r, _ in obs.proc if fault.began <= t <= fault.ended + 5.0]
         rows.append(
@@ -300,9 +338,11 @@ def check(
                 "fault": fault.name,
                 "start_s": round(fault.began, 1),
                 "duration_s": round(fault.ended - fault.began, 1),
-                "acked": sum(1 for f in frames if fault.began <= f.acked_at <= fault.ended),
-                "lost": sum(1 for f, _ in lost if lo <= f.acked_at <= hi),
-                "duplicates": sum(dups[id(f)] for f in during),
+                "acked": sum(1 for f in frames if fault.began <= f.acked_at <= fault.ended)
+                + len(b.between(fault.began, fault.ended)),
+                "lost": sum(1 for f, _ in lost if lo <= f.acked_at <= hi)
+                + sum(1 for seq in b_during if seq in b_lost),
+                "duplicates": sum(dups[id(f)] for f in during) + b.duplicates(b_during),
                 "reference_rate": round(reference, 1),
                 "recovery_s": recovered_s,
                 "max_rss_mb": round(max(rss), 1) if rss else None,
@@ -312,6 +352,7 @@ def check(
     max_fds = max((n for _, _, n in obs.proc), default=0)
     notifications = check_notifications(frames, notes)
     split = {name: store.split_ids() for name, store in stores.items()}
+    split["broker-b"] = b.split_ids()
     unexpected = [{"t": round(t, 1), "status": s} for t, s, expected in obs.exits if not expected]
     failed_stops = [
         {"t": round(t, 1), "status": s}
@@ -321,6 +362,8 @@ def check(
     problems = []
     if lost:
         problems.append(f"{len(lost)} ACKed frames lost")
+    if b_lost:
+        problems.append(f"{len(b_lost)} messages A acknowledged never reached B")
     problems += [
         f"{r['fault']} at {r['start_s']} s not recovered" for r in rows if r["recovery_s"] is None
     ]
@@ -340,13 +383,14 @@ def check(
         problems.append(f"RSS {max_rss:.0f} MB over the bound {obs.rss_limit_mb:.0f} MB")
     if max_fds > obs.fd_limit:
         problems.append(f"{max_fds} open fds over the bound {obs.fd_limit}")
-    if not frames:
-        problems.append("the fleet saw nothing ACKed")
+    if not frames or not b.acked:
+        problems.append("the fleet or the publisher on A saw nothing acknowledged")
     return {
         "faults": rows,
-        "acked": len(frames),
-        "acked_by_source": dict(Counter(f.source for f in frames)),
-        "lost": len(lost),
+        "acked": len(frames) + len(b.acked),
+        "acked_by_source": {**Counter(f.source for f in frames), "a-to-b": len(b.acked)},
+        "lost": len(lost) + len(b_lost),
+        "lost_on_b": sorted(b_lost)[:20],
         "lost_examples": [
             {
                 "source": f.source,
@@ -357,7 +401,7 @@ def check(
             }
             for f, where in lost[:20]
         ],
-        "duplicates": sum(dups.values()),
+        "duplicates": sum(dups.values()) + b.duplicates(b.acked),
         "journal_trimmed_shipped": trimmed,
         "ack_timeline": [[round(t, 1), rates.count(t)] for t in rates.times],
         "proc_timeline": [[round(t, 1), round(rss, 1), fds] for t, rss, fds in obs.proc],

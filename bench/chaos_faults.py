@@ -23,6 +23,7 @@ from typing import Any
 from chaos_system import TCP_CODECS, System
 
 from tests.gateway.disks import fill
+from tests.mqtt_broker import MosquittoBroker
 
 # fiu's name for the journal's writes (gateway/journal/segments.py writes with pwrite).
 PWRITE = "posix/io/rw/pwrite"
@@ -70,14 +71,10 @@ def _restart(system: System, _: Hostiles) -> None:
     system.restart_gateway()
 
 
-def _broker_a_down(system: System, _: Hostiles) -> None:
-    assert system.broker_a is not None
-    system.broker_a.stop()  # SIGTERM: mosquitto saves the sessions' queues
-
-
-def _broker_a_up(system: System, _: Hostiles) -> None:
-    assert system.broker_a is not None
-    system.broker_a.start()
+def _broker(system: System, name: str) -> MosquittoBroker:
+    broker = system.broker_a if name == "a" else system.broker_b
+    assert broker is not None
+    return broker
 
 
 def _nothing(system: System, hostiles: Hostiles) -> None:
@@ -149,9 +146,15 @@ KINDS = {
         ),
         FaultKind(
             "broker-a-restart",
-            "bridge source broker A stopped (SIGTERM), then started",
-            _broker_a_down,
-            _broker_a_up,
+            "bridge source broker A stopped (SIGTERM: it saves its queues), then started",
+            lambda s, h: _broker(s, "a").stop(),
+            lambda s, h: _broker(s, "a").start(),
+        ),
+        FaultKind(
+            "broker-b-restart",
+            "bridge destination broker B stopped (SIGTERM), then started",
+            lambda s, h: _broker(s, "b").stop(),
+            lambda s, h: _broker(s, "b").start(),
         ),
         FaultKind(
             "webhook-500",

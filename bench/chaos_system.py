@@ -16,15 +16,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
+
+from chaos_clients import B_TOPIC, Publisher, Subscriber, Webhook, create_sns_topic
 
 from tests.gateway.gatewayproc import GatewayProcess
 from tests.gateway.sinks.kinesis.emulator import Kinesalite, missing_tools
@@ -40,7 +38,6 @@ AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
     "AWS_CONFIG_FILE": "/nonexistent/chaos-aws-config",
 }
-SNS_ACCOUNT = "123456789012"  # moto's default account
 WEBHOOK_SECRET = "chaos-webhook-secret-0123456789"
 # Broker A keeps the bridge's backlog while the gateway is down (mosquitto's default drops QoS 1
 # messages past 1,000 queued per client).
@@ -52,9 +49,9 @@ FIU_CTRL = shutil.which("fiu-ctrl")
 # Where the broken builds live (bench/chaos_break/sitecustomize.py), put on the gateway's
 # PYTHONPATH only by ``--break``.
 BREAK_DIR = Path(__file__).resolve().parent / "chaos_break"
-FLEET = (
-    Path(__file__).resolve().parent / "chaos_fleet.py"
-)  # `gateway simulate`, ACKs logged at once
+# `gateway simulate`, its ACKs logged at once.
+FLEET = Path(__file__).resolve().parent / "chaos_fleet.py"
+B_RATE_HZ = 20.0  # messages per second published on A for the bridge's route to B
 IMEI_BASE = 356307040000000
 
 
@@ -68,51 +65,6 @@ class Load:
     rate_hz: float
     faults_per_min: float
     idle_connections: int
-
-
-class Webhook:
-    """The customer's notification service, played: records every POST it answers (body and
-    status) to a JSON-lines file; answers 500 while ``failing`` is set."""
-
-    def __init__(self, log_path: Path) -> None:
-        self.failing = threading.Event()
-        self.log_path = log_path
-        self._log = log_path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
-        webhook = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                status = 500 if webhook.failing.is_set() else 200
-                webhook.record(body, status)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass  # every request is in the log file
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/notify"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def record(self, body: bytes, status: int) -> None:
-        try:
-            note = json.loads(body)
-        except ValueError:
-            note = {"unreadable": body[:200].decode(errors="replace")}
-        line = json.dumps({"t": time.time(), "status": status, "note": note})
-        with self._lock:
-            self._log.write(line + "\n")
-            self._log.flush()
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._log.close()
 
 
 @dataclass
@@ -163,6 +115,9 @@ class System:
         self.kinesalite: Kinesalite | None = None
         self.proxy: FaultProxy | None = None
         self.broker_a: MosquittoBroker | None = None
+        self.broker_b: MosquittoBroker | None = None
+        self.publisher: Publisher | None = None
+        self.subscriber: Subscriber | None = None
         self.webhook: Webhook | None = None
         self.sns_topic: str | None = None
         self._moto: MotoS3 | None = None
@@ -170,7 +125,7 @@ class System:
         self._down = True
         self._last_attempt = 0.0
         self.ports = {codec: free_port() for codec in (*TCP_CODECS, "mqtt")}
-        self.started = time.monotonic()
+        self.started, self.wall_started = time.monotonic(), time.time()
         self.gateway_log: IO[str] = (work / "gateway.log").open("a", encoding="utf-8")
         self._closers.append(self.gateway_log.close)
 
@@ -201,11 +156,22 @@ class System:
         )
         self.broker_a.start()
         self._closers.append(self.broker_a.kill)
+        self.broker_b = MosquittoBroker(self.work / "broker-b", [BrokerListener()])
+        self.broker_b.start()
+        self._closers.append(self.broker_b.kill)
+        self.subscriber = Subscriber(self.broker_b.port, self.work / "b-received.jsonl")
+        self._closers.append(self.subscriber.close)
         self.config = self.work / "gateway.toml"
         self.config.write_text(self._config())
         self._closers.append(self._stop_gateway)
         if not self.start_gateway():
             raise RuntimeError("the gateway did not start (gateway.log says why)")
+
+    def start_publisher(self) -> None:
+        """Numbered messages on A for the bridge's route to B, PUBACKs logged."""
+        assert self.broker_a is not None
+        self.publisher = Publisher(self.broker_a.port, B_RATE_HZ, self.work / "a-acked.jsonl")
+        self._closers.append(lambda: self.publisher.close(drain_s=0) if self.publisher else None)
 
     @staticmethod
     def _missing_system_tools() -> str | None:
@@ -227,7 +193,8 @@ class System:
         self._mounted = True
 
     def _config(self) -> str:
-        assert self.proxy is not None and self.webhook is not None and self.broker_a is not None
+        assert self.proxy is not None and self.webhook is not None
+        assert self.broker_a is not None and self.broker_b is not None
         listeners = "".join(
             f"[[listeners]]\ncodec = '{c}'\nhost = '127.0.0.1'\nport = {self.ports[c]}\n"
             for c in TCP_CODECS
@@ -280,7 +247,16 @@ host = '127.0.0.1'
 port = {self.broker_a.port}
 protocol = '5'
 client_id = 'chaos-bridge-1'
-subscriptions = [{{ filter = 'ev/+/telemetry', qos = 1 }}]
+subscriptions = [{{ filter = 'ev/+/telemetry', qos = 1 }}, {{ filter = 'src/#', qos = 1 }}]
+
+[[bridge.destinations]]
+name = 'broker-b'
+host = '127.0.0.1'
+port = {self.broker_b.port}
+protocol = '5'
+client_id_prefix = 'chaos-bridge-out'
+rate_per_connection = 1000.0
+publish_timeout_s = 5.0
 
 [[bridge.routes]]
 name = 'frames'
@@ -288,6 +264,13 @@ source = 'broker-a'
 topic = '{BRIDGE_TOPIC}'
 destination = 'pipeline'
 codec = 'evb1'
+
+[[bridge.routes]]
+name = 'to-b'
+source = 'broker-a'
+topic = '{B_TOPIC}'
+destination = 'broker-b'
+destination_topic = 'aws/in/{{device_id}}/t'
 """
 
     def gateway_env(self) -> dict[str, str]:
@@ -356,6 +339,7 @@ codec = 'evb1'
                     stderr=err,
                 )
             self.fleets.append(Fleet(source, acked, proc))
+        self.start_publisher()
 
     # --- during the run ---------------------------------------------------------------------
 
@@ -428,6 +412,8 @@ codec = 'evb1'
         for fleet in self.fleets:
             if fleet.proc.poll() is None:
                 fleet.proc.send_signal(signal.SIGTERM)
+        if self.publisher is not None:
+            self.publisher.close(drain_s=20)
         for fleet in self.fleets:
             try:
                 out, _ = fleet.proc.communicate(timeout=90)
@@ -468,22 +454,3 @@ codec = 'evb1'
             gw.kill()
         if gw is not None:
             self._drain_output(gw)
-
-
-def create_sns_topic(endpoint: str, name: str) -> str:
-    """CreateTopic on moto (its query API: no signature checked); returns the ARN."""
-    body = urllib.parse.urlencode({"Action": "CreateTopic", "Name": name, "Version": "2010-03-31"})
-    request = urllib.request.Request(
-        endpoint + "/",
-        body.encode(),
-        {
-            "Content-Type": "application/x-www-form-urlencoded",
-            # moto tells the services apart by the credential scope.
-            "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDCHAOSTEST/20240101/us-east-1/sns/"
-            "aws4_request, SignedHeaders=host, Signature=0",
-        },
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-    return f"arn:aws:sns:us-east-1:{SNS_ACCOUNT}:{name}"

@@ -36,9 +36,9 @@ def test_short_chaos_schedule_loses_nothing_acked_and_recovers_from_every_fault(
     report = json.loads(report_path.read_text())
     assert report["problems"] == [], output
     assert report["acked"] > 5000 and report["lost"] == 0
-    assert set(report["acked_by_source"]) == {"tcp", "mqtt", "bridge"}
-    # Every fault of the schedule ran and the fleet's ACK rate came back after it.
-    assert len(report["faults"]) == 14
+    assert set(report["acked_by_source"]) == {"tcp", "mqtt", "bridge", "a-to-b"}
+    # Every fault of the schedule ran (15 entries) and the fleet's ACK rate came back after it.
+    assert len(report["faults"]) == 15
     assert all(row["recovery_s"] is not None for row in report["faults"])
     assert report["notifications"]["fault_frames_acked"] > 0
     assert report["notifications"]["missing_open"] == []

@@ -2,10 +2,10 @@
 
 Every import counts — at module level, inside functions (the CLI's lazy imports) and under
 ``TYPE_CHECKING`` — because each is a dependency a reader has to follow. The layers, bottom to
-top (DESIGN.md): common < journal < sinks, notify < pipeline < transport, bridge, history, fleet, lake <
-ops < cli. ``gateway/settings.py`` assembles every package's settings section, so it sits at the
-ops level. A package may import its own modules and any package on a lower level; imports
-between packages on one level are listed below with their reason.
+top (DESIGN.md): common < journal < sinks, notify < pipeline < transport, bridge, history,
+fleet, lake < ops < cli. ``gateway/settings.py`` assembles every package's settings section, so
+it sits at the ops level. A package may import its own modules and any package on a lower
+level; imports between packages on one level are listed below with their reason.
 """
 
 from __future__ import annotations

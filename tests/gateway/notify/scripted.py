@@ -14,10 +14,10 @@ from typing import Any
 import msgspec
 
 from gateway.common.tickets import Ticket
+from gateway.journal.settings import LocalSinkSettings
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.queue import Outgoing, Verdict
 from gateway.notify.settings import RetrySettings
-from gateway.journal.settings import LocalSinkSettings
 from tests.gateway.notify.notes import notification
 
 FAST = RetrySettings(first_s=0.001, max_s=0.002, max_attempts=3)

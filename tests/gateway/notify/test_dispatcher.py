@@ -13,10 +13,10 @@ import pytest
 
 from gateway.common import tickets
 from gateway.common.tickets import Ticket
+from gateway.journal.settings import LocalSinkSettings
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.queue import ACCEPTED, Outcome, Verdict
 from gateway.notify.settings import RetrySettings
-from gateway.journal.settings import LocalSinkSettings
 from tests.gateway.notify.notes import notification
 from tests.gateway.notify.scripted import (
     FAST,

@@ -17,10 +17,10 @@ import msgspec
 import pytest
 import pytest_asyncio
 
+from gateway.journal.settings import LocalSinkSettings
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.settings import RetrySettings, SnsTargetSettings
 from gateway.notify.targets import SnsTarget, message_group_id
-from gateway.journal.settings import LocalSinkSettings
 from parser.rules import Notification
 from tests import s3server
 from tests.gateway.notify.notes import notification, outgoing

@@ -14,10 +14,10 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
+from gateway.journal.settings import LocalSinkSettings
 from gateway.notify.dispatcher import Dispatcher
 from gateway.notify.settings import RetrySettings, WebhookTargetSettings
 from gateway.notify.targets import WebhookTarget
-from gateway.journal.settings import LocalSinkSettings
 from tests.gateway.notify.notes import notification
 from tests.gateway.notify.receiver import WebhookReceiver
 from tests.gateway.notify.scripted import dead_letters, until

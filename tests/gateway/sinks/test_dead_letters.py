@@ -10,9 +10,9 @@ import msgspec
 import pytest
 from botocore.exceptions import ClientError
 
+from gateway.journal.settings import LocalSinkSettings
 from gateway.sinks.dead_letters import DeadLetter, DeadLetterFile
 from gateway.sinks.kinesis import KinesisSink
-from gateway.journal.settings import LocalSinkSettings
 from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings
 
 pytestmark = pytest.mark.asyncio

@@ -38,18 +38,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from chaos_check import (  # noqa: E402
+from chaos_check import check, check_notifications, table  # noqa: E402
+from chaos_faults import KINDS, STOPS_ACKS, Hostiles  # noqa: E402
+from chaos_observed import (  # noqa: E402
     BridgeB,
     FaultRun,
     Observations,
     acked_frames,
-    check,
-    check_notifications,
     load_stores,
-    table,
     webhook_notes,
 )
-from chaos_faults import KINDS, STOPS_ACKS, Hostiles  # noqa: E402
 from chaos_system import Load, System  # noqa: E402
 
 BREAKS = ("ack-before-fsync", "cursor-before-confirm")
@@ -197,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         schedule = [f for f in schedule if f.name in wanted]
     for fault in schedule:
         fault.stops_acks = fault.name in STOPS_ACKS
+    if args.schedule_only:
+        print_schedule(args, schedule, end_s, load, Path("-"))
+        return 0
     work = Path(args.work or tempfile.mkdtemp(prefix="chaos-"))
     work.mkdir(parents=True, exist_ok=True)
     out = Path(args.out or work / "chaos-report.json")
@@ -259,6 +260,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=16, help="schedule and fleet seed (default 16)")
     p.add_argument("--out", help="the JSON report (default: <work>/chaos-report.json)")
     p.add_argument("--work", help="directory for logs and the tmpfs (default: a new one in /tmp)")
+    p.add_argument("--schedule-only", action="store_true", help="print the schedule, run nothing")
     p.add_argument("--only", help="a comma list of faults: the schedule's entries of those alone")
     p.add_argument(
         "--break",
@@ -324,6 +326,7 @@ def run(
             if sample is not None:
                 proc.append((now, *sample))
             system.check_gateway(now)
+            system.flush_gateway_log()
             next_sample = now + SAMPLE_S
         if now >= end_s and not events:
             break
@@ -364,13 +367,21 @@ def finish(system: System, obs: Observations) -> dict[str, Any]:
         except OSError:  # URLError included: the gateway is down (a restart failed)
             return False
 
+    def targets() -> dict[str, list[dict[str, Any]]]:
+        notes = {"webhook": webhook_notes(webhook_log)}
+        if system.sns is not None:
+            notes["sns"] = system.sns.drain()
+        return notes
+
+    def notified() -> bool:
+        return not any(check_notifications(frames, n)["missing_open"] for n in targets().values())
+
     frames = acked_frames(obs)
     waits = [
         ("the Kinesis shippers", SHIPPED_WITHIN_S, shipped),
-        ("the webhook", NOTIFIED_WITHIN_S,
-         lambda: not check_notifications(frames, webhook_notes(webhook_log))["missing_open"]),
+        ("the notification targets", NOTIFIED_WITHIN_S, notified),
         ("broker B", SHIPPED_WITHIN_S, lambda: not BridgeB.read(obs).lost()),
-    ]  # fmt: skip
+    ]
     for name, within_s, done in waits:
         say(system, f"waiting for {name}")
         deadline = time.monotonic() + within_s
@@ -382,7 +393,7 @@ def finish(system: System, obs: Observations) -> dict[str, Any]:
     stores = load_stores(
         system.data_dir, system.kinesalite, system.raw_stream, system.parsed_stream
     )
-    return check(obs, stores, webhook_notes(webhook_log))
+    return check(obs, stores, targets())
 
 
 if __name__ == "__main__":

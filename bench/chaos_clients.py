@@ -13,6 +13,7 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -81,19 +82,59 @@ class Webhook:
         self.log.close()
 
 
-def create_sns_topic(endpoint: str, name: str) -> str:
-    """CreateTopic on moto (its query API: no signature checked); returns the ARN."""
-    body = urllib.parse.urlencode({"Action": "CreateTopic", "Name": name, "Version": "2010-03-31"})
-    headers = {
-        "Content-Type": "application/x-www-form-urlencoded",
-        # moto tells the services apart by the credential scope.
-        "Authorization": "AWS4-HMAC-SHA256 Credential=AKIDCHAOSTEST/20240101/us-east-1/sns/"
-        "aws4_request, SignedHeaders=host, Signature=0",
-    }
-    request = urllib.request.Request(endpoint + "/", body.encode(), headers, method="POST")
-    with urllib.request.urlopen(request, timeout=10):
-        pass
-    return f"arn:aws:sns:us-east-1:{SNS_ACCOUNT}:{name}"
+class SnsTopic:
+    """An SNS topic on moto with an SQS queue subscribed (raw delivery): what the gateway
+    published there is read back from the queue. moto's query APIs check no signature; the
+    credential scope in the header tells it the service."""
+
+    def __init__(self, endpoint: str, name: str) -> None:
+        self._endpoint = endpoint
+        self.arn = f"arn:aws:sns:us-east-1:{SNS_ACCOUNT}:{name}"
+        self._call("sns", Action="CreateTopic", Name=name)
+        answer = self._call("sqs", Action="CreateQueue", QueueName=name)
+        self._queue_url = _xml_texts(answer, "QueueUrl")[0]
+        self._call(
+            "sns",
+            Action="Subscribe",
+            TopicArn=self.arn,
+            Protocol="sqs",
+            Endpoint=f"arn:aws:sqs:us-east-1:{SNS_ACCOUNT}:{name}",
+            **{"Attributes.entry.1.key": "RawMessageDelivery", "Attributes.entry.1.value": "true"},
+        )
+        self.received: list[dict[str, Any]] = []
+
+    def _call(self, service: str, **params: str) -> bytes:
+        version = "2010-03-31" if service == "sns" else "2012-11-05"
+        body = urllib.parse.urlencode({**params, "Version": version}).encode()
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": f"AWS4-HMAC-SHA256 Credential=AKIDCHAOSTEST/20240101/us-east-1/"
+            f"{service}/aws4_request, SignedHeaders=host, Signature=0",
+        }
+        request = urllib.request.Request(self._endpoint + "/", body, headers, method="POST")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            answer: bytes = response.read()
+            return answer
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every notification published so far (read from the queue and deleted there)."""
+        while True:
+            answer = self._call(
+                "sqs", Action="ReceiveMessage", QueueUrl=self._queue_url, MaxNumberOfMessages="10"
+            )
+            bodies = _xml_texts(answer, "Body")
+            if not bodies:
+                return self.received
+            self.received += [json.loads(body) for body in bodies]
+            for handle in _xml_texts(answer, "ReceiptHandle"):
+                self._call("sqs", Action="DeleteMessage", QueueUrl=self._queue_url,
+                           ReceiptHandle=handle)  # fmt: skip
+
+
+def _xml_texts(document: bytes, tag: str) -> list[str]:
+    """The text of every element named ``tag`` (any namespace)."""
+    root = ElementTree.fromstring(document)
+    return [e.text or "" for e in root.iter() if e.tag.rpartition("}")[2] == tag]
 
 
 class Publisher:

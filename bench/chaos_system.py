@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from chaos_clients import B_TOPIC, Publisher, Subscriber, Webhook, create_sns_topic
+from chaos_clients import B_TOPIC, Publisher, SnsTopic, Subscriber, Webhook
 
 from tests.gateway.gatewayproc import GatewayProcess
 from tests.gateway.sinks.kinesis.emulator import Kinesalite, missing_tools
@@ -119,7 +119,7 @@ class System:
         self.publisher: Publisher | None = None
         self.subscriber: Subscriber | None = None
         self.webhook: Webhook | None = None
-        self.sns_topic: str | None = None
+        self.sns: SnsTopic | None = None  # None: moto is not installed
         self._moto: MotoS3 | None = None
         self._expecting_exit = False
         self._down = True
@@ -148,7 +148,7 @@ class System:
         if MOTO_SERVER.exists():
             self._moto = MotoS3()
             self._closers.append(self._moto.stop)
-            self.sns_topic = create_sns_topic(self._moto.endpoint, "chaos-faults")
+            self.sns = SnsTopic(self._moto.endpoint, "chaos-faults")
         self.webhook = Webhook(self.work / "webhook.jsonl")
         self._closers.append(self.webhook.close)
         self.broker_a = MosquittoBroker(
@@ -200,9 +200,9 @@ class System:
             for c in TCP_CODECS
         )
         sns = (
-            f"[notifications.targets.sns]\ntopic_arn = '{self.sns_topic}'\n"
+            f"[notifications.targets.sns]\ntopic_arn = '{self.sns.arn}'\n"
             f"region = 'us-east-1'\nendpoint_url = '{self._moto.endpoint}'\n"
-            if self.sns_topic is not None and self._moto is not None
+            if self.sns is not None and self._moto is not None
             else ""
         )
         return f"""shutdown_timeout_s = 10.0
@@ -388,16 +388,30 @@ destination_topic = 'aws/in/{{device_id}}/t'
         return status
 
     def fiu(self, command: str) -> None:
-        """A fiu-ctrl command to the running gateway (a no-op while it is down)."""
+        """A fiu-ctrl command to the running gateway (a no-op while it is down: a restarted
+        gateway starts with no failure point enabled)."""
         pid = self.gateway_pid()
         if pid is None or FIU_CTRL is None:
             return
-        subprocess.run(
+        result = subprocess.run(
             [FIU_CTRL, "-f", str(self.fiu_fifo), "-c", command, str(pid)],
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
             timeout=10,
         )
+        if result.returncode != 0:
+            self.log(f"fiu-ctrl {command!r}: status {result.returncode} {result.stderr.strip()}")
+
+    def flush_gateway_log(self) -> None:
+        """Move what the running gateway logged so far to gateway.log: a long run would keep
+        every line (and its parsed form) in memory."""
+        gw = self.gateway
+        if gw is not None:
+            count = len(gw.raw_output)
+            self.gateway_log.writelines(gw.raw_output[:count])
+            del gw.raw_output[:count]
+            gw.lines.clear()  # nothing here reads them: the checker reads the stores
 
     def _drain_output(self, gw: GatewayProcess) -> None:
         gw._reader.join(5)

@@ -1,6 +1,7 @@
 """The Kinesis sink (``sink``) and its parts, one job each: ``entries`` (KPL aggregation by
 shard), ``shards`` (shard maps, ListShards), ``limiter`` (per-shard rate), ``put`` (one
-PutRecords call and its answer), ``stats`` (counters)."""
+PutRecords call and its answer), ``lean`` (PutRecords without botocore's request machinery) and
+``sigv4`` (its signer), ``stats`` (counters)."""
 
 from gateway.sinks.kinesis.shards import list_shards
 from gateway.sinks.kinesis.sink import KinesisSetupError, KinesisSink

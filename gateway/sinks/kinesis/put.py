@@ -3,6 +3,7 @@
 Nothing is counted as sent unless Kinesis returned a sequence number for it. Whatever goes wrong
 with the call as a whole (throttling, a 5xx, a connection failure, an answer of an unexpected
 shape) is a retriable failure of all of its entries; botocore's own retries are off: we own them.
+The call goes the lean way (``lean``) when the sink has one, else through botocore's client.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import structlog
 from botocore.exceptions import BotoCoreError, ClientError
 
 from gateway.sinks.kinesis.entries import Entry
+from gateway.sinks.kinesis.lean import LeanPutRecords, PutResult
 from gateway.sinks.kinesis.limiter import ShardLimiter
 from gateway.sinks.kinesis.stats import KinesisStats
 from parser.kpl import put_payload_units
@@ -58,19 +61,8 @@ def next_call(pending: list[Entry]) -> list[Entry]:
     return pending
 
 
-async def put_records(
-    client: Any,
-    stream_name: str,
-    call: list[Entry],
-    stats: KinesisStats,
-    limiter: ShardLimiter,
-    unexpected: set[str],
-) -> PutOutcome:
-    """Send ``call`` to ``stream_name``; never raises.
-
-    ``unexpected``: the exception types already logged with a traceback (once each, so a
-    repeating one cannot flood the log).
-    """
+async def botocore_put(client: Any, stream_name: str, call: list[Entry]) -> list[PutResult]:
+    """``call`` sent by botocore's client: the per-entry results of its answer."""
     request = [
         {
             "Data": e.data,
@@ -79,13 +71,34 @@ async def put_records(
         }
         for e in call
     ]
+    response = await client.put_records(StreamName=stream_name, Records=request)
+    return msgspec.convert(response["Records"], list[PutResult])
+
+
+async def put_records(
+    client: Any,
+    lean: LeanPutRecords | None,
+    stream_name: str,
+    call: list[Entry],
+    stats: KinesisStats,
+    limiter: ShardLimiter,
+    unexpected: set[str],
+) -> PutOutcome:
+    """Send ``call`` to ``stream_name`` (by ``lean`` if given, else by botocore's ``client``);
+    never raises.
+
+    ``unexpected``: the exception types already logged with a traceback (once each, so a
+    repeating one cannot flood the log).
+    """
     for entry in call:
         entry.attempts += 1
     started = time.monotonic()
     stats.put_calls += 1
     try:
-        response = await client.put_records(StreamName=stream_name, Records=request)
-        results = response["Records"]
+        if lean is None:
+            results = await botocore_put(client, stream_name, call)
+        else:
+            results = await lean.put(stream_name, call)
         if len(results) != len(call):
             raise ValueError(f"{len(results)} results for {len(call)} records")
     except ClientError as exc:
@@ -130,16 +143,16 @@ async def put_records(
     outcome = PutOutcome()
     throttled: set[str] = set()
     for entry, result in zip(call, results, strict=True):
-        code = result.get("ErrorCode")
-        if code is None:
+        if result.ErrorCode is None:
             outcome.delivered += 1
             stats.kinesis_records += 1
             stats.user_records += len(entry.indexes)
             stats.bytes += entry.size
             stats.payload_units += put_payload_units(entry.size)
-            if entry.shard is not None and result.get("ShardId") not in (None, entry.shard):
+            if entry.shard is not None and result.ShardId not in (None, entry.shard):
                 outcome.resharded = True
             continue
+        code = result.ErrorCode
         stats.failed_entries[code] += 1
         if code in RETRIABLE:
             outcome.retry.append(entry)
@@ -147,7 +160,7 @@ async def put_records(
                 stats.throttles[entry.shard] += 1
                 throttled.add(entry.shard)
         else:
-            outcome.refused.append((entry, code, result.get("ErrorMessage", "")))
+            outcome.refused.append((entry, code, result.ErrorMessage or ""))
     for shard in throttled:  # one cut per call: a call's entries report one overload
         limiter.throttled(shard, time.monotonic())
     return outcome

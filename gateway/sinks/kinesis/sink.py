@@ -1,6 +1,7 @@
 """The Kinesis sink: shard-aware KPL aggregation, per-entry retries, a per-shard rate limiter.
 
-One long-lived aiobotocore client. ``write`` turns a batch of one record class's user records
+One long-lived aiobotocore client, and beside it the lean PutRecords path (``lean``) that sends
+the data. ``write`` turns a batch of one record class's user records
 into Kinesis entries (``entries``), sends them in PutRecords calls within the service limits
 (``put``) and each shard's rate (``limiter``), and resubmits *only* the entries that failed with a
 retriable code, front of the queue first, after jittered exponential backoff. Records not
@@ -36,6 +37,7 @@ from gateway.common.backoff import Backoff
 from gateway.journal.settings import LocalSinkSettings
 from gateway.sinks.dead_letters import DeadLetter, DeadLetterFile
 from gateway.sinks.kinesis.entries import Entry, build_entries
+from gateway.sinks.kinesis.lean import LeanPutRecords
 from gateway.sinks.kinesis.limiter import ShardLimiter
 from gateway.sinks.kinesis.put import describe, next_call, put_records
 from gateway.sinks.kinesis.shards import ShardRoutes, list_shards, open_shard_map
@@ -76,13 +78,20 @@ class KinesisSink:
     """Writes record classes to their streams; see the module docstring for the guarantees."""
 
     def __init__(
-        self, settings: KinesisSettings, local: LocalSinkSettings, *, expire: bool = True
+        self,
+        settings: KinesisSettings,
+        local: LocalSinkSettings,
+        *,
+        expire: bool = True,
+        lean: bool = True,
     ) -> None:
         """``expire=False`` (the gateway's shippers): never give a record up for taking long,
         only for being refused; the journal keeps it meanwhile. The tools that write straight
-        to Kinesis (replay, parse) give up at ``record_ttl_s``."""
+        to Kinesis (replay, parse) give up at ``record_ttl_s``. ``lean=False``: PutRecords
+        through botocore's client too (bench/kinesis.py's baseline)."""
         self.settings = settings
         self._expire = expire
+        self._use_lean = lean
         # Record class -> the settings of the Kinesis stream it goes to.
         self.streams: dict[str, KinesisStreamSettings] = {
             "raw": settings.raw,
@@ -100,6 +109,7 @@ class KinesisSink:
         self._dead_letters = DeadLetterFile(local, "dead-letters")
         self._stack = AsyncExitStack()
         self._client: Any = None
+        self._lean: LeanPutRecords | None = None
         self._deadline: float | None = None  # set at shutdown: give up by then
         self._refresher: asyncio.Task[None] | None = None
         self.shard_map_refreshes = 0
@@ -135,6 +145,8 @@ class KinesisSink:
                     config=config,
                 )
             )
+            if self._use_lean:
+                self._lean = await LeanPutRecords.for_client(session, self._client)
             for stream in self.streams.values():
                 try:
                     if self._expire:
@@ -257,7 +269,7 @@ class KinesisSink:
                 continue
             limiter.take(needs, now)
             outcome = await put_records(
-                self._client, stream_name, call, stats, limiter, self._unexpected
+                self._client, self._lean, stream_name, call, stats, limiter, self._unexpected
             )
             if outcome.resharded:
                 self._refresh_needed.add(stream_name)  # learn the new map

@@ -2,10 +2,12 @@
 
 Run: ``.venv/bin/python bench/kinesis.py [--seconds 3] [--runs 3]``.
 
-The sink (``gateway.sinks.kinesis.KinesisSink``, aiobotocore, signing, JSON, base64 — everything but
-the network) runs on CPU 0; a stub Kinesis endpoint on CPU 1 answers every PutRecords with
-success at once, so the gateway, not an emulator, is measured. Rows: user records/s per core
-and CPU µs per user record with aggregation on and off, PUT payload units per 1,000 user records.
+The sink (``gateway.sinks.kinesis.KinesisSink``: aggregation, JSON, base64, signing, HTTP —
+everything but the network) runs on CPU 0; a stub Kinesis endpoint on CPU 1 answers every
+PutRecords with success at once, so the gateway, not an emulator, is measured. Rows: user
+records/s per core and CPU µs per user record with aggregation on and off, PUT payload units per
+1,000 user records; each also with PutRecords through botocore's client instead of the sink's
+lean path (``KinesisSink(lean=False)``), the same-run baseline of the lean path (issue 17).
 Baseline in the same run: ``aws_kinesis_agg``'s ``RecordAggregator`` packing the same records
 (aggregation alone, no sending), next to our sink doing aggregation *and* sending.
 """
@@ -34,7 +36,12 @@ from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings  # noq
 
 
 async def run_sink(
-    endpoint: str, aggregate: bool, records: list[tuple[str, bytes]], seconds: float, runs: int
+    endpoint: str,
+    aggregate: bool,
+    lean: bool,
+    records: list[tuple[str, bytes]],
+    seconds: float,
+    runs: int,
 ) -> tuple[float, float]:
     """Median user records per CPU-second through the sink, and PUT payload units per 1,000."""
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-kinesis-{os.getpid()}"
@@ -45,7 +52,7 @@ async def run_sink(
         endpoint_url=endpoint,
         rate_limit_pct=1000,  # the stub is not a shard: measure the client, not the limiter
     )
-    sink = KinesisSink(settings, LocalSinkSettings(data_dir=tmp))
+    sink = KinesisSink(settings, LocalSinkSettings(data_dir=tmp), lean=lean)
     await sink.open()
     keys = [k for k, _ in records]
     data = [d for _, d in records]
@@ -86,12 +93,14 @@ def main() -> None:
         rows: list[tuple[str, float, float | None]] = [
             ("aws-kinesis-agg RecordAggregator (aggregation only)", library, None)
         ]
-        for label, aggregate in (
-            ("sink, aggregated (KPL), shard-aware", True),
-            ("sink, one Kinesis record per user record", False),
+        for label, aggregate, lean in (
+            ("sink, aggregated (KPL), shard-aware", True, True),
+            ("  same, PutRecords through botocore", True, False),
+            ("sink, one Kinesis record per user record", False, True),
+            ("  same, PutRecords through botocore", False, False),
         ):
             rate, sink_units = uvloop.run(
-                run_sink(endpoint, aggregate, records, args.seconds, args.runs)
+                run_sink(endpoint, aggregate, lean, records, args.seconds, args.runs)
             )
             rows.append((label, rate, sink_units))
     finally:

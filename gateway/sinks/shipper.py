@@ -127,10 +127,13 @@ class Shipper:
         )
         wake = self._wake
         last_save = self._clock()
-        seen_at: float | None = None  # when the unsent records were first seen, for the linger
+        # When the oldest unsent record was journaled, at the latest (for the linger): first
+        # seen after an idle wait, or the start of the call it was journaled during.
+        seen_at: float | None = None
         while True:
             end = self._journal.end(self.stream)
             if self.offset >= end:
+                seen_at = None
                 if self.offset != self._saved:  # caught up: the cursor says so, now
                     await loop.run_in_executor(self._thread, self._save)
                     last_save = self._clock()
@@ -144,11 +147,11 @@ class Shipper:
                 if now < seen_at + self._linger_s:
                     await asyncio.sleep(seen_at + self._linger_s - now)
                     continue
-            seen_at = None
             records, keys, after = await loop.run_in_executor(self._thread, self._read, end)
             if not records:
                 await asyncio.sleep(0.05)  # a line not whole yet below the end (never expected)
                 continue
+            seen_at = self._clock()  # what is journaled from now on waits no longer than this
             lost = await self._sink.write(self.stream, records, keys)
             starts = _starts(self.offset, records)
             self.offset = after

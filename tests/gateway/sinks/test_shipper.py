@@ -22,7 +22,7 @@ from gateway.journal.store import STREAMS, Journal
 from gateway.pipeline.accept import FrameSource, Pipeline
 from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.settings import PipelineSettings
-from gateway.sinks.shipper import Shipper
+from gateway.sinks.shipper import MAX_BATCH_BYTES, Shipper
 from gateway.sinks.shipping import Shipping
 from parser.events import Frame
 from parser.records import RAW_SCHEMA, RawRecord, to_json
@@ -330,6 +330,44 @@ async def test_a_shipper_that_caught_up_saves_its_cursor_at_once(journal: Journa
         for n in range(3):  # bursts closer together than CURSOR_SAVE_S
             await journal.write("raw", [record(n)], [])
             await until(lambda: cursor.load() == journal.end("raw"))
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await ship.close()
+
+
+class CountingSink(MemorySink):
+    """Counts the calls begun (a gated call is begun and waiting)."""
+
+    calls = 0
+
+    async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
+        self.calls += 1
+        return await super().write(stream, records, keys)
+
+
+@pytest.mark.asyncio
+async def test_the_linger_counts_from_when_records_were_journaled_not_from_when_seen(
+    journal: Journal,
+) -> None:
+    """Records journaled during a call have lingered since it began; a shipper that started
+    the linger only once the call returned held them one linger longer (delivered ACKs waited
+    call + linger + call). A 30 s linger and a clock the test moves: the old way could not ship
+    the second record within the 5 s ``until`` allows, however fast the machine."""
+    jump = [0.0]
+    sink = CountingSink(gated=True)
+    clock = lambda: time.monotonic() + jump[0]  # noqa: E731
+    ship = Shipper("memory", "raw", journal, sink, lambda *p: None, clock, linger_s=30.0)
+    ship.open()
+    task = asyncio.create_task(ship.run())
+    try:
+        full = b'{"device_id": "d", "pad": "' + b"x" * MAX_BATCH_BYTES + b'"}'
+        await journal.write("raw", [full], [])  # a full batch: no linger, the call begins
+        await until(lambda: sink.calls == 1)
+        await journal.write("raw", [record(1)], [])  # journaled during the call …
+        jump[0] = 60.0  # … which lasts longer than the linger
+        sink.gates["raw"].set()
+        await until(lambda: len(sink.records["raw"]) == 2)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -331,10 +331,9 @@ def test_the_rules_fire_when_they_should(tmp_path: Path) -> None:
         series(f"{shipper}oldest_unshipped_seconds", "0+60x20", **raw, **to_kinesis),
         series(f"{shipper}oldest_unshipped_seconds", "0x20", **parsed, **to_kinesis),
         # W0's unshipped bytes grow past 80 % of its budget at 9m; W1 stays at a fifth.
-        series(f"{journal}unshipped_bytes", "0+100x20", **raw),
-        series(f"{journal}unshipped_bytes", "0x20", **parsed),
+        series(f"{journal}budget_used_bytes", "0+100x20", **W0),
         series(f"{journal}max_bytes", "1000x20", **W0),
-        series(f"{journal}unshipped_bytes", "0+10x20", stream="raw", **W1),
+        series(f"{journal}budget_used_bytes", "0+10x20", **W1),
         series(f"{journal}max_bytes", "1000x20", **W1),
         series(f"{journal}full", "0 0 1x5 0x10", **W0),
         series(f"{journal}full", "0x20", **W1),

@@ -71,6 +71,11 @@ class ShippingCollector(Collector):
             unshipped.add_metric([stream], shipping.behind(stream))
         yield from (size, segments, unshipped)
         yield GaugeMetricFamily(
+            "gateway_journal_budget_used_bytes",
+            "What the disk budget counts: every stream's unshipped bytes and the bridge's",
+            value=shipping.unshipped_bytes(),
+        )
+        yield GaugeMetricFamily(
             "gateway_journal_max_bytes",
             "The disk budget: unshipped bytes above which every reader pauses",
             value=shipping.settings.max_bytes,

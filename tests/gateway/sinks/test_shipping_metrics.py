@@ -94,6 +94,7 @@ async def test_a_scrape_shows_the_journal_and_each_shippers_lag_and_progress(rig
     assert m["gateway_journal_unshipped_bytes", ("raw",)] == end["raw"]
     assert m["gateway_journal_unshipped_bytes", ("parsed",)] == 0
     assert m["gateway_journal_max_bytes", ()] == BUDGET_BYTES
+    assert m["gateway_journal_budget_used_bytes", ()] == end["raw"]
     assert m["gateway_journal_full", ()] == 0
     assert m["gateway_journal_free_bytes", ()] > 0
     assert m["gateway_journal_segments_deleted_total", ()] == 0

@@ -13,7 +13,6 @@ builds for each connection (composition: the handler holds the connection, never
 from __future__ import annotations
 
 import asyncio
-import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -78,16 +77,19 @@ H = TypeVar("H", bound=DeviceHandler)
 class DeviceConnection(asyncio.Protocol, Generic[S, H]):
     """One device socket of a port whose settings are ``S``, its bytes handled by ``H``."""
 
+    # An idle connection is most of them (15k per process): what only a busy one needs (read
+    # flags, reply ordering, the outbox) is made on first use, and is not there while idle.
     __slots__ = (
         "_acks_queued",
         "_backlog",
+        "_flow",
         "_outbox",
         "_proxy",
+        "_reply_order",
         "_tls",
         "bytes_in",
         "close_reason",
         "device_id",
-        "flow",
         "frames",
         "handler",
         "last_activity",
@@ -95,7 +97,6 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
         "opened_at",
         "peer",
         "port",
-        "reply_order",
         "transport",
     )
 
@@ -105,7 +106,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
         handler: Callable[[DeviceConnection[S, H]], H],
     ) -> None:
         self.port = port
-        self.flow = ReadFlow()
+        self._flow: ReadFlow | None = None
         self.transport: asyncio.Transport | None = None
         self.live = False  # admitted under the connection limit; its bytes are read
         self.device_id: str | None = None
@@ -113,13 +114,37 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
         self.opened_at = self.last_activity = time.monotonic()
         self.frames = self.bytes_in = 0
         self.close_reason = "peer_closed"
-        self._outbox: list[bytes] = []
+        self._outbox: list[bytes] | None = None
         self._acks_queued = 0  # replies in the outbox (one buffer may hold several)
         self._backlog = b""  # bytes read but not fed while the memory budget was full
         self._proxy: ProxyHeaderParser | None = None
         self._tls: TlsSession | None = None
-        self.reply_order = ReplyOrder(self)
+        self._reply_order: ReplyOrder | None = None
         self.handler = handler(self)
+
+    @property
+    def flow(self) -> ReadFlow:
+        """This connection's reading flags, made the first time one is set or read here."""
+        flow = self._flow
+        if flow is None:
+            flow = self._flow = ReadFlow()
+        return flow
+
+    @property
+    def reply_order(self) -> ReplyOrder:
+        """The replies of its frames, in order; made with the first frame whose reply waits."""
+        order = self._reply_order
+        if order is None:
+            order = self._reply_order = ReplyOrder(self)
+        return order
+
+    def reply_now(self, reply: bytes, accepted_at: float) -> None:
+        """A reply owed at once (:meth:`ReplyOrder.now`): with no reply order yet, no frame's
+        reply is waiting, so it leaves now."""
+        if self._reply_order is None:
+            self.send_reply(reply, accepted_at)
+        else:
+            self._reply_order.now(reply, accepted_at)
 
     def frame_lost(self) -> None:
         """(ReplyOrder's Replier) the handler closes as its protocol says."""
@@ -142,18 +167,15 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
             stats.refused["max_connections"] += 1
             transport.abort()
             return
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # ACKs are tiny and latency-bound; keep-alive reaps peers that vanished silently.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        # (TCP_NODELAY and SO_KEEPALIVE come from the listening socket: PortState.start.)
         transport.set_write_buffer_limits(high=port.settings.write_buffer_bytes)
         self.live = True
         self.handler.opened()
         port.connections.add(self)
         stats.connections_open += 1
         stats.connections_total += 1
-        port.budget.register(self)
+        if port.budget.paused:
+            self.pause_reading()  # (the port is the budget's reader, for all its connections)
         if port.proxy_mode is not None:
             # The device's address comes in the PROXY header; check and log it then.
             self._proxy = ProxyHeaderParser(port.proxy_mode, max_header_bytes=PROXY_HEADER_BYTES)
@@ -203,7 +225,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
         return self._tls.peer_certificate() if self._tls is not None else None
 
     def data_received(self, data: bytes) -> None:
-        if not self.live or self.flow.stopped:
+        if not self.live or (self._flow is not None and self._flow.stopped):
             return
         self.bytes_in += len(data)
         self.port.stats.bytes_in += len(data)
@@ -233,10 +255,12 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
         One read can hold tens of KiB of frames whose records are several times larger, so the
         budget is checked between slices; what is left waits here, as raw bytes, until resumed.
         """
-        budget, flow, feed = self.port.budget, self.flow, self.handler.feed
+        budget, feed = self.port.budget, self.handler.feed
         self._backlog = b""
         for start in range(0, len(data), CONSUME_SLICE_BYTES):
-            if budget.paused or flow.held:
+            # (read each time: feeding may hold the flow, making it if it was not there)
+            flow = self._flow
+            if budget.paused or (flow is not None and flow.held):
                 self._backlog = data[start:]
                 return
             feed(data[start : start + CONSUME_SLICE_BYTES])
@@ -256,7 +280,6 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
         if self in port.connections:
             port.connections.discard(self)
             port.stats.connections_open -= 1
-            port.budget.unregister(self)
             log.info(
                 "connection closed",
                 codec=port.name,
@@ -277,11 +300,11 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
 
     @property
     def paused(self) -> bool:
-        return self.flow.paused
+        return self._flow is not None and self._flow.paused
 
     def resume_reading(self) -> None:
-        flow = self.flow
-        if not flow.paused or self.transport is None or self.port.budget.paused:
+        flow = self._flow
+        if flow is None or not flow.paused or self.transport is None or self.port.budget.paused:
             return  # (the budget may have filled again while other readers resumed)
         flow.paused = False
         # Deadlines restart: the time spent paused was the gateway's, not the device's.
@@ -327,9 +350,12 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
 
     def append_reply(self, reply: bytes, count: int) -> None:
         """Queue a reply as it is (the handler's own, owed ones)."""
-        if not self._outbox:
+        outbox = self._outbox
+        if outbox is None:
+            self._outbox = [reply]
             self.port.replies.add(self)
-        self._outbox.append(reply)
+        else:
+            outbox.append(reply)
         self._acks_queued += count
 
     def send_reply(self, reply: bytes, accepted_at: float) -> None:
@@ -342,13 +368,13 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
             self.transport.write(self._tls.send(data) if self._tls is not None else data)
 
     def flush_replies(self) -> None:
-        if not (self.handler.hold_replies and self.flow.paused):
+        if not (self.handler.hold_replies and self.paused):
             self.flush()
 
     def flush(self) -> None:
         """Write the replies queued (and those the handler owes) now."""
         self.handler.before_reply()
-        outbox, self._outbox = self._outbox, []
+        outbox, self._outbox = self._outbox, None
         acks, self._acks_queued = self._acks_queued, 0
         transport = self.transport
         if transport is None or transport.is_closing() or not outbox:

@@ -2,14 +2,16 @@
 
 A :class:`PortState` is what every connection of one port reads: its settings, counters, TLS
 context, source allow-list, PROXY protocol mode and trusted proxies, the pipeline, the memory
-budget (``budget``), the reply batcher and the open connections. The listeners (``tcp.Listener``,
-``mqtt.listener.MqttListener``) hold one and hand it to each connection they make; nothing in a
-connection reaches back into its listener.
+budget (``budget``), the reply batcher and the open connections. The port is the budget's reader
+for all its connections (one registration per port, not one set entry per connection). The
+listeners (``tcp.Listener``, ``mqtt.listener.MqttListener``) hold one and hand it to each
+connection they make; nothing in a connection reaches back into its listener.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Callable
 from collections.abc import Set as AbstractSet
@@ -49,7 +51,12 @@ class PortSettings(Protocol):
 
 
 class Connection(Protocol):
-    """What a port asks of its open connections at shutdown."""
+    """What a port asks of its open connections: pause and resume with the memory budget, and
+    at shutdown stop reading and close."""
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
 
     def stop_reading(self) -> None: ...
 
@@ -73,6 +80,7 @@ class PortState(Generic[S, C]):
         self.connections: set[C] = set()
         self.replies = ReplyBatcher()
         pipeline.on_batch_settled(self.replies)
+        budget.register(self)
         self.server: asyncio.Server | None = None
         self.bound_port = settings.port
         self.tls: ssl.SSLContext | None = (
@@ -105,6 +113,12 @@ class PortState(Generic[S, C]):
             # for uvloop's 60 s handshake timeout beyond every limit. And behind PROXY protocol
             # the header precedes the ClientHello anyway.
         )
+        for sock in self.server.sockets:
+            # Accepted sockets inherit these from the listening one (Linux, BSD): set once here,
+            # not per connection (asking a uvloop transport for its socket keeps an object per
+            # connection). ACKs are tiny and latency-bound; keep-alive reaps peers that vanished.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         host, port = self.server.sockets[0].getsockname()[:2]
         self.bound_port = int(port)
         return str(host), int(port)
@@ -121,6 +135,16 @@ class PortState(Generic[S, C]):
     def stop_accepting(self) -> None:
         if self.server is not None:
             self.server.close()
+
+    # -- the memory budget's reader (FlowControl), for every open connection ------------------
+
+    def pause_reading(self) -> None:
+        for conn in list(self.connections):
+            conn.pause_reading()
+
+    def resume_reading(self) -> None:
+        for conn in list(self.connections):
+            conn.resume_reading()
 
 
 def _trusted(settings: PortSettings) -> AllowList:

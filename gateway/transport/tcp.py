@@ -102,22 +102,24 @@ class TcpDeviceHandler:
     """One device of a codec port (its connection's :class:`DeviceHandler`): bytes to its
     codec session, frames to the pipeline."""
 
-    __slots__ = ("codec", "conn", "port", "session", "source")
+    # (the port is its connection's: one slot less on every connection)
+    __slots__ = ("codec", "conn", "session", "source")
 
     hold_replies: ClassVar[bool] = False
 
     def __init__(self, conn: TcpConnection, codec: Codec) -> None:
         self.conn = conn
-        self.port = conn.port
         self.codec = codec
         self.session: Session | None = None
-        self.source = FrameSource(codec.name, "tcp", None, self.port.acks_delivered)
+        self.source = FrameSource(codec.name, "tcp", None, conn.port.acks_delivered)
 
     def opened(self) -> None:
         self.session = self.codec.session()
 
     def peer_known(self) -> None:
-        self.source = FrameSource(self.codec.name, "tcp", self.conn.peer, self.port.acks_delivered)
+        self.source = FrameSource(
+            self.codec.name, "tcp", self.conn.peer, self.conn.port.acks_delivered
+        )
 
     def feed(self, data: bytes) -> None:
         session = self.session
@@ -127,7 +129,7 @@ class TcpDeviceHandler:
             events = session.feed(data)
         except Exception:  # a codec bug must cost one connection, never the process
             log.exception("codec failed", codec=self.codec.name, peer=conn.peer)
-            self.port.stats.rejects["codec_error"] += 1
+            self.conn.port.stats.rejects["codec_error"] += 1
             conn.close("codec_error")
             return
         for event in events:
@@ -145,7 +147,7 @@ class TcpDeviceHandler:
         if self.session is not None:
             for event in self.session.eof():
                 if isinstance(event, Reject):
-                    self.port.stats.rejects[event.reason] += 1
+                    self.conn.port.stats.rejects[event.reason] += 1
 
     def frame_lost(self) -> None:
         self.conn.close("frame_lost")
@@ -165,7 +167,8 @@ class TcpDeviceHandler:
     # -- events --------------------------------------------------------------------------------
 
     def _frame(self, event: Frame) -> None:
-        port, conn = self.port, self.conn
+        conn = self.conn
+        port = conn.port
         if conn.device_id is None and port.settings.require_login:
             port.stats.rejects["data_before_login"] += 1
             conn.close("data_before_login")
@@ -184,10 +187,10 @@ class TcpDeviceHandler:
         else:
             stats.records += port.pipeline.accept(self.source, event, None)
             if reply:
-                conn.reply_order.now(reply, now)
+                conn.reply_now(reply, now)
 
     def _login(self, event: Login) -> None:
-        port = self.port
+        port = self.conn.port
         # Mutual TLS: the certificate names the one device this connection may speak for, in
         # its subject CN (as MQTT's identity = "certificate" reads it; SANs are not read).
         certificate = self.conn.peer_certificate()
@@ -200,13 +203,13 @@ class TcpDeviceHandler:
         # it acknowledges an identity, not data, and devices give up on slow logins.
         port.stats.records += port.pipeline.accept(self.source, event, None)
         if event.reply:
-            self.conn.reply_order.now(event.reply, now)
+            self.conn.reply_now(event.reply, now)
         log.debug("login", codec=self.codec.name, peer=self.conn.peer, device_id=event.device_id)
 
     def _certificate_mismatch(self, device_id: str, certificate_cn: str | None) -> None:
         """A login naming another device than the client certificate: refused, not stored
         (a certificate proves one device's identity; it must not speak for the others)."""
-        self.port.stats.rejects["certificate_mismatch"] += 1
+        self.conn.port.stats.rejects["certificate_mismatch"] += 1
         log.warning(
             "login refused: the client certificate names another device",
             codec=self.codec.name,
@@ -217,7 +220,7 @@ class TcpDeviceHandler:
         self.conn.close("certificate_mismatch")
 
     def _reject(self, event: Reject) -> None:
-        self.port.stats.rejects[event.reason] += 1
+        self.conn.port.stats.rejects[event.reason] += 1
         log.debug(
             "reject",
             codec=self.codec.name,
@@ -227,6 +230,6 @@ class TcpDeviceHandler:
             detail=event.detail,
         )
         if event.reply:
-            self.conn.reply_order.now(event.reply, time.monotonic())
+            self.conn.reply_now(event.reply, time.monotonic())
         if event.action is Action.CLOSE:
             self.conn.close(event.reason)

@@ -3,7 +3,9 @@ through the real pipeline into an in-memory sink. No sockets; process tests sit 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -121,6 +123,63 @@ async def test_a_full_budget_pauses_reading_and_what_was_read_waits_until_resume
         assert port.listener.stats.frames == 2
     finally:
         await port.pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_a_connection_opened_while_the_budget_is_full_starts_paused_and_resumes_with_it(
+    port: Port,
+) -> None:
+    # The port is the budget's reader for all its connections, those opened while it is full too.
+    port.flow.hold("journal", True)
+    conn = port.listener.connection()
+    transport = made(conn)
+    assert not transport.reading and conn.paused
+    conn.data_received(evb1_login(IMEI))  # (bytes the socket had already read wait)
+    assert transport.written() == b""
+    port.flow.hold("journal", False)
+    assert transport.reading and not conn.paused
+    assert transport.written() == evb1_ack(0, 1)
+
+
+@pytest.mark.asyncio
+async def test_an_idle_logged_in_connection_holds_no_reply_order_outbox_or_read_flags(
+    port: Port,
+) -> None:
+    # Most of a gateway's connections are idle: what only a busy one needs is made on first use.
+    conn = port.listener.connection()
+    transport = made(conn)
+    conn.data_received(evb1_login(IMEI))
+    assert transport.written() == evb1_ack(0, 1)
+    assert (conn._reply_order, conn._outbox, conn._flow) == (None, None, None)
+    assert not hasattr(conn, "__dict__") and not hasattr(conn.handler, "__dict__")
+    conn.data_received(evb1_heartbeat(1))  # a frame whose ACK waits for its records
+    assert conn._reply_order is not None
+    open_all(port.sink)
+    await until(lambda: len(transport.out) > 0)
+    assert transport.written() == evb1_ack(1, HEARTBEAT)
+    assert conn._outbox is None  # written, and let go
+
+
+@pytest.mark.asyncio
+async def test_accepted_sockets_have_keep_alive_and_no_delay() -> None:
+    # Set once on the listening socket, which accepted sockets inherit.
+    listener = Port(MemorySink(), budget(), host="127.0.0.1").listener
+    listener.port.pipeline.start()
+    host, bound = await listener.start()
+    try:
+        reader, writer = await asyncio.open_connection(host, bound)
+        writer.write(evb1_login(IMEI))
+        ack = evb1_ack(0, 1)
+        assert await asyncio.wait_for(reader.readexactly(len(ack)), 5) == ack
+        (conn,) = listener.connections
+        assert conn.transport is not None
+        sock = conn.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        writer.close()
+    finally:
+        listener.stop_accepting()
+        await listener.port.pipeline.close()
 
 
 @pytest.mark.asyncio

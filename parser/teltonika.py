@@ -173,8 +173,9 @@ class TeltonikaSession:
         self._codec = codec
         self._device_id: str | None = None
         # An incomplete frame, and how many bytes it must reach before parsing can progress:
-        # small reads are appended in amortised O(1) instead of re-joining and re-parsing.
-        self._rest = bytearray()
+        # small reads are appended in amortised O(1) instead of re-joining and re-parsing. Made
+        # with the first frame split across reads (an idle connection has none: 56 bytes less).
+        self._rest: bytearray | None = None
         self._need = 0
         self._closed = False
 
@@ -184,7 +185,7 @@ class TeltonikaSession:
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self._rest)
+        return len(self._rest) if self._rest is not None else 0
 
     def feed(self, data: bytes) -> list[Event]:
         """Take the next bytes of the stream; return the events they complete, in order."""
@@ -255,16 +256,18 @@ class TeltonikaSession:
                 events.append(self._frame(buf[pos:end]))
             pos = end
         if pos < end_of_buf:
+            if rest is None:
+                rest = self._rest = bytearray()
             rest += buf[pos:] if pos else buf
             self._need = need
         return events
 
     def eof(self) -> list[Event]:
         """The stream ended: an incomplete frame left over is reported as ``truncated``."""
-        held = len(self._rest)
+        held = self.buffered_bytes
         if not held:
             return []
-        self._rest = bytearray()
+        self._rest = None
         detail = f"stream ended inside a frame: {held} bytes of an incomplete frame"
         return [Reject("truncated", detail, Action.CLOSE, held)]
 
@@ -276,7 +279,7 @@ class TeltonikaSession:
     def _finish(self) -> None:
         # The connection is closing: nothing after this point is framed or reported.
         self._closed = True
-        self._rest = bytearray()
+        self._rest = None
 
     def _login(self, payload: bytes) -> Event:
         imei_bytes = payload[2:]

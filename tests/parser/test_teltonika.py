@@ -380,6 +380,17 @@ def test_eof_between_frames_is_clean() -> None:
     assert session.eof() == []
 
 
+def test_a_session_holds_a_buffer_only_while_a_frame_is_split() -> None:
+    # One session per connection, most of them idle: no partial-frame buffer until one is split.
+    session = CODEC.session()
+    assert isinstance(only(session.feed(LOGIN)), Login)
+    assert session._rest is None
+    assert session.feed(WIKI_1[:20]) == []
+    assert session.buffered_bytes == 20
+    assert isinstance(only(session.feed(WIKI_1[20:])), Frame)
+    assert session.buffered_bytes == 0
+
+
 # --- decoding ---------------------------------------------------------------------------------
 
 

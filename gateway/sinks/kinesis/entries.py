@@ -56,21 +56,33 @@ def build_entries(
         # checks each record's hash against the shard it landed on (the KCL) accepts them
         # even if our shard map was stale.
         ehk = None if shard is None else str(shard[1])
-        groups: list[tuple[AggregateBuilder, list[int]]] = [(AggregateBuilder(ehk), [])]
+        builder = AggregateBuilder(ehk)
+        members: list[int] = []
+        groups = [(builder, members)]
+        # size_with is exact but costs; it is only needed near the limit. A record adds at
+        # most its data, 4 bytes per key character and a few bytes of framing: ``room`` is
+        # what is surely left, counted down by that bound and made exact only when it is
+        # about to run out (the builder's size is a property call: not once per record).
+        room = aggregate_max_bytes - builder.size
         for i in indexes:
             key, data = keys[i], records[i]
-            builder = groups[-1][0]
-            # size_with is exact but costs; it is only needed near the limit (a key adds at
-            # most 4 bytes per character plus a few bytes of framing).
-            near = builder.size + len(data) + 4 * len(key) + 32 > aggregate_max_bytes
-            if near and len(builder) and builder.size_with(key, data) > aggregate_max_bytes:
-                builder = AggregateBuilder(ehk)
-                groups.append((builder, []))
+            bound = len(data) + 4 * len(key) + 32
+            if bound > room:
+                room = aggregate_max_bytes - builder.size
+                if (
+                    bound > room
+                    and len(builder)
+                    and builder.size_with(key, data) > aggregate_max_bytes
+                ):
+                    builder, members = AggregateBuilder(ehk), []
+                    groups.append((builder, members))
+                    room = aggregate_max_bytes - builder.size
             builder.add(key, data)
-            groups[-1][1].append(i)
+            members.append(i)
+            room -= bound
         entries += [
-            Entry(b.build(), b.first_partition_key, ehk, shard and shard[0], members)
-            for b, members in groups
+            Entry(b.build(), b.first_partition_key, ehk, shard and shard[0], carried)
+            for b, carried in groups
             if len(b)
         ]
     return entries

@@ -1,9 +1,9 @@
 """The Kinesis sink: shard-aware KPL aggregation, per-entry retries, a per-shard rate limiter.
 
 One long-lived aiobotocore client, and beside it the lean PutRecords path (``lean``) that sends
-the data. ``write`` turns a batch of one record class's user records
-into Kinesis entries (``entries``), sends them in PutRecords calls within the service limits
-(``put``) and each shard's rate (``limiter``), and resubmits *only* the entries that failed with a
+the data. ``write`` turns a batch of one record class's user records into Kinesis entries
+(``entries``), sends them in PutRecords calls within the service limits (``put``) and each
+shard's rate (``limiter``), and resubmits *only* the entries that failed with a
 retriable code, front of the queue first, after jittered exponential backoff. Records not
 delivered within their TTL (or by the shutdown deadline) are dead-lettered (``dead_letters``) with
 the error code and reported lost, so their frames are never ACKed and the devices resend them.
@@ -88,7 +88,8 @@ class KinesisSink:
         """``expire=False`` (the gateway's shippers): never give a record up for taking long,
         only for being refused; the journal keeps it meanwhile. The tools that write straight
         to Kinesis (replay, parse) give up at ``record_ttl_s``. ``lean=False``: PutRecords
-        through botocore's client too (bench/kinesis.py's baseline)."""
+        through botocore's client as well (bench/kinesis.py's baseline), as it goes anyway to
+        an endpoint URL with a path (``LeanPutRecords.for_client``)."""
         self.settings = settings
         self._expire = expire
         self._use_lean = lean

@@ -10,6 +10,7 @@ import datetime
 import json
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import msgspec
@@ -404,3 +405,14 @@ async def test_lean_and_botocore_deliver_the_same_records(
         assert [r for r in delivered[True] if r[0] == shard] == [
             r for r in delivered[False] if r[0] == shard
         ]
+
+
+@pytest.mark.asyncio
+async def test_an_endpoint_with_a_path_keeps_botocores_put_records() -> None:
+    # Only "/" is signed here; botocore signs whatever path the endpoint has.
+    class Session:
+        async def get_credentials(self) -> AioCredentials:
+            return AioCredentials(KEY, SECRET, TOKEN)
+
+    meta = SimpleNamespace(endpoint_url="https://gateway.example/kinesis", region_name="eu-west-1")
+    assert await LeanPutRecords.for_client(Session(), SimpleNamespace(meta=meta)) is None

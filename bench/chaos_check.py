@@ -22,6 +22,7 @@ RECOVERED_SHARE = 0.9
 # A frame ACKed this long after a fault ended still counts as the fault's (log lag, backlog).
 AFTER_FAULT_S = 10.0
 EVB1_FAULT, GT06_ALARM = 0x03, 0x16
+TELTONIKA_CODEC8, TELTONIKA_PANIC = 0x08, 2
 EVB1_CODES = {0x0101: "battery_overtemp", 0x0102: "isolation_fault"}  # notify/settings.py defaults
 GATEWAY_SOURCES = ("tcp", "mqtt")  # ACKed by the gateway itself (bridge: by broker A)
 
@@ -29,17 +30,47 @@ GATEWAY_SOURCES = ("tcp", "mqtt")  # ACKed by the gateway itself (bridge: by bro
 def fault_frames(frames: list[Frame]) -> list[tuple[Frame, str | None]]:
     """ACKed frames that report a device fault, with the notification code expected (None: any
     but low_soc), read from the frames as the protocols define them: EVB1 FAULT (type byte 3,
-    code at byte 12), GT06 alarm packets (protocol 0x16). Teltonika panic records would need a
-    Codec 8 decoder: not checked."""
+    code at byte 12), GT06 alarm packets (protocol 0x16), Teltonika Codec 8 packets holding a
+    panic-priority record."""
     found = []
     for frame in frames:
         data = bytes.fromhex(frame.payload)
         if frame.codec == "evb1" and len(data) > 13 and data[3] == EVB1_FAULT:
             code = int.from_bytes(data[12:14], "big")
             found.append((frame, EVB1_CODES.get(code)))
-        elif frame.codec == "gt06" and len(data) > 3 and data[3] == GT06_ALARM:
+        elif alarm(frame.codec, data):
             found.append((frame, None))
     return found
+
+
+def alarm(codec: str, data: bytes) -> bool:
+    """A GT06 alarm packet, or a Teltonika packet with a panic record (the gateway names
+    their notifications by its own tables: any code but low_soc will do)."""
+    if codec == "gt06":
+        return len(data) > 3 and data[3] == GT06_ALARM
+    return codec == "teltonika" and TELTONIKA_PANIC in teltonika_priorities(data)
+
+
+def teltonika_priorities(packet: bytes) -> list[int]:
+    """The priority of each AVL record of a Codec 8 packet (Teltonika's "Codec 8" page):
+    preamble 0 (4 bytes), length (4), codec id 0x08, record count, then per record a timestamp
+    (8), the priority (1), GPS (15), the event IO id (1), the IO count (1) and four groups of IO
+    elements, each a count then (id, value) pairs with 1-, 2-, 4- and 8-byte values. Anything
+    else (a login, a keep-alive, Codec 8E): none."""
+    if len(packet) < 10 or packet[:4] != bytes(4) or packet[8] != TELTONIKA_CODEC8:
+        return []
+    priorities = []
+    at = 10
+    try:
+        for _ in range(packet[9]):
+            priorities.append(packet[at + 8])
+            at += 8 + 1 + 15 + 2
+            for size in (1, 2, 4, 8):
+                count = packet[at]
+                at += 1 + count * (1 + size)
+    except IndexError:
+        return []  # not a whole packet after all
+    return priorities
 
 
 def check_notifications(frames: list[Frame], notes: list[dict[str, Any]]) -> dict[str, Any]:

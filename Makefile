@@ -87,6 +87,7 @@ bench: setup
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/mqtt.py
 	$(BIN)/python bench/journal.py
+	$(BIN)/python bench/workers.py
 	$(BIN)/python bench/bridge.py
 
 # The chaos run (bench/chaos.py, issue 16): a seeded fault schedule against the real gateway,

@@ -48,10 +48,18 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-class Server:
-    """A server process pinned to CPU 0, listening on ``port``; the gateway's ``metrics`` URL.
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of ``pid`` and its children (the workers of ``gateway run --workers N``)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return cpu_seconds(pid) + sum(cpu_seconds(int(child)) for child in children)
 
-    ``config``: a settings file for the gateway whose ``listeners`` replace ``--listen``."""
+
+class Server:
+    """A server process pinned to ``cpus`` (None: not pinned), listening on ``port``; the
+    gateway's ``metrics`` URL (its first worker's with ``workers`` > 1).
+
+    ``config``: a settings file for the gateway whose ``listeners`` replace ``--listen`` (fixed
+    ports with ``workers`` > 1: the gateway refuses port 0 then)."""
 
     def __init__(
         self,
@@ -59,6 +67,8 @@ class Server:
         data_dir: Path,
         env: dict[str, str] | None = None,
         config: Path | None = None,
+        workers: int = 1,
+        cpus: str | None = "0",
     ) -> None:
         self.kind = kind
         listen = ["--listen", "evb1=127.0.0.1:0"] if config is None else ["--config", str(config)]
@@ -75,13 +85,14 @@ class Server:
                 "127.0.0.1:0",
                 "--health",
                 "127.0.0.1:0",
+                *(["--workers", str(workers)] if workers > 1 else []),
             ]
         environ = {**os.environ, "GATEWAY_LOG__FORMAT": "json", "GATEWAY_LOG__LEVEL": "warning"}
         if kind == "gateway":
             # The ready line is logged at info; keep it, silence connection lines instead.
             environ["GATEWAY_LOG__LEVEL"] = "info"
         self.proc = subprocess.Popen(
-            ["taskset", "-c", "0", *args],
+            args if cpus is None else ["taskset", "-c", cpus, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env={**environ, **(env or {})},
@@ -89,12 +100,15 @@ class Server:
         assert self.proc.stdout is not None
         self.port = 0
         self.metrics = ""
+        ready = 0  # every worker logs its own ready line once its ports are bound
         for raw in self.proc.stdout:
             line = json.loads(raw)
             if line.get("event") == "ready":
                 self.port = line["listeners"][0]["port"]
-                self.metrics = line.get("metrics") or ""
-                break
+                self.metrics = self.metrics or line.get("metrics") or ""
+                ready += 1
+                if ready == workers:
+                    break
         if not self.port:
             raise RuntimeError(f"{kind} did not start")
         # Drain the rest of the log so the server never blocks on a full pipe.

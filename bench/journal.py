@@ -283,6 +283,16 @@ def show(value: float | None) -> str:
     return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
 
 
+def print_table(table: list[Row]) -> None:
+    print("measure | value | baseline | ratio | aim | met?")
+    for row in table:
+        met = "-" if row.met is None else ("yes" if row.met else "NO")
+        print(
+            f"{row.measure} | {show(row.value)} | {show(row.baseline)} | {show(row.ratio)} | "
+            f"{row.aim or '-'} | {met}"
+        )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
@@ -348,13 +358,7 @@ def main() -> None:
         f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after (co-tenants "
         "share both cores: latencies include their scheduling)"
     )
-    print("measure | value | baseline | ratio | aim | met?")
-    for row in table:
-        met = "-" if row.met is None else ("yes" if row.met else "NO")
-        print(
-            f"{row.measure} | {show(row.value)} | {show(row.baseline)} | {show(row.ratio)} | "
-            f"{row.aim or '-'} | {met}"
-        )
+    print_table(table)
     print(
         f"(journaled at 50 % of peak: batch writes {med('journaled_write_ms'):.2f} ms on "
         f"average, {med('journaled_batch_records'):.1f} records per batch, raw and parsed each "

@@ -144,9 +144,16 @@ class _Probe(asyncio.Protocol):
 
 
 async def ack_latencies(
-    port: int, frames: list[bytes], connections: int, rate: float, seconds: float
+    port: int,
+    frames: list[bytes],
+    connections: int,
+    rate: float,
+    seconds: float,
+    mark: Callable[[], None] = lambda: None,
 ) -> list[float]:
-    """Send ``rate`` frames/s, one per write, round-robin; latencies of the last ``seconds``."""
+    """Send ``rate`` frames/s, one per write, round-robin; latencies of the last ``seconds``
+    (and of the ACKs that come in the half second after). ``mark`` is called when the recorded
+    window opens and when it closes, before the sockets do."""
     samples: list[float] = []
     protos = await _connect_all(port, connections, lambda: _Probe(samples))
     probes = [p for p in protos if isinstance(p, _Probe)]
@@ -159,11 +166,18 @@ async def ack_latencies(
     tick = 0.001
     start = time.monotonic()
     warmup_end, end = start + 1.0, start + 1.0 + seconds
-    credit = 0.0
+    credit, last = 0.0, start
+    recording = False
     while (now := time.monotonic()) < end:
-        for probe in probes:
-            probe.recording = now >= warmup_end
-        credit += rate * tick
+        if not recording and now >= warmup_end:
+            recording = True
+            mark()
+            for probe in probes:
+                probe.recording = True
+        # By the time elapsed, not the tick asked for: a sleep overshoots, and credit per tick
+        # sent ~15 % below ``rate``.
+        credit += rate * (now - last)
+        last = now
         while credit >= 1:
             credit -= 1
             probe = next(ring)
@@ -172,6 +186,7 @@ async def ack_latencies(
             probe.transport.write(next(frame_iter))
         await asyncio.sleep(tick)
     await asyncio.sleep(0.5)
+    mark()
     for probe in probes:
         assert probe.transport is not None
         probe.transport.abort()

@@ -56,7 +56,8 @@ def tree_cpu_seconds(pid: int) -> float:
 
 class Server:
     """A server process pinned to ``cpus`` (None: not pinned), listening on ``port``; the
-    gateway's ``metrics`` URL (its first worker's with ``workers`` > 1).
+    gateway's ``metrics`` URL (its first worker's with ``workers`` > 1; every worker's in
+    ``worker_metrics``).
 
     ``config``: a settings file for the gateway whose ``listeners`` replace ``--listen`` (fixed
     ports with ``workers`` > 1: the gateway refuses port 0 then)."""
@@ -99,16 +100,17 @@ class Server:
         )
         assert self.proc.stdout is not None
         self.port = 0
-        self.metrics = ""
+        self.worker_metrics: list[str] = []
         ready = 0  # every worker logs its own ready line once its ports are bound
         for raw in self.proc.stdout:
             line = json.loads(raw)
             if line.get("event") == "ready":
                 self.port = line["listeners"][0]["port"]
-                self.metrics = self.metrics or line.get("metrics") or ""
+                self.worker_metrics.append(line.get("metrics") or "")
                 ready += 1
                 if ready == workers:
                     break
+        self.metrics = self.worker_metrics[0] if self.worker_metrics else ""
         if not self.port:
             raise RuntimeError(f"{kind} did not start")
         # Drain the rest of the log so the server never blocks on a full pipe.

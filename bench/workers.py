@@ -18,7 +18,10 @@ capacities (the ACKed rate is printed beside the offered one to show it), both r
 work, and /proc's CPU time counts only the gateway's own cycles wherever it was scheduled. The
 gateway and the load are left unpinned in both runs alike, so that the worker count is the only
 difference. What remains in the ratio is what 2 workers truly cost more: each sees half the
-frames, so its journal batches, loop iterations and fsyncs are amortised over half as many.
+frames, so its journal batch writes (a write and an fsync each), loop iterations and wake-ups are
+amortised over half as many; records per batch write are printed for both. The ratio therefore
+depends on the offered rate: a batch write's fixed cost weighs most at low rates, while near a
+worker's capacity its batches fill up either way.
 Every figure is the median of ``--runs`` runs, the two worker counts interleaved so that drifting
 co-tenant load hits both alike; the load average is printed before and after.
 """
@@ -42,7 +45,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from decode import evb1_frames  # noqa: E402
 from ingest import Server, tree_cpu_seconds  # noqa: E402
-from journal import Row, print_table  # noqa: E402
+from journal import BATCHES, RECORDS, Row, print_table, scrape  # noqa: E402
 from loadgen import ack_latencies  # noqa: E402
 
 WORKER_COUNTS = (1, 2)
@@ -59,7 +62,8 @@ def free_port() -> int:
 
 def cpu_per_frame(args: argparse.Namespace, workers: int) -> dict[str, float]:
     """One run of ``gateway run --workers {workers}`` under the paced load: CPU seconds per
-    frame ACKed, ACKed frames/s and the gateway's CPU seconds per second."""
+    frame ACKed, ACKed frames/s, the gateway's CPU seconds per second, and journal records per
+    batch write (over the whole run, every worker's)."""
     with tempfile.TemporaryDirectory(prefix="bench-workers-") as tmp:
         config = Path(tmp) / "gateway.toml"
         config.write_text(
@@ -78,6 +82,7 @@ def cpu_per_frame(args: argparse.Namespace, workers: int) -> dict[str, float]:
                     lambda: marks.append((time.monotonic(), tree_cpu_seconds(server.proc.pid))),
                 )
             )
+            sums = [scrape(url) for url in server.worker_metrics]
         finally:
             server.stop()
     (start, cpu0), (end, cpu1) = marks
@@ -85,7 +90,12 @@ def cpu_per_frame(args: argparse.Namespace, workers: int) -> dict[str, float]:
     if not frames:
         raise RuntimeError(f"--workers {workers}: no frame ACKed in the window")
     # The ACKs counted are those of the frames sent in the ``seconds`` the window is open.
-    return {"cpu_per_frame": cpu / frames, "fps": frames / args.seconds, "cpu": cpu / wall}
+    return {
+        "cpu_per_frame": cpu / frames,
+        "fps": frames / args.seconds,
+        "cpu": cpu / wall,
+        "batch_records": sum(m[RECORDS] for m in sums) / sum(m[BATCHES] for m in sums),
+    }
 
 
 def main() -> None:
@@ -129,7 +139,8 @@ def main() -> None:
     print_table(table)
     print(
         f"(gateway CPU seconds per second: {med['w1_cpu']:.2f} with 1 worker, "
-        f"{med['w2_cpu']:.2f} with 2, supervisor included)"
+        f"{med['w2_cpu']:.2f} with 2, supervisor included; journal records per batch write: "
+        f"{med['w1_batch_records']:.1f} with 1 worker, {med['w2_batch_records']:.1f} with 2)"
     )
     print(
         json.dumps(

@@ -179,6 +179,12 @@ def series(data: Path, stream: str) -> dict[str, list[int]]:
     return found
 
 
+def journaled_lines(data: Path) -> list[str]:
+    return [
+        line for path in (data / "raw").glob("*.jsonl") for line in path.read_text().splitlines()
+    ]
+
+
 def test_each_worker_keeps_its_own_journal_and_a_restarted_one_continues_it(
     tmp_path: Path,
 ) -> None:
@@ -188,8 +194,10 @@ def test_each_worker_keeps_its_own_journal_and_a_restarted_one_continues_it(
     with two_workers(tmp_path) as workers:
         for dev in workers.connect(40):
             dev.close()
-        # Each worker's records are in its own series only, under its index.
+        # Each worker's records are in its own series only, under its index. (A login's reply
+        # does not wait for the journal: the kill waits until all 40 are written.)
         assert wait_for(lambda: set(series(data, "raw")) == {"raw-w0", "raw-w1"}, timeout=10)
+        assert wait_for(lambda: len(journaled_lines(data)) == 40, timeout=10)
         before = workers.pids()
         os.kill(before[0], signal.SIGKILL)
         assert wait_for(lambda: len(workers.events("ready")) == 3, timeout=20)
@@ -200,12 +208,7 @@ def test_each_worker_keeps_its_own_journal_and_a_restarted_one_continues_it(
         assert workers.proc.wait(30) == 0
     first, second = series(data, "raw")["raw-w0"]
     assert second == first + (data / "raw" / f"raw-w0-{first:020d}.jsonl").stat().st_size
-    logins = [
-        json.loads(line)["device_id"]
-        for path in (data / "raw").glob("*.jsonl")
-        for line in path.read_text().splitlines()
-    ]
-    assert len(logins) == 80  # every login journaled once, by the worker that took it
+    assert len(journaled_lines(data)) == 80  # every login journaled once, by its worker
     # A second gateway on a running worker's journal is refused, in one line.
     with two_workers(tmp_path) as other:
         clash = subprocess.run(

@@ -37,7 +37,7 @@ from gateway.bridge.stats import LAG_BUCKETS_S
 from gateway.common.stats import Histogram
 from gateway.journal.cursor import Cursor, cursor_path
 from gateway.journal.reader import Gap, SegmentReader
-from gateway.journal.segments import list_segments
+from gateway.journal.segments import list_segments, passed_segments
 from parser.mqtt.packets import Properties as MqttProperties
 
 log = structlog.get_logger("gateway.bridge")
@@ -101,7 +101,6 @@ class BridgeShipper:
         self._space = asyncio.Event()
         self._drained = asyncio.Event()  # nothing out at the destination
         self._read_at = 0  # the next line to read
-        self._saved = -1
         self.shipped = 0
         self.bad_lines = 0
         self.segments_deleted = 0
@@ -154,7 +153,7 @@ class BridgeShipper:
             saved = self.outbox.end
             self._cursor.save(saved)
         self._out = InOrder(saved)
-        self._read_at = self._saved = saved
+        self._read_at = saved
 
     def start(self) -> list[asyncio.Task[None]]:
         self._tasks = [
@@ -266,25 +265,15 @@ class BridgeShipper:
     def _save(self, trim: bool) -> None:
         """Save the offset if it moved; with ``trim``, delete the segments it passed."""
         offset = self._out.offset
-        if offset == self._saved:
-            return
-        try:
-            self._cursor.save(offset)
-        except OSError as exc:
-            # Kept in memory and tried again: a lost save publishes messages again, no more.
-            log.warning("cannot save a bridge cursor", destination=self.name, error=str(exc))
-            return
-        self._saved = offset
-        if trim:
+        if self._cursor.keep(offset) and trim:
             self.segments_deleted += self._remove_passed(offset)
 
     def _remove_passed(self, offset: int) -> int:
         removed = 0
-        current = self.outbox.current_file
-        segments = list_segments(self.outbox.directory, self.outbox.prefix)
-        for segment in segments[:-1]:  # the last one may still be written
-            if segment.end > offset or segment.path == current:
-                break
+        outbox = self.outbox
+        for segment in passed_segments(
+            outbox.directory, outbox.prefix, offset, outbox.current_file
+        ):
             try:
                 segment.path.unlink()
             except FileNotFoundError:

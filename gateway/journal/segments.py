@@ -82,6 +82,19 @@ def list_segments(directory: Path, prefix: str) -> list[Segment]:
     return segments
 
 
+def passed_segments(
+    directory: Path, prefix: str, offset: int, current: Path | None
+) -> list[Segment]:
+    """The series' segments wholly before ``offset``, oldest first: what readers at ``offset``
+    have passed. Never the last one nor ``current``: they may still be written."""
+    passed = []
+    for segment in list_segments(directory, prefix)[:-1]:
+        if segment.end > offset or segment.path == current:
+            break
+        passed.append(segment)
+    return passed
+
+
 def whole_lines(path: Path, size: int) -> int:
     """How many of the first ``size`` bytes of ``path`` are whole, valid JSON lines.
 

@@ -74,7 +74,6 @@ class Shipper:
         self._decode_key = msgspec.json.Decoder(_Key).decode
         self._wake = journal.watch(stream)
         self.offset = 0  # every record before it is shipped
-        self._saved = -1
         self.shipped_records = 0
         self.shipped_bytes = 0
         self.dead_letters = 0
@@ -99,7 +98,7 @@ class Shipper:
         if saved is None:
             saved = self._journal.end(self.stream)
             self._cursor.save(saved)
-        self.offset = self._saved = saved
+        self.offset = saved
         self._end_at_open = self._journal.end(self.stream)
         self._written_at_open = self._journal.records_written[self.stream]
 
@@ -134,7 +133,7 @@ class Shipper:
             end = self._journal.end(self.stream)
             if self.offset >= end:
                 seen_at = None
-                if self.offset != self._saved:  # caught up: the cursor says so, now
+                if self.offset != self._cursor.saved:  # caught up: the cursor says so, now
                     await loop.run_in_executor(self._thread, self._save)
                     last_save = self._clock()
                 wake.clear()
@@ -188,15 +187,7 @@ class Shipper:
         return (key.device_id or key.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]
 
     def _save(self) -> None:
-        offset = self.offset
-        if offset == self._saved:
-            return
-        try:
-            self._cursor.save(offset)
-            self._saved = offset
-        except OSError as exc:
-            # Kept in memory and tried again: a lost save ships the records again, no more.
-            log.warning("cannot save a shipping cursor", shipper=self.name, error=str(exc))
+        self._cursor.keep(self.offset)
 
     async def close(self) -> None:
         """Save the cursor (the task is cancelled first) and release the reader."""

@@ -20,7 +20,7 @@ from collections.abc import Callable
 import structlog
 
 from gateway.common.tasks import exit_if_died
-from gateway.journal.segments import Segment, list_segments
+from gateway.journal.segments import Segment, passed_segments
 from gateway.journal.settings import JournalSettings
 from gateway.journal.store import STREAMS, Journal
 from gateway.sinks.shipper import Shipper
@@ -182,14 +182,14 @@ class Shipping:
         the last one of a series (it may still be written)."""
         found = []
         for stream, offset in passed.items():
-            current = self.journal.current_file(stream)
+            journal = self.journal
             try:
-                segments = list_segments(
-                    self.journal.directory(stream), self.journal.prefix(stream)
-                )
-                for segment in segments[:-1]:
-                    if segment.end > offset or segment.path == current:
-                        break
+                for segment in passed_segments(
+                    journal.directory(stream),
+                    journal.prefix(stream),
+                    offset,
+                    journal.current_file(stream),
+                ):
                     found.append((segment, segment.path.stat().st_mtime))
             except FileNotFoundError:
                 continue  # removed meanwhile

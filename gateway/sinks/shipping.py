@@ -39,7 +39,6 @@ class Shipping:
         journal: Journal,
         shippers: list[Shipper],
         on_full: Callable[[bool], None],
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """``on_full(True)`` when the budget is full (readers pause), ``on_full(False)`` once it
         has room again."""
@@ -47,9 +46,7 @@ class Shipping:
         self.journal = journal
         self.shippers = shippers
         self._on_full = on_full
-        self._clock = clock
-        self.full = False
-        self.full_reason = ""
+        self.full_reason = ""  # why the budget is full; empty while it has room
         self.segments_deleted = 0
         self.free_bytes = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -90,6 +87,10 @@ class Shipping:
             default=self.journal.end(stream),
         )
 
+    @property
+    def full(self) -> bool:
+        return bool(self.full_reason)
+
     def _read_free(self) -> int:
         try:
             stat = os.statvfs(self.journal.data_dir)
@@ -111,13 +112,11 @@ class Shipping:
             unshipped <= settings.max_bytes * RESUME_FRACTION
             and self.free_bytes >= settings.min_free_bytes
         ):
-            self.full = False
             self.full_reason = ""
             log.info("journal budget has room again; resuming readers", unshipped_bytes=unshipped)
             self._on_full(False)
 
     def _set_full(self, reason: str) -> None:
-        self.full = True
         self.full_reason = reason
         log.warning("journal budget full; pausing readers", reason=reason)
         self._on_full(True)

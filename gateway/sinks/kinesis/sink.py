@@ -4,9 +4,11 @@ One long-lived aiobotocore client, and beside it the lean PutRecords path (``lea
 the data. ``write`` turns a batch of one record class's user records into Kinesis entries
 (``entries``), sends them in PutRecords calls within the service limits (``put``) and each
 shard's rate (``limiter``), and resubmits *only* the entries that failed with a
-retriable code, front of the queue first, after jittered exponential backoff. Records not
-delivered within their TTL (or by the shutdown deadline) are dead-lettered (``dead_letters``) with
-the error code and reported lost, so their frames are never ACKed and the devices resend them.
+retriable code, front of the queue first, after jittered exponential backoff. Records refused
+for good are dead-lettered (``dead_letters``) with the error code and reported lost. The gateway's
+shippers (``expire=False``) retry everything else until Kinesis takes it, the journal keeping it
+meanwhile; the tools that write straight to Kinesis (replay, parse) also give a record up, as
+``Expired``, once it outlived ``record_ttl_s``.
 
 Names: a *record class* is what the pipeline writes (raw, parsed, notifications); each goes to
 its own Kinesis stream, named by ``stream_name``.
@@ -16,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import Counter
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -51,9 +52,6 @@ log = structlog.get_logger("gateway.sinks.kinesis")
 # The limiter's estimate assumes the rate of the moment, which recovers meanwhile: look again
 # at least this often rather than sleep out a long estimate made at a throttled rate.
 LIMITER_RECHECK_S = 1.0
-# A record class that delivered nothing on its last try, then had nothing to write for this
-# long, no longer counts as failing (KinesisSink.failing_for_s).
-STALL_FORGOTTEN_AFTER_S = 10.0
 # How long the gateway's start waits for each stream's shard map before it goes on without it.
 START_CHECK_S = 3.0
 
@@ -111,14 +109,8 @@ class KinesisSink:
         self._stack = AsyncExitStack()
         self._client: Any = None
         self._lean: LeanPutRecords | None = None
-        self._deadline: float | None = None  # set at shutdown: give up by then
         self._refresher: asyncio.Task[None] | None = None
         self.shard_map_refreshes = 0
-        # Per record class: its first attempt since it last delivered an entry (none: it did),
-        # its writes in progress and when the last one ended (see failing_for_s).
-        self._stalled_since: dict[str, float] = {}
-        self._writing: Counter[str] = Counter()
-        self._written_at: dict[str, float] = {}
         self._unexpected: set[str] = set()  # exception types already logged with a traceback
 
     async def open(self) -> None:
@@ -179,10 +171,6 @@ class KinesisSink:
         await self._stack.aclose()
         self._dead_letters.close()
 
-    def give_up_at(self, deadline: float) -> None:
-        """Shutdown: records not delivered by ``deadline`` (monotonic) are dead-lettered."""
-        self._deadline = deadline
-
     async def _refresh(self, stream_name: str) -> None:
         shard_map = open_shard_map(await list_shards(self._client, stream_name))
         self._routes[stream_name] = ShardRoutes(shard_map)
@@ -212,16 +200,6 @@ class KinesisSink:
 
     async def write(self, record_class: str, records: list[bytes], keys: list[str]) -> list[int]:
         """Deliver a batch; returns the indexes of the records dead-lettered instead."""
-        if self._idle_for_s(record_class, time.monotonic()) > STALL_FORGOTTEN_AFTER_S:
-            self._stalled_since.pop(record_class, None)  # an old stall says nothing of this one
-        self._writing[record_class] += 1
-        try:
-            return await self._write(record_class, records, keys)
-        finally:
-            self._writing[record_class] -= 1
-            self._written_at[record_class] = time.monotonic()
-
-    async def _write(self, record_class: str, records: list[bytes], keys: list[str]) -> list[int]:
         target = self.streams[record_class]
         stream_name = target.name
         stats = self.stats[record_class]
@@ -242,12 +220,10 @@ class KinesisSink:
                 record_class, too_big, records, keys, "RecordTooLarge", "over 1 MiB"
             )
         started = time.monotonic()
-        expires = started + self.settings.record_ttl_s if self._expire else float("inf")
+        deadline = started + self.settings.record_ttl_s if self._expire else float("inf")
         backoff = Backoff(self.settings.retry_first_s, self.settings.retry_max_s)
         while pending:
             now = time.monotonic()
-            self._stalled_since.setdefault(record_class, now)
-            deadline = expires if self._deadline is None else min(expires, self._deadline)
             if now >= deadline:
                 lost += await self._dead_letter(
                     record_class,
@@ -255,7 +231,7 @@ class KinesisSink:
                     records,
                     keys,
                     "Expired",
-                    "not delivered within the record TTL or shutdown deadline",
+                    "not delivered within the record TTL",
                 )
                 break
             call = next_call(pending)
@@ -274,8 +250,6 @@ class KinesisSink:
             )
             if outcome.resharded:
                 self._refresh_needed.add(stream_name)  # learn the new map
-            if outcome.delivered:
-                self._stalled_since.pop(record_class, None)
             for entry, code, message in outcome.refused:
                 lost += await self._dead_letter(record_class, [entry], records, keys, code, message)
             # Only the failed entries go again, at the front: the call was a prefix of pending.
@@ -289,29 +263,6 @@ class KinesisSink:
             else:
                 backoff.reset()
         return lost
-
-    def failing_for_s(self) -> float:
-        """How long some record class has been trying to deliver and delivered nothing.
-
-        Counted from its first attempt after its last delivered entry, whatever kept it from
-        delivering (calls failing, every entry throttled, a limiter wait, records refused for
-        good); 0 when every class delivered since it last tried. A class with nothing to write
-        for ``STALL_FORGOTTEN_AFTER_S`` stops counting: /readyz turns new devices away while
-        this is high, and with no devices nothing would ever show that Kinesis is back.
-        """
-        now = time.monotonic()
-        stalls = [
-            now - since
-            for record_class, since in self._stalled_since.items()
-            if self._idle_for_s(record_class, now) <= STALL_FORGOTTEN_AFTER_S
-        ]
-        return max(stalls, default=0.0)
-
-    def _idle_for_s(self, record_class: str, now: float) -> float:
-        """How long ``record_class`` has had no write in progress (0: one is, or none ever was)."""
-        if self._writing[record_class]:
-            return 0.0
-        return now - self._written_at.get(record_class, now)
 
     async def _dead_letter(
         self,

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
 from structlog.testing import capture_logs
 
 from gateway.journal.settings import LocalSinkSettings
 from gateway.sinks.kinesis import KinesisSink
-from gateway.sinks.kinesis.sink import STALL_FORGOTTEN_AFTER_S
 from gateway.sinks.settings import KinesisSettings, KinesisStreamSettings
 
 pytestmark = pytest.mark.asyncio
@@ -100,62 +97,6 @@ async def test_an_unexpected_failure_of_put_records_is_retried_not_fatal(
         (kind, False),
         (kind, False),
     ]
-
-
-async def test_a_stream_that_delivers_nothing_counts_as_failing_until_it_delivers(
-    tmp_path: Path,
-) -> None:
-    # Every answer is a 200 with all entries throttled: no call "fails", nothing is delivered.
-    client = ScriptedClient([all_throttled] * 12)
-    out = sink(tmp_path, client)
-    assert out.failing_for_s() == 0.0
-    write = asyncio.create_task(out.write("parsed", RECORDS, KEYS))
-
-    async def calls(n: int) -> None:
-        while client.calls < n:
-            await asyncio.sleep(0.01)
-
-    await asyncio.wait_for(calls(6), timeout=10)
-    stalled = out.failing_for_s()
-    assert stalled > 0.0
-    await asyncio.sleep(0.05)
-    assert out.failing_for_s() >= stalled + 0.05  # still nothing delivered: it keeps growing
-    assert await write == []
-    assert client.calls == 13
-    assert out.failing_for_s() == 0.0  # delivered, and idle
-
-
-async def test_a_stream_whose_records_are_all_refused_counts_as_failing(tmp_path: Path) -> None:
-    # Records given up on at once (the stream deleted, the credentials revoked) are not a sink
-    # that works: it stays failing across writes until one delivers.
-    denied = ClientError(
-        {"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}},
-        "PutRecords",
-    )
-    client = ScriptedClient([denied, denied])
-    out = sink(tmp_path, client)
-    assert await out.write("raw", RECORDS, KEYS) == list(range(len(RECORDS)))
-    first = out.failing_for_s()
-    assert first > 0.0
-    assert await out.write("raw", RECORDS, KEYS) == list(range(len(RECORDS)))
-    assert out.failing_for_s() > first
-    assert await out.write("raw", RECORDS, KEYS) == []
-    assert out.failing_for_s() == 0.0
-
-
-async def test_a_stall_is_forgotten_once_the_stream_has_had_nothing_to_write(
-    tmp_path: Path,
-) -> None:
-    # Otherwise /readyz would keep new devices away for good, and without devices no write
-    # would ever show that Kinesis is back.
-    client = ScriptedClient([RuntimeError("down")] * 100)
-    out = sink(tmp_path, client)
-    out.give_up_at(time.monotonic() + 0.2)  # the write gives up (as at shutdown)
-    with capture_logs():
-        await out.write("raw", RECORDS, KEYS)
-    assert out.failing_for_s() > 0.0
-    out._written_at["raw"] -= STALL_FORGOTTEN_AFTER_S  # idle that long since
-    assert out.failing_for_s() == 0.0
 
 
 async def test_an_unexpected_failure_of_a_shard_map_refresh_does_not_end_the_refreshes(

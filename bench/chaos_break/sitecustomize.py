@@ -55,11 +55,7 @@ def _cursor_before_confirm() -> None:
 
     def read_and_save(shipper: Shipper, end: int) -> tuple[list[bytes], list[str], int]:
         records, keys, after = read(shipper, end)
-        try:
-            shipper._cursor.save(after)
-            shipper._saved = after
-        except OSError:
-            pass  # as Shipper._save: a full disk must not end the process
+        shipper._cursor.keep(after)  # as Shipper._save: a full disk must not end the process
         return records, keys, after
 
     Shipper._read = read_and_save  # type: ignore[method-assign,assignment]

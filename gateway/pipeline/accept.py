@@ -217,17 +217,20 @@ class Pipeline:
     async def _writer(self, stream: str) -> None:
         acc = self._acc[stream]
         wake = self._wake[stream]
+        # One per writer, reset after each write: a Backoff makes a random.Random seeded from
+        # os.urandom, which per batch cost ~1.5 % of the gateway's CPU under a flood.
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while True:
             batch = acc.take()
             if batch is None:
                 await wake.wait()
                 wake.clear()
                 continue
-            await self._write(stream, batch)
+            await self._write(stream, batch, backoff)
+            backoff.reset()
 
-    async def _write(self, stream: str, batch: Batch) -> None:
+    async def _write(self, stream: str, batch: Batch, backoff: Backoff) -> None:
         stats = self._stats[stream]
-        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while True:
             started = self._clock()
             try:

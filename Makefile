@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 RUN_STAMP := $(VENV)/.installed-run
 TEST_STAMP := $(VENV)/.installed-test
 NODE_STAMP := node_modules/.installed
+BENCH_VENV := .bench-venv
+BENCH_STAMP := $(BENCH_VENV)/.installed
 
 .PHONY: setup lock system-packages demo demo-kinesis image test lint typecheck unit bench chaos schema clean
 
@@ -79,16 +81,19 @@ unit: setup
 
 test: lint typecheck unit
 
-bench: setup
-	$(BIN)/python bench/decode.py
-	$(BIN)/python bench/mqtt_codec.py
-	$(BIN)/python bench/kinesis_agg.py
-	$(BIN)/python bench/kinesis.py
-	$(BIN)/python bench/ingest.py
-	$(BIN)/python bench/mqtt.py
-	$(BIN)/python bench/journal.py
-	$(BIN)/python bench/workers.py
-	$(BIN)/python bench/bridge.py
+# Issue 17's table (bench/table.py): the benches in turn, about 15 minutes, then every measure
+# against its same-run baseline and aim; also written with the machine to bench/results/perf.md.
+# Each bench runs alone too (.venv/bin/python bench/<name>.py --help).
+bench: setup $(BENCH_STAMP)
+	$(BIN)/python bench/table.py --amqtt-python $(BENCH_VENV)/bin/python \
+		--markdown bench/results/perf.md
+
+# amqtt, the third broker bench/mqtt.py compares with, is no dependency of the project: it gets a
+# venv of its own, with uvloop, at the versions of bench/amqtt-constraints.txt.
+$(BENCH_STAMP): bench/amqtt-constraints.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet -c bench/amqtt-constraints.txt amqtt uvloop
+	touch $(BENCH_STAMP)
 
 # The chaos run (bench/chaos.py, issue 16): a seeded fault schedule against the real gateway,
 # fleet, kinesalite, mosquitto and moto, then a checker of what devices saw ACKed against what
@@ -100,4 +105,4 @@ schema: setup
 	$(BIN)/gateway schema --write config/schema
 
 clean:
-	rm -rf $(VENV) .lock-venv node_modules .mypy_cache .pytest_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) .lock-venv $(BENCH_VENV) node_modules .mypy_cache .pytest_cache .ruff_cache build *.egg-info

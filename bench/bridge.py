@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
 import struct
@@ -269,6 +270,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=1.0)
     ap.add_argument("--window", type=int, default=256, help="messages between A and B")
     ap.add_argument("--rate", type=float, default=500.0, help="msg/s of the latency phase")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("needs 2 CPUs: the bridge on one, brokers and load on the other")
@@ -302,6 +304,9 @@ def main() -> None:
             f"{kind:<16} {m['msgs']:>16,.0f} {m['cpu']:>5.0%} "
             f"{m['msgs'] / med['mosquitto']['msgs']:>13.2f} {m['p50']:>15.2f} {m['p99']:>8.2f}"
         )
+    if args.json is not None:
+        result = {"bench": "bridge", "args": vars(args), "medians": med}
+        args.json.write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -151,6 +151,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=1.0, help="per run")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
@@ -175,10 +176,15 @@ def main() -> None:
         * 50,
         "gt06": vector_frames("gt06", lambda e: e.get("kind") == "location") * 100,
     }
+    figures: dict[str, dict[str, dict[str, float]]] = {}
     for name, frames in inputs.items():
         for label, fps, rps in codec_rows(registry.create(name), frames, args.seconds, args.runs):
             print(f"{name:<10} {label:<24} {fps:>12,.0f} {rps:>12,.0f} {fps / base:>12.2f}")
+            figures.setdefault(name, {})[label] = {"frames_per_s": fps, "records_per_s": rps}
     serialization_rows(registry.create("evb1"), evb1, args.seconds, args.runs)
+    if args.json is not None:
+        result = {"bench": "decode", "args": vars(args), "baseline_per_s": base, "codecs": figures}
+        args.json.write_text(json.dumps(result, indent=1, default=str))
 
 
 def serialization_rows(codec: Codec, frames: list[bytes], seconds: float, runs: int) -> None:

@@ -190,9 +190,11 @@ def idle_rss(kind: str, count: int) -> float:
             server.stop()
 
 
-def throughput_and_latency(args: argparse.Namespace) -> None:
+def throughput_and_latency(args: argparse.Namespace) -> dict[str, object]:
+    """Prints the throughput and latency rows; returns their medians (for ``--json``)."""
     print(f"{'mode':<24} {'server':<9} {'frames/s':>10} {'CPU':>6} {'per core':>10} {'ratio':>7}")
     peak_gateway = 0.0
+    figures: dict[str, object] = {}
     for label, batch in (("1 frame per write", 1), (f"{args.batch} frames per write", args.batch)):
         rows: dict[str, list[dict[str, float]]] = {"baseline": [], "gateway": []}
         for _ in range(args.runs):  # interleaved, so drifting co-tenant load hits both alike
@@ -205,14 +207,19 @@ def throughput_and_latency(args: argparse.Namespace) -> None:
                 f"{label:<24} {kind:<9} {med[kind]['fps']:>10,.0f} {med[kind]['cpu']:>6.0%} "
                 f"{med[kind]['per_core']:>10,.0f} {ratio:>7.2f}"
             )
+        figures["one_per_write" if batch == 1 else "batched"] = med
         if batch == 1:
             peak_gateway = med["gateway"]["fps"]
 
     rate = peak_gateway / 2
     print(f"\nACK latency at half of the gateway's peak ({rate:,.0f} frames/s, 1 frame per write)")
+    latencies: dict[str, object] = {"rate": rate}
     for kind in ("baseline", "gateway"):
         p50, p99 = latency(kind, args, rate)
+        latencies[kind] = {"p50_ms": p50, "p99_ms": p99}
         print(f"  {kind:<9} p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+    figures["latency"] = latencies
+    return figures
 
 
 def main() -> None:
@@ -225,16 +232,22 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8, help="frames per write in batched mode")
     ap.add_argument("--idle", type=int, default=10_000, help="idle connections for the RSS row")
     ap.add_argument("--only-idle", action="store_true", help="measure only the RSS row")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("needs 2 CPUs: the server on one, the load on the other")
 
+    result: dict[str, object] = {"bench": "ingest", "args": vars(args)}
     if not args.only_idle:
-        throughput_and_latency(args)
+        result.update(throughput_and_latency(args))
     print(f"\nRSS per idle connection ({args.idle:,} connections, EVB1 logged in for the gateway)")
+    idle_bytes: dict[str, float] = {}
     for kind in ("baseline", "gateway"):
-        per_conn = idle_rss(kind, args.idle)
+        idle_bytes[kind] = per_conn = idle_rss(kind, args.idle)
         print(f"  {kind:<9} {per_conn / 1024:6.2f} KB per connection")
+    result["idle_bytes_per_connection"] = idle_bytes
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -305,6 +305,7 @@ def main() -> None:
     ap.add_argument(
         "--tmp", type=Path, help="where data directories and the fsync probe go ($TMPDIR)"
     )
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON line there")
     args = ap.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("needs 2 CPUs: the server on one, the load on the other")
@@ -365,17 +366,18 @@ def main() -> None:
         f"in its own series; user records per frame {med('records_per_frame'):.2f}, raw + "
         f"parsed; drain {med('drain_wall'):,.0f} records/s of wall time)"
     )
-    print(
-        json.dumps(
-            {
-                "bench": "journal",
-                "runs": args.runs,
-                "seconds": args.seconds,
-                "rows": [{**row._asdict(), "ratio": row.ratio} for row in table],
-                "medians": {name: med(name) for name in sorted(runs)},
-            }
-        )
+    line = json.dumps(
+        {
+            "bench": "journal",
+            "runs": args.runs,
+            "seconds": args.seconds,
+            "rows": [{**row._asdict(), "ratio": row.ratio} for row in table],
+            "medians": {name: med(name) for name in sorted(runs)},
+        }
     )
+    print(line)
+    if args.json is not None:
+        args.json.write_text(line)
 
 
 if __name__ == "__main__":

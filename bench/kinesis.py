@@ -15,6 +15,7 @@ Baseline in the same run: ``aws_kinesis_agg``'s ``RecordAggregator`` packing the
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -79,6 +80,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args()
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "AKIDBENCH")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench-secret")
@@ -90,6 +92,7 @@ def main() -> None:
         library = measure(
             lambda: len(records) if aggregate_with_library(records) else 0, args.seconds, args.runs
         )
+        sinks: dict[str, float] = {}  # user records/s by aggregation and PutRecords path
         rows: list[tuple[str, float, float | None]] = [
             ("aws-kinesis-agg RecordAggregator (aggregation only)", library, None)
         ]
@@ -103,6 +106,8 @@ def main() -> None:
                 run_sink(endpoint, aggregate, lean, records, args.seconds, args.runs)
             )
             rows.append((label, rate, sink_units))
+            path = "lean" if lean else "botocore"
+            sinks[f"{'aggregated' if aggregate else 'single'}_{path}"] = rate
     finally:
         stub.kill()
     print(
@@ -112,6 +117,14 @@ def main() -> None:
     for label, rate, units in rows:
         units_text = "" if units is None else f"{units:9.1f}"
         print(f"{label:<54} {rate:>10,.0f} {1e6 / rate:>7.2f} {rate / library:>7.2f} {units_text}")
+    if args.json is not None:
+        result = {
+            "bench": "kinesis",
+            "args": vars(args),
+            "library_per_s": library,
+            "user_records_per_s": sinks,
+        }
+        args.json.write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":

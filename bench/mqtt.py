@@ -11,7 +11,8 @@ records, the local sink — under ``accepted`` (PUBACK once in its buffer: mosqu
 which acknowledges before anything is on disk) and ``delivered`` (PUBACK once the sink has
 written and fsynced the batch). mosquitto runs without persistence or subscribers (its QoS 1
 PUBACK is immediate either way); amqtt runs on uvloop from ``--amqtt-python`` (an interpreter
-that can import amqtt: it is not a project dependency), or is skipped when there is none.
+that can import amqtt: it is not a project dependency; ``make bench`` builds one in .bench-venv
+from bench/amqtt-constraints.txt), or is skipped when there is none.
 Rates: PUBACKs per second over the measured window, median of ``--runs`` interleaved runs.
 """
 
@@ -19,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
+import shutil
 import socket
 import statistics
 import struct
@@ -207,13 +210,13 @@ def measure(kind: str, args: argparse.Namespace) -> tuple[float, float]:
 
 
 def amqtt_interpreter(given: str | None) -> str | None:
-    candidates = [given] if given else [sys.executable]
-    for python in candidates:
-        check = subprocess.run([python, "-c", "import amqtt, uvloop"], capture_output=True,
-                               check=False)  # fmt: skip
-        if check.returncode == 0:
-            return python
-    return None
+    python = shutil.which(given) if given else sys.executable
+    if python is None:
+        return None
+    python = str(Path(python).absolute())  # each server starts in its own directory
+    check = subprocess.run([python, "-c", "import amqtt, uvloop"], capture_output=True,
+                           check=False)  # fmt: skip
+    return python if check.returncode == 0 else None
 
 
 def main() -> None:
@@ -224,6 +227,7 @@ def main() -> None:
     ap.add_argument("--publishers", type=int, default=50)
     ap.add_argument("--window", type=int, default=64, help="QoS 1 PUBLISHes in flight each")
     ap.add_argument("--amqtt-python", help="a Python that can import amqtt and uvloop")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("needs 2 CPUs: the server on one, the load on the other")
@@ -251,6 +255,9 @@ def main() -> None:
             f"{kind:<20} {rate[kind]:>15,.0f} {cpu[kind]:>6.0%} "
             f"{rate[kind] / rate['mosquitto']:>13.2f} {vs_amqtt}"
         )
+    if args.json is not None:
+        result = {"bench": "mqtt", "args": vars(args), "msgs_per_s": rate, "cpu": cpu}
+        args.json.write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":

@@ -93,6 +93,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--records", type=int, default=200_000)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the figures as JSON")
     args = ap.parse_args()
     cpu = str(min(os.sched_getaffinity(0)))
     os.sched_setaffinity(0, {int(cpu)})
@@ -124,6 +125,14 @@ def main() -> None:
     print(f"{title:<56} {'records/s':>12} {'ratio':>7}")
     for label, value in rows:
         print(f"{label:<56} {value:>12,.0f} {value / floor:>7.2f}")
+    if args.json is not None:
+        result = {
+            "bench": "replay",
+            "args": vars(args),
+            "records_per_s": {"floor": floor, "replay": rate, "whole_process": whole},
+            "startup_cpu_s": startup_s,
+        }
+        args.json.write_text(json.dumps(result, indent=1, default=str))
 
 
 if __name__ == "__main__":

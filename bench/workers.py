@@ -104,6 +104,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0, help="measured window of each run")
     ap.add_argument("--rate", type=float, default=10_000.0, help="offered frames/s, in all")
     ap.add_argument("--connections", type=int, default=2000, help="EVB1 connections")
+    ap.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON line there")
     args = ap.parse_args()
     if len(os.sched_getaffinity(0)) < 2:
         sys.exit("needs 2 CPUs: 2 workers")
@@ -142,19 +143,20 @@ def main() -> None:
         f"{med['w2_cpu']:.2f} with 2, supervisor included; journal records per batch write: "
         f"{med['w1_batch_records']:.1f} with 1 worker, {med['w2_batch_records']:.1f} with 2)"
     )
-    print(
-        json.dumps(
-            {
-                "bench": "workers",
-                "runs": args.runs,
-                "seconds": args.seconds,
-                "rate": args.rate,
-                "connections": args.connections,
-                "rows": [{**row._asdict(), "ratio": row.ratio} for row in table],
-                "medians": med,
-            }
-        )
+    line = json.dumps(
+        {
+            "bench": "workers",
+            "runs": args.runs,
+            "seconds": args.seconds,
+            "rate": args.rate,
+            "connections": args.connections,
+            "rows": [{**row._asdict(), "ratio": row.ratio} for row in table],
+            "medians": med,
+        }
     )
+    print(line)
+    if args.json is not None:
+        args.json.write_text(line)
 
 
 if __name__ == "__main__":

@@ -210,3 +210,35 @@ def test_the_engine_keeps_to_a_memory_limit_that_leaves_the_gateway_its_host() -
 
     assert limit_mib(connect(memory_limit_mb=512)) == 512
     assert abs(limit_mib(connect()) - max(256, physical_mib / 4)) < 0.1 * physical_mib / 4
+
+
+def test_the_latest_copy_of_an_id_wins_then_the_later_file_then_the_later_line(
+    data: Path, tmp_path: Path
+) -> None:
+    """Copies of one id that differ (a replay after a codec fix): one survives, always the same."""
+    copies = tmp_path / "copies"
+    shutil.copytree(data, copies)
+    (source,) = (copies / "parsed").glob("*20260529T*")
+    first = json.loads(next(line for line in source.open() if '"telemetry"' in line))
+
+    def record(id_: str, soc: float, received_at: str = first["received_at"]) -> bytes:
+        metrics = {**first["metrics"], "soc_pct": soc}
+        fields = {"id": id_, "metrics": metrics, "received_at": received_at}
+        return json.dumps({**first, **fields}).encode() + b"\n"
+
+    later_file = copies / "parsed" / "parsed-20260529T120000Z-7-0001.jsonl"
+    with source.open("ab") as f:
+        f.write(record("zz-received", 1.0, "2026-05-29T23:59:59.000Z"))  # received last: wins
+        f.write(record("zz-file", 3.0))
+        f.write(record("zz-line", 5.0))
+        f.write(record("zz-line", 6.0))  # same file, same time: the later line wins
+    later_file.write_bytes(
+        record("zz-received", 2.0) + record("zz-file", 4.0)  # the later file wins a tie
+    )
+    compact(copies, tmp_path / "lake")
+    by_id = {r["id"]: r for r in rows(partition_file(tmp_path / "lake", "parsed", FIRST_DAY))}
+    assert {i: by_id[i]["soc_pct"] for i in ("zz-received", "zz-file", "zz-line")} == {
+        "zz-received": 1.0,
+        "zz-file": 4.0,
+        "zz-line": 6.0,
+    }

@@ -189,6 +189,9 @@ class Replayer:
             raws = wanted
         codecs = self.codecs
         out: list[ParsedRecord] = []
+        # Neighbouring raw records mostly share their received-at millisecond (a gateway
+        # receives many frames per millisecond under load): parsed once per run of them.
+        received_at, received_ms = "", 0
         for raw in raws:
             codec = codecs[raw.codec]
             if codec is None:
@@ -210,7 +213,9 @@ class Replayer:
             if self.engine is None:
                 out += parsed_records(raw, readings)
                 continue
-            received_ms = parse_iso_ms(raw.received_at)
+            if raw.received_at != received_at:
+                received_at = raw.received_at
+                received_ms = parse_iso_ms(received_at)
             records, notes = evaluate_frame(
                 self.engine, raw, readings, received_ms / 1000, received_ms, replayed=True
             )

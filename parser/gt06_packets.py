@@ -25,6 +25,7 @@ from parser.gt06_blocks import (
     alarm_of,
     gps_block,
     gps_flags,
+    gps_lbs_blocks,
     lbs_with_length,
     local_ms,
     position_of,
@@ -203,14 +204,22 @@ class PacketDecoder:
             raise ValueError(f"unknown gt06 variant {variant!r}; known: {known}")
         self._zone = zone
         self._heartbeat = model.heartbeat
-        self._layouts = {**LAYOUTS, **model.layouts}
+        # Each layout's block readers looked up once: hashing an Enum member runs Python code.
+        self._layouts = {
+            protocol: (layout.kind, _readers(layout))
+            for protocol, layout in {**LAYOUTS, **model.layouts}.items()
+        }
 
     def decode(self, protocol: int, content: bytes) -> tuple[Reading, ...]:
         reader = ContentReader(content, protocol)
         try:
             layout = self._layouts.get(protocol)
             if layout is not None:
-                return (self._blocks(reader, layout),)
+                kind, readers = layout
+                parts = Parts()
+                for read in readers:
+                    read(self, reader, parts)
+                return (reading_of(kind, parts, reader),)
             if protocol == Gt06Protocol.STATUS:
                 return (self._heartbeat(self, reader),)
             if protocol == Gt06Protocol.STATUS_2:
@@ -231,14 +240,11 @@ class PacketDecoder:
             raise DecodeError("bad_body", f"protocol 0x{protocol:02x}: {exc}") from exc
         raise DecodeError(f"unknown_type_0x{protocol:02x}", f"protocol 0x{protocol:02x}")
 
-    def _blocks(self, reader: ContentReader, layout: Layout) -> Reading:
-        parts = Parts()
-        for block in layout.blocks:
-            _BLOCK_READERS[block](self, reader, parts)
-        return reading_of(layout.kind, parts, reader)
-
     def _gps(self, reader: ContentReader, parts: Parts) -> None:
         gps_block(reader, parts, self._zone)
+
+    def _gps_lbs(self, reader: ContentReader, parts: Parts) -> None:
+        gps_lbs_blocks(reader, parts, self._zone)
 
     def _gps_with_length(self, reader: ContentReader, parts: Parts) -> None:
         """AZ735: date-time, then a length byte; 0 means no GPS fields follow."""
@@ -258,8 +264,8 @@ class PacketDecoder:
         """0xA2 of the LW4G: GPS, 4G LBS, network indicator, status info, power in 0.01 V,
         battery level, GSM signal, alarm, language (then odometer, hours, terminal id)."""
         parts = Parts()
-        for block in layout.blocks:
-            _BLOCK_READERS[block](self, reader, parts)
+        for read in _readers(layout):
+            read(self, reader, parts)
         parts.attrs["network"] = reader.int(1, "network indicator")
         info = reader.int(1, "terminal info")
         parts.metrics.update(terminal_info_metrics(info))
@@ -532,7 +538,8 @@ VARIANTS: dict[str, Variant] = {
     ),
 }
 
-_BLOCK_READERS: dict[Block, Callable[[PacketDecoder, ContentReader, Parts], None]] = {
+BlockReader = Callable[[PacketDecoder, ContentReader, Parts], None]
+_BLOCK_READERS: dict[Block, BlockReader] = {
     Block.GPS: PacketDecoder._gps,
     Block.GPS_WITH_LENGTH: PacketDecoder._gps_with_length,
     Block.LBS: lambda _, reader, parts: read_lbs(reader, parts, lac_bytes=2, cell_bytes=3),
@@ -560,3 +567,16 @@ _SPECIAL: dict[int, Callable[[PacketDecoder, ContentReader], tuple[Reading, ...]
     Gt06Protocol.ALARM_JC100: PacketDecoder._alarm_jc100,
     Gt06Protocol.GPS_LBS_8: PacketDecoder._gps_lbs_8,
 }
+
+
+def _readers(layout: Layout) -> tuple[BlockReader, ...]:
+    readers: list[BlockReader] = []
+    blocks = list(layout.blocks)
+    while blocks:
+        if blocks[:2] == [Block.GPS, Block.LBS]:
+            # The pair most location packets are made of, read as one.
+            readers.append(PacketDecoder._gps_lbs)
+            del blocks[:2]
+        else:
+            readers.append(_BLOCK_READERS[blocks.pop(0)])
+    return tuple(readers)

@@ -266,8 +266,12 @@ SECTIONS: tuple[tuple[str, Callable[[Results], list[Row]], tuple[str, ...]], ...
     ("kinesis", kinesis_rows, ("Kinesis shipping",)),
     ("replay", replay_rows, ("replay",)),
     ("ingest", idle_rows, ("RSS per idle connection",)),
-    ("journal", judged_rows, ("journal: ACK p99 vs fsync, stop-and-wait, drain vs ingest",)),
-    ("workers", judged_rows, ("--workers 2 vs 1, CPU per frame",)),
+    (
+        "journal",
+        judged_rows,
+        ("ACK p99, journaled vs fsync", "MQTT 1 client, stop-and-wait", "drain vs ingest"),
+    ),
+    ("workers", judged_rows, ("CPU per frame, --workers 2 vs --workers 1",)),
 )
 
 
@@ -291,7 +295,7 @@ HEADER = ["measure", "value", "baseline", "ratio", "aim", "met"]
 
 
 def markdown(table: list[Row]) -> str:
-    lines = [HEADER, *(r.cells() for r in table)]
+    lines = [HEADER, *([c.replace("|", "\\|") for c in r.cells()] for r in table)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
     out = []
     for n, cells in enumerate(lines):
@@ -342,9 +346,16 @@ def run_benches(directory: Path, amqtt_python: str | None) -> dict[str, Any]:
         load = load_average()
         print(f"\n== bench/{bench}.py {' '.join(args + extra)} (load average {load})", flush=True)
         start = time.monotonic()
-        done = subprocess.run([*command, "--json", str(directory / f"{bench}.json")], check=False)
+        done = subprocess.run(
+            [*command, "--json", str(directory / f"{bench}.json")],
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+        sys.stderr.write(done.stderr)
         runs["benches"][bench] = {
             "exit": done.returncode,
+            "error": done.stderr.strip().rpartition("\n")[2],  # a traceback's last line
             "seconds": round(time.monotonic() - start, 1),
             "load_before": load,
         }
@@ -356,10 +367,11 @@ def collect(directory: Path, runs: dict[str, Any]) -> tuple[dict[str, Results], 
     results: dict[str, Results] = {}
     why_missing: dict[str, str] = {}
     for bench in BENCHES:
-        exit_code = runs.get("benches", {}).get(bench, {}).get("exit", 0)
+        run = runs.get("benches", {}).get(bench, {})
         path = directory / f"{bench}.json"
-        if exit_code:
-            why_missing[bench] = f"bench/{bench}.py exited {exit_code}"
+        if run.get("exit"):
+            error = f" ({run['error']})" if run.get("error") else ""
+            why_missing[bench] = f"bench/{bench}.py exited {run['exit']}{error}"
         elif path.exists():
             results[bench] = json.loads(path.read_text())
         else:

@@ -151,13 +151,21 @@ def test_a_failed_bench_leaves_its_rows_not_measured(tmp_path: Path) -> None:
         "started": "2026-12-07 10:00 UTC",
         "load_before": "1.00 1.50 2.00",
         "load_after": "2.00 1.50 1.00",
-        "benches": {"bridge": {"exit": 2, "seconds": 60.0, "load_before": "1.00 1.50 2.00"}},
+        "benches": {
+            "bridge": {
+                "exit": 1,
+                "error": "RuntimeError: nothing came through the bridge",
+                "seconds": 60.0,
+                "load_before": "1.00 1.50 2.00",
+            }
+        },
     }
     status, rows, stderr = table(tmp_path, runs)
     assert status == 1
-    assert "bench/bridge.py exited 2" in stderr
+    failed = "bench/bridge.py exited 1 (RuntimeError: nothing came through the bridge)"
+    assert failed in stderr
     bridge = [r for r in rows if r[0].startswith("bridge")]
-    assert [r[1] for r in bridge] == ["not measured: bench/bridge.py exited 2"] * 2
+    assert [r[1] for r in bridge] == [f"not measured: {failed}"] * 2
     assert by_measure(rows, "durable ACK")[5] == "yes"  # the others still there
     text = (tmp_path / "perf.md").read_text()
     assert "1.00 1.50 2.00 before, 2.00 1.50 1.00 after" in text

@@ -173,6 +173,8 @@ def ack_percentiles(server: Server, args: argparse.Namespace, rate: float) -> tu
     """p50 and p99 ACK latency (ms) of ``server`` under ``rate`` frames/s, one per write."""
     frames = evb1_frames(4096)
     samples = uvloop.run(ack_latencies(server.port, frames, args.connections, rate, args.seconds))
+    if not samples:
+        raise RuntimeError(f"no ACK came back in the {args.seconds:g} s window at {rate:,.0f}/s")
     samples.sort()
     return samples[len(samples) // 2] * 1e3, samples[int(len(samples) * 0.99)] * 1e3
 

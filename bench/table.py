@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -60,8 +60,8 @@ COMPARE: dict[str, Callable[[float, float], bool]] = {">=": operator.ge, "<=": o
 class Aim:
     """The issue's aim for a row: ``on`` (``ratio`` or ``value``) ``op`` ``threshold``."""
 
-    on: str
-    op: str
+    on: Literal["ratio", "value"]
+    op: Literal[">=", "<="]
     threshold: float
 
     def met(self, value: float, ratio: float | None) -> bool | None:

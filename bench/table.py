@@ -8,8 +8,9 @@ workers.py one after another, each with ``--json`` into ``--dir`` (a temporary d
 given) and shorter windows than their own defaults, so the whole run takes about a quarter of an
 hour; their own tables print as they go. Then one row per measure: its value, the baseline that
 the same bench measured in the same run (what and its value), the ratio, the issue's aim and
-whether it is met. An aim on a ratio is judged on the ratio, any other on the value; a bench that
-failed or could not measure leaves its rows "not measured" with the reason, and the exit status 1.
+whether it is met. An aim on a ratio is judged on the ratio, any other on the value. A bench that
+fails runs once more; failed twice, or short of a figure, it leaves its rows "not measured" with
+the reason, and the exit status 1.
 ``--markdown`` also writes the table with the machine it ran on (CPU, cores, kernel, Python,
 commit, load average before and after: co-tenants share the cores, the ratios are same-run so
 they hold, the rates move with the load). ``--no-run`` builds the table from the JSON already in
@@ -48,6 +49,9 @@ BENCHES: dict[str, list[str]] = {
     "journal": ["--runs", "3", "--seconds", "3"],
     "workers": ["--runs", "3", "--seconds", "4"],
 }
+# A bench that fails runs once more: co-tenants can starve a latency probe of every ACK (its
+# first failure is shown beside the table).
+ATTEMPTS = 2
 RUN_FILE = "run.json"  # when and under what load each bench ran, beside their JSON
 UNIT = re.compile(r"\s*\([^)]*\)$")
 
@@ -343,22 +347,29 @@ def run_benches(directory: Path, amqtt_python: str | None) -> dict[str, Any]:
     for bench, args in BENCHES.items():
         extra = ["--amqtt-python", amqtt_python] if bench == "mqtt" and amqtt_python else []
         command = [sys.executable, str(BENCH / f"{bench}.py"), *args, *extra]
-        load = load_average()
-        print(f"\n== bench/{bench}.py {' '.join(args + extra)} (load average {load})", flush=True)
-        start = time.monotonic()
-        done = subprocess.run(
-            [*command, "--json", str(directory / f"{bench}.json")],
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
-        sys.stderr.write(done.stderr)
-        runs["benches"][bench] = {
-            "exit": done.returncode,
-            "error": done.stderr.strip().rpartition("\n")[2],  # a traceback's last line
-            "seconds": round(time.monotonic() - start, 1),
-            "load_before": load,
-        }
+        failures: list[str] = []
+        while True:
+            load = load_average()
+            print(f"\n== bench/{bench}.py {' '.join(args + extra)} (load {load})", flush=True)
+            start = time.monotonic()
+            done = subprocess.run(
+                [*command, "--json", str(directory / f"{bench}.json")],
+                stderr=subprocess.PIPE,
+                text=True,
+                check=False,
+            )
+            sys.stderr.write(done.stderr)
+            error = done.stderr.strip().rpartition("\n")[2]  # a traceback's last line
+            runs["benches"][bench] = {
+                "exit": done.returncode,
+                "error": error,
+                "failed_before": failures,
+                "seconds": round(time.monotonic() - start, 1),
+                "load_before": load,
+            }
+            if done.returncode == 0 or len(failures) + 1 == ATTEMPTS:
+                break
+            failures.append(error)
     runs["load_after"] = load_average()
     return runs
 
@@ -394,6 +405,11 @@ def report(table: list[Row], runs: dict[str, Any]) -> str:
             for bench, run in runs["benches"].items()
         )
         lines.append(f"- benches (wall time, 1-min load at start): {timings}")
+        lines += [
+            f"- bench/{bench}.py failed first ({'; '.join(run['failed_before'])}), then ran again"
+            for bench, run in runs["benches"].items()
+            if run.get("failed_before")
+        ]
     lines += ["", markdown(table)]
     return "\n".join(lines)
 

@@ -155,6 +155,7 @@ def test_a_failed_bench_leaves_its_rows_not_measured(tmp_path: Path) -> None:
             "bridge": {
                 "exit": 1,
                 "error": "RuntimeError: nothing came through the bridge",
+                "failed_before": ["IndexError: list index out of range"],
                 "seconds": 60.0,
                 "load_before": "1.00 1.50 2.00",
             }
@@ -170,6 +171,7 @@ def test_a_failed_bench_leaves_its_rows_not_measured(tmp_path: Path) -> None:
     text = (tmp_path / "perf.md").read_text()
     assert "1.00 1.50 2.00 before, 2.00 1.50 1.00 after" in text
     assert "bridge 60 s (load 1.00)" in text
+    assert "bench/bridge.py failed first (IndexError: list index out of range), then ran" in text
 
 
 def test_a_missing_json_or_figure_is_named(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ class Table:
     columns: tuple[Column, ...]
     json_columns: dict[str, str]  # what read_json reads: record field -> DuckDB type
     day_sql: str  # the record's day (a DATE expression over the JSON columns)
-    sort: tuple[str, ...]  # within a file: by device, then time
+    sort: tuple[str, ...]  # within a file: by device, then time (read columns: sorted as read)
     derived: str = ""  # ", expr AS _name" computed once per record for several columns
 
     @property

@@ -242,3 +242,16 @@ def test_the_latest_copy_of_an_id_wins_then_the_later_file_then_the_later_line(
         "zz-file": 4.0,
         "zz-line": 6.0,
     }
+
+
+def test_the_engine_threads_do_not_change_the_bytes(data: Path, tmp_path: Path) -> None:
+    """Read, deduplicated and sorted in parallel or not, a day is the same file."""
+    dirty = tmp_path / "dirty"
+    shutil.copytree(data, dirty)
+    for stream in STREAMS:
+        (source,) = (dirty / stream).glob(f"*{FIRST_DAY.replace('-', '')}*")
+        with source.open("ab") as f:
+            f.writelines(source.read_bytes().splitlines(keepends=True)[::3])
+    compact(dirty, tmp_path / "one", FIRST_DAY, "--threads", "1")
+    compact(dirty, tmp_path / "two", FIRST_DAY, "--threads", "2")
+    assert outputs(tmp_path / "one") == outputs(tmp_path / "two")

@@ -32,9 +32,10 @@ class Histogram:
         self.counts = [0] * (len(buckets) + 1)  # the last slot is +Inf
         self.sum = 0.0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.buckets, value)] += 1
-        self.sum += value
+    def observe(self, value: float, count: int = 1) -> None:
+        """``count`` observations of ``value`` (the replies of one read leave together)."""
+        self.counts[bisect_left(self.buckets, value)] += count
+        self.sum += value * count
 
     def add_to(self, family: HistogramMetricFamily, labels: list[str]) -> None:
         """Add this histogram to ``family`` as the sample of ``labels`` (cumulative buckets)."""

@@ -147,7 +147,7 @@ class Pipeline:
         ticket: Ticket[Any] | None,
     ) -> int:
         """Take one frame's records; ``ticket`` is settled once all of them are written (or one
-        is lost).
+        is lost), and with them those of every frame sharing it.
 
         Returns the number of parsed records. ``ticket=None`` means nobody waits for the write
         (ACK policy ``accepted``, or a frame that owes no reply). The frame's arrival, for the
@@ -187,8 +187,10 @@ class Pipeline:
                 event.payload,
             )
         if ticket is not None:
-            # A frame's notifications are one part: done once all are in notifications/.
-            ticket.pending = 1 + len(parsed) + (error is not None) + bool(notes)
+            # A frame's notifications are one part: done once all are in notifications/. Added,
+            # not set: the frames of one read may share a ticket (all accepted before any of
+            # their records can be written: the writers run only once the read is handled).
+            ticket.pending += 1 + len(parsed) + (error is not None) + bool(notes)
             ticket.remote = source.delivered
         # Partition key = device id: a device's records keep their order within a shard.
         key = (event.device_id or source.peer or "unknown")[:MAX_PARTITION_KEY_CHARS]

@@ -358,10 +358,11 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
             outbox.append(reply)
         self._acks_queued += count
 
-    def send_reply(self, reply: bytes, accepted_at: float) -> None:
-        """Queue the acknowledgement of data that arrived at ``accepted_at``."""
-        self.queue_reply(reply)
-        self.port.stats.ack_latency.observe(time.monotonic() - accepted_at)
+    def send_reply(self, reply: bytes, accepted_at: float, count: int = 1) -> None:
+        """Queue the acknowledgement (``count`` of them in one buffer) of data that arrived at
+        ``accepted_at``."""
+        self.queue_reply(reply, count)
+        self.port.stats.ack_latency.observe(time.monotonic() - accepted_at, count)
 
     def write(self, data: bytes) -> None:
         if self.transport is not None:

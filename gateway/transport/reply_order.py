@@ -7,14 +7,15 @@ from typing import Protocol
 from gateway.common.tickets import Outcome, Ticket
 
 # What a frame's ticket notes for its reply: its number (:meth:`ReplyOrder.reserve`), the reply
-# owed, and when the frame was accepted (for the ACK latency).
-PendingReply = tuple[int, bytes, float]
+# owed, when the frame was accepted (for the ACK latency), and how many replies the bytes hold
+# (the frames of one read may share a ticket and leave as one buffer).
+PendingReply = tuple[int, bytes, float, int]
 
 
 class Replier(Protocol):
     """The connection a :class:`ReplyOrder` releases replies to (``DeviceConnection``)."""
 
-    def send_reply(self, reply: bytes, accepted_at: float) -> None: ...
+    def send_reply(self, reply: bytes, accepted_at: float, count: int = 1) -> None: ...
 
     def frame_lost(self) -> None: ...
 
@@ -26,7 +27,8 @@ class ReplyOrder:
     of order: one that did not decode also waits for ``errors/`` and was ACKed after the frame
     behind it. Devices read an ACK as "this and what came before is saved", and MQTT requires
     PUBACKs in the order of the PUBLISHes ([MQTT-4.6.0-2]). So a frame owing a reply takes the
-    next number when it is accepted (:meth:`ticket`); its ticket reports to this object, its
+    next number when it is accepted (:meth:`ticket`; a TCP read's frames share one number and
+    one ticket, see ``TcpDeviceHandler.feed``); its ticket reports to this object, its
     finalizer, once its records are written, and the reply leaves when every earlier one has.
 
     Cheap on the hot path: frames finishing in order (the common case) touch two integers, no
@@ -45,7 +47,7 @@ class ReplyOrder:
         self._released = 0  # the lowest number whose reply has not left yet
         # Finished, behind an unfinished one; made on first use (64 bytes per connection saved:
         # most connections never have a frame finish early).
-        self._early: dict[int, tuple[bytes, float]] | None = None
+        self._early: dict[int, tuple[bytes, float, int]] | None = None
 
     def reserve(self) -> int:
         """The number of the frame just accepted (its place among the replies)."""
@@ -55,7 +57,7 @@ class ReplyOrder:
 
     def ticket(self, reply: bytes, accepted_at: float) -> Ticket[PendingReply]:
         """The ticket of a frame just accepted that owes ``reply`` once written."""
-        return Ticket(self, (self.reserve(), reply, accepted_at))
+        return Ticket(self, (self.reserve(), reply, accepted_at, 1))
 
     def settled(self, note: PendingReply, outcome: Outcome) -> None:
         """A frame's ticket is settled: written, release what is in order; lost, its reply
@@ -63,16 +65,16 @@ class ReplyOrder:
         if outcome is Outcome.LOST:
             self._conn.frame_lost()
             return
-        number, reply, accepted_at = note
-        self.release(number, reply, accepted_at)
+        self.release(*note)
 
-    def release(self, number: int, reply: bytes, accepted_at: float) -> None:
-        """Frame ``number`` is written: its reply leaves once every earlier one has."""
+    def release(self, number: int, reply: bytes, accepted_at: float, count: int = 1) -> None:
+        """Frame ``number`` (or ``count`` frames under it) is written: its reply leaves once
+        every earlier one has."""
         if number != self._released:
-            self._wait(number, reply, accepted_at)
+            self._wait(number, reply, accepted_at, count)
             return
         send = self._conn.send_reply
-        send(reply, accepted_at)
+        send(reply, accepted_at, count)
         number += 1
         early = self._early
         while early and number in early:
@@ -85,10 +87,10 @@ class ReplyOrder:
         if self._released == self._next:
             self._conn.send_reply(reply, accepted_at)
         else:
-            self._wait(self.reserve(), reply, accepted_at)
+            self._wait(self.reserve(), reply, accepted_at, 1)
 
-    def _wait(self, number: int, reply: bytes, accepted_at: float) -> None:
+    def _wait(self, number: int, reply: bytes, accepted_at: float, count: int) -> None:
         """Frame ``number`` finished behind an unfinished one: its reply waits."""
         if self._early is None:
             self._early = {}
-        self._early[number] = (reply, accepted_at)
+        self._early[number] = (reply, accepted_at, count)

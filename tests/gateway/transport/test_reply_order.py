@@ -46,7 +46,7 @@ class Replies:
         self.sent: list[bytes] = []
         self.lost = 0
 
-    def send_reply(self, reply: bytes, accepted_at: float) -> None:
+    def send_reply(self, reply: bytes, accepted_at: float, count: int = 1) -> None:
         self.sent.append(reply)
 
     def frame_lost(self) -> None:
@@ -98,8 +98,10 @@ async def test_a_frame_written_early_waits_for_the_ack_of_the_frame_before_it() 
     try:
         (conn,) = listener.connections
         # The login's reply does not wait for the sink; frame 1 does not decode (raw/ and
-        # errors/), frame 2 does (raw/ and parsed/).
-        conn.data_received(evb1_login(IMEI) + evb1_undecodable(1) + evb1_heartbeat(2))
+        # errors/), frame 2 does (raw/ and parsed/). Two reads: each read's frames share a
+        # ticket, the order between tickets is what is tested here.
+        conn.data_received(evb1_login(IMEI) + evb1_undecodable(1))
+        conn.data_received(evb1_heartbeat(2))
         assert bytes(transport.out) == evb1_ack(0, 1)
         sink.gates["raw"].set()
         sink.gates["parsed"].set()
@@ -110,6 +112,44 @@ async def test_a_frame_written_early_waits_for_the_ack_of_the_frame_before_it() 
         await until(lambda: len(transport.out) == 3 * EVB1_ACK_BYTES)
         assert bytes(transport.out) == evb1_ack(0, 1) + evb1_ack(1, UNKNOWN_TYPE) + evb1_ack(2, 4)
         assert not transport.closing
+    finally:
+        await pipeline.close()
+
+
+@pytest.mark.asyncio
+async def test_the_frames_of_one_read_are_acked_together_in_order_once_all_are_written() -> None:
+    sink, pipeline, transport, listener = await connected()
+    try:
+        (conn,) = listener.connections
+        # One read: a login (answered at once), a frame, a second login (answered at once, but
+        # after the frame before it), a frame that does not decode (waits for errors/) and one
+        # that does.
+        conn.data_received(
+            evb1_login(IMEI)
+            + evb1_heartbeat(1)
+            + evb1_login(IMEI, seq=2)
+            + evb1_undecodable(3)
+            + evb1_heartbeat(4)
+        )
+        assert bytes(transport.out) == evb1_ack(0, 1)
+        sink.gates["raw"].set()
+        sink.gates["parsed"].set()
+        # Frame 1 is written: its ACK and the second login's leave; 3 and 4 share a ticket.
+        await until(lambda: len(transport.out) == 3 * EVB1_ACK_BYTES)
+        await asyncio.sleep(0.05)  # room for a wrong ACK to be written
+        assert len(transport.out) == 3 * EVB1_ACK_BYTES
+        sink.gates["errors"].set()
+        await until(lambda: len(transport.out) == 5 * EVB1_ACK_BYTES)
+        assert bytes(transport.out) == (
+            evb1_ack(0, 1)
+            + evb1_ack(1, 4)
+            + evb1_ack(2, 1)
+            + evb1_ack(3, UNKNOWN_TYPE)
+            + evb1_ack(4, 4)
+        )
+        # Each frame's acknowledgement is counted, and its latency observed, once.
+        assert listener.stats.acks == 5
+        assert sum(listener.stats.ack_latency.counts) == 5
     finally:
         await pipeline.close()
 

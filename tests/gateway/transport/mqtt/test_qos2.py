@@ -22,7 +22,7 @@ class Conn:
         self.lost = 0
         self.closed: list[tuple[str, ReasonCode | None]] = []
 
-    def send_reply(self, reply: bytes, accepted_at: float) -> None:
+    def send_reply(self, reply: bytes, accepted_at: float, count: int = 1) -> None:
         self.replies.append(reply)
 
     def queue_control(self, reply: bytes) -> None:

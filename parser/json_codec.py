@@ -181,7 +181,9 @@ def _timestamp(value: object, path: str | None) -> int | None:
     """Milliseconds since the epoch from seconds, milliseconds or an ISO 8601 string."""
     if value is None:
         return None
-    ms: float
+    # int | float, not float: a JSON integer can be too large for a float (refused below), and
+    # mypyc checks that a float variable holds a float object.
+    ms: int | float
     if isinstance(value, int | float) and not isinstance(value, bool):
         ms = value * 1000 if value < _SECONDS_BELOW else value
     elif isinstance(value, str):

@@ -21,9 +21,7 @@ from gateway.transport.mqtt.connect import ConnectFlow
 from gateway.transport.mqtt.listener import MqttListener
 from gateway.transport.mqtt.passwords import write_password
 from gateway.transport.mqtt.settings import MqttListenerSettings, MqttRoute
-from parser.codec import CodecOptions
-from parser.events import Frame, Login
-from parser.json_codec import JsonCodec
+from parser.events import Event, Frame, Login
 from parser.mqtt.client import MqttClientConnection
 from parser.mqtt.encode import encode, encode_publish
 from parser.mqtt.packets import (
@@ -80,11 +78,37 @@ class FakePipeline:
             observer.batch_settled()
 
 
-class BrokenCodec(JsonCodec):
-    """A codec with a bug: something other than its DecodeError escapes."""
+class BrokenCodec:
+    """A codec with a bug: something other than its DecodeError escapes. A class of its own,
+    as any codec may be: the compiled build's JsonCodec takes no interpreted subclass."""
+
+    name = "broken"
+    transports = frozenset({"mqtt"})
+    max_frame_bytes = 64 * 1024
+
+    def session(self) -> BrokenSession:
+        return BrokenSession(self)
 
     def decode(self, payload: bytes) -> tuple[Reading, ...]:
         raise OverflowError("int too large to convert to float")
+
+
+class BrokenSession:
+    """One message = one frame, decoded at ``eof`` (as JsonSession does)."""
+
+    device_id = None
+    buffered_bytes = 0
+
+    def __init__(self, codec: BrokenCodec) -> None:
+        self.codec = codec
+        self.payload = b""
+
+    def feed(self, data: bytes) -> list[Event]:
+        self.payload += data
+        return []
+
+    def eof(self) -> list[Event]:
+        return [Frame(None, self.payload, b"", self.codec.decode(self.payload))]
 
 
 class Device:
@@ -110,7 +134,7 @@ def listener(**settings: Any) -> tuple[MqttListener, FakePipeline]:
     settings.setdefault("identity", "client_id")
     routes = [MqttRoute(), MqttRoute(topic=BROKEN_TOPIC, codec="broken")]
     config = MqttListenerSettings(port=0, routes=routes, **settings)
-    codecs = {"evb1": CodecRegistry.load().create("evb1"), "broken": BrokenCodec(CodecOptions())}
+    codecs = {"evb1": CodecRegistry.load().create("evb1"), "broken": BrokenCodec()}
     pipeline = FakePipeline()
     flow = FlowControl(10**9, 10**8, time.monotonic)
     return MqttListener(config, codecs, cast(Pipeline, pipeline), flow), pipeline

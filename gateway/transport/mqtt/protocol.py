@@ -19,6 +19,7 @@ from typing import ClassVar
 import structlog
 
 from gateway.common.stats import ListenerStats
+from gateway.common.tickets import Ticket
 from gateway.pipeline.accept import FrameSource
 from gateway.transport.connection import DeviceConnection
 from gateway.transport.mqtt import handshake
@@ -35,6 +36,7 @@ from gateway.transport.mqtt.routes import Resolved, TopicCache
 from gateway.transport.mqtt.sessions import Session
 from gateway.transport.mqtt.settings import MqttListenerSettings
 from gateway.transport.port import PortState
+from gateway.transport.reply_order import PendingReply
 from parser.events import Frame
 from parser.mqtt.errors import MqttError
 from parser.mqtt.packets import (
@@ -173,6 +175,11 @@ class MqttConnection:
         if packets:  # any whole packet is activity ([MQTT-3.1.2-24]); trickled bytes are not
             conn.last_activity = time.monotonic()
         flow = conn.flow
+        # The QoS 1 PUBLISHes of a read that wait for the sink share one ticket and one PUBACK
+        # buffer (as a TCP read's frames do, TcpDeviceHandler.feed); the run ends before any
+        # other packet, so acknowledgements keep the order of the packets they answer.
+        run: Ticket[PendingReply] | None = None
+        owed: list[int] = []
         try:  # around the loop, not per packet: costs nothing in 3.11 unless raised
             for index, packet in enumerate(packets):
                 if flow.held:
@@ -181,9 +188,13 @@ class MqttConnection:
                 transport = conn.transport
                 if transport is None or transport.is_closing():
                     break
+                if type(packet) is Publish:
+                    run = self._publish(packet, run, owed)
+                    continue
+                if run is not None:
+                    self._number(run, owed)
+                    run = None
                 match packet:
-                    case Publish():
-                        self._publish(packet)
                     case PubRel():
                         self.qos2.released(packet)
                     case PingReq():
@@ -205,7 +216,16 @@ class MqttConnection:
                         self.close("mqtt_protocol_error", code=ReasonCode.PROTOCOL_ERROR)
         except Exception:
             self.failed("mqtt_internal_error")
+        finally:
+            if run is not None:
+                self._number(run, owed)
         self._queue_owed_pubacks()
+
+    def _number(self, run: Ticket[PendingReply], owed: list[int]) -> None:
+        """A run of PUBLISHes sharing ``run`` ended: their PUBACKs, as one buffer, take their
+        place in the order."""
+        run.note = (self.reply_order.reserve(), self.mqtt.pubacks(owed), run.note[2], len(owed))
+        owed.clear()
 
     def failed(self, reason: str) -> None:
         """A bug (a codec's, or ours) costs this connection, never the process nor what the
@@ -247,7 +267,10 @@ class MqttConnection:
 
     # -- PUBLISH -------------------------------------------------------------------------------
 
-    def _publish(self, publish: Publish) -> None:
+    def _publish(
+        self, publish: Publish, run: Ticket[PendingReply] | None, owed: list[int]
+    ) -> Ticket[PendingReply] | None:
+        """Handle a PUBLISH; the ticket of the read's run of QoS 1 PUBLISHes after it."""
         port, mqtt_port = self.port, self.mqtt_port
         session = self.session
         assert session is not None  # the codec lets nothing but CONNECT come first
@@ -255,24 +278,36 @@ class MqttConnection:
         mqtt_port.mqtt_stats.publishes[qos] += 1
         now = time.monotonic()
         if qos == 2 and packet_id in session.qos2:
+            if run is not None:  # (its PUBREC takes the next place in the reply order)
+                self._number(run, owed)
             self.qos2.resent(session, packet_id, now)
-            return
+            return None
         if self.topics.router is not mqtt_port.router:  # reloaded: new routes from now on
             self.topics = TopicCache(mqtt_port.router)
         resolved = self.topics.resolve(publish.topic)
         if resolved is None:
             self._refuse_publish(publish, ReasonCode.TOPIC_NAME_INVALID, "unrouted_topic")
-            return
+            return run
         device_id = self.publisher(resolved)
         if device_id is None:
             self._refuse_publish(publish, ReasonCode.NOT_AUTHORIZED, "identity_mismatch")
-            return
+            return run
         event, code = message_event(resolved, device_id, publish.payload, self.v5)
         source, stats = self.counted(resolved, event)
         accept = port.pipeline.accept
         if qos == 0:
             stats.records += accept(source, event, None)
-        elif qos == 1 or code:
+            return run
+        if qos == 1 and not code and port.acks_wait:
+            if run is None:
+                # (numbered, with its PUBACKs, once the run ends: _number)
+                run = Ticket(self.reply_order, (-1, b"", now, 0))
+            owed.append(packet_id)
+            stats.records += accept(source, event, run)
+            return run
+        if run is not None:
+            self._number(run, owed)
+        if qos == 1 or code:
             # (A QoS 2 message answered with an error code ends at its PUBREC, 5.0 §4.3.3: no
             # PUBREL follows, so the session must not keep its packet id.)
             if port.acks_wait:
@@ -296,6 +331,7 @@ class MqttConnection:
             else:
                 stats.records += accept(source, event, None)
                 session.accepted(packet_id)
+        return None
 
     def counted(self, resolved: Resolved, event: Frame) -> tuple[FrameSource, ListenerStats]:
         """Count a message's frame under its route's codec; where its records come from."""

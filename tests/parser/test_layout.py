@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import binascii
 import struct
 
 import pytest
 
 from parser.codec import CodecOptions
-from parser.errors import LayoutError
+from parser.errors import DecodeError, LayoutError
 from parser.events import Frame
 from parser.layout import compile_layout
 from parser.layout_codec import LayoutCodec
 from tests.parser.acme2 import ACME2, acme_frame, check_acme
+from tests.parser.streams import layout_codec
 
 
 def test_made_up_format_decodes() -> None:
@@ -64,3 +66,23 @@ def test_strings_from_the_file_never_become_code() -> None:
     body = struct.pack("<QhBBB3HB", 1, 0, 9, 0, 0, 0, 0, 0, 0)[: 8 + 2 + 3 + 1]
     _, (reading,) = layout.messages[1].decoder(body, 0, len(body))
     assert reading.attrs["mode"] == "')+__import__('os').getpid()#9"
+
+
+@pytest.mark.parametrize(
+    ("body_bytes", "detail"),
+    [
+        (37, "body of 37 bytes is too short"),
+        (0, "body of 0 bytes is too short"),
+        (39, "body is 39 bytes, not 38"),
+    ],
+)
+def test_fixed_size_message_of_another_size_names_both_sizes(body_bytes: int, detail: str) -> None:
+    # EVB1 telemetry (type 2) has a 38-byte body and no array: one size check says which way.
+    codec = layout_codec("evb1")
+    body = bytes(body_bytes)
+    header = bytes([1, 2]) + struct.pack(">HH", 7, len(body))
+    frame = b"EV" + header + body + struct.pack(">H", binascii.crc_hqx(header + body, 0xFFFF))
+    with pytest.raises(DecodeError) as info:
+        codec.decode(frame)
+    assert info.value.code == "bad_size"
+    assert info.value.detail == detail

@@ -146,6 +146,11 @@ SHORT_REPLY = frozenset(
 )
 # The AZ735 sheet answers its 7979 packets in the 7979 form.
 LONG_REPLY = frozenset({Gt06Protocol.AZ735_GPS, Gt06Protocol.AZ735_ALARM})
+# Protocols PacketDecoder.decode compares with before its table lookups (heartbeats are frequent):
+# module constants, as reading an Enum member off its class runs Python code in 3.11.
+_STATUS = Gt06Protocol.STATUS
+_STATUS_2 = Gt06Protocol.STATUS_2
+_GPS_LBS_STATUS_4G = Gt06Protocol.GPS_LBS_STATUS_4G
 
 # JC100 alarm packet 0x95 event byte -> (code, severity).
 JC100_ALARMS: dict[int, tuple[str, str]] = {
@@ -220,15 +225,12 @@ class PacketDecoder:
                 for read in readers:
                     read(self, reader, parts)
                 return (reading_of(kind, parts, reader),)
-            if protocol == Gt06Protocol.STATUS:
+            if protocol == _STATUS:
                 return (self._heartbeat(self, reader),)
-            if protocol == Gt06Protocol.STATUS_2:
+            if protocol == _STATUS_2:
                 # Jimi 4G: the status block, then language and modules (kept as extra).
                 return (_standard_heartbeat(self, reader),)
-            if (
-                protocol == Gt06Protocol.GPS_LBS_STATUS_4G
-                and len(content) < _MULTI_CELL_4G_MIN_BYTES
-            ):
+            if protocol == _GPS_LBS_STATUS_4G and len(content) < _MULTI_CELL_4G_MIN_BYTES:
                 return (self._lw4g(reader, Layout(_ALM, (Block.GPS, Block.LBS_4G))),)
             multi = MULTI_CELL.get(protocol)
             if multi is not None:

@@ -3,9 +3,10 @@
 Pure: no I/O and no clock. The caller passes the time (``now``, Unix seconds) and a seeded
 ``random.Random``, so a vehicle built from the same seed at the same start time replays exactly.
 
-The physics is deliberately small but keeps the relations a telemetry consumer looks at: pack
-current follows the road load (acceleration, rolling resistance, drag; positive = charging, as in
-EVB1), regenerative braking returns current, SoC integrates the current, cell voltages follow the
+The physics is deliberately small but keeps the relations a telemetry consumer looks at: a driver
+follows the traffic's speed with a smooth, jerk-limited acceleration (``_drive``), pack current
+follows the road load (acceleration, rolling resistance, drag; positive = charging, as in EVB1),
+regenerative braking returns current, SoC integrates the current, cell voltages follow the
 open-circuit curve plus the IR drop, and cell and motor temperatures move towards a load-dependent
 target with a first-order lag.
 """
@@ -44,8 +45,22 @@ _DRIVE_EFFICIENCY = 0.90
 _REGEN_EFFICIENCY = 0.65
 _REGEN_MIN_W = 1_000.0  # below this the flag would flicker at every coast
 _AUX_W = 400.0  # air conditioning and electronics, with the ignition on
+# The driver, as a real car's 1 Hz log shows one: the wish is to close the gap to the traffic's
+# speed over _SPEED_TAU_S (at most 1.5 m/s^2 either way: 0-45 km/h takes about 16 s, a stop
+# from 50 km/h about 20 s, most of its regeneration in the first 10), the foot follows that
+# wish over _PEDAL_TAU_S and the motor's torque ramp follows the pedal over _TORQUE_TAU_S. The
+# two lags keep jerk under ~1 m/s^3, so power follows speed over seconds instead of jumping at
+# every change of traffic. Truth integrates this power at the 1 s sub-step (``truth.py``).
 _ACCEL_MAX = 1.5  # m/s^2
-_DECEL_MAX = 2.5
+_BRAKE = 1.5
+_SPEED_TAU_S = 8.0
+_PEDAL_TAU_S = 1.0
+_TORQUE_TAU_S = 1.0
+# Braking for a waypoint (a turn, a stop) begins when stopping there needs _BRAKE_FROM and
+# holds the deceleration that stops exactly there, up to _DECEL_MAX.
+_BRAKE_FROM = 1.0
+_DECEL_MAX = 3.0
+_HALT = 0.3  # m/s^2, the least deceleration of a stop: nobody creeps up to a red light
 _WHEEL_RADIUS_M = 0.31
 _GEAR_RATIO = 9.1
 
@@ -54,6 +69,7 @@ LOW_SOC = 20.0
 _AC_W = 7_200.0
 _DC_W = 50_000.0
 _TAPER_FROM_SOC = 80.0
+_CHARGE_RAMP_S = 30.0  # after the handshake a charger ramps its current up, it does not switch it
 
 # Thermal lags and gains: cells heat with the current, the motor with its mechanical power.
 _CELL_TAU_S = 300.0
@@ -174,6 +190,8 @@ class Vehicle:
         # Read at every physics sub-step: summed once, not 96 cells a step.
         self._offsets_v = sum(self._offsets_mv) / 1000.0
         self.speed_ms = 0.0
+        self._accel_ms2 = 0.0
+        self._pedal_ms2 = 0.0
         self.heading = rng.uniform(0.0, 2 * math.pi)
         self.current_a = 0.0
         self.cell_temp_c = self._ambient_c + rng.uniform(0.0, 3.0)
@@ -185,7 +203,9 @@ class Vehicle:
         self._target_left_s = 0.0
         self._dwell_s = 0.0
         self._charge_to = 90.0
+        self._charging_s = 0.0
         self._waypoint = self._next_waypoint()
+        self._braking = False
         # A few cars start the run at a charger, the rest are driving or parked.
         if rng.random() < 0.15:
             self.soc_pct = rng.uniform(8.0, LOW_SOC - 1.0)
@@ -310,11 +330,32 @@ class Vehicle:
         distance = math.hypot(north_m, east_m)
         if distance > 1.0:
             self.heading = math.atan2(east_m, north_m) % (2 * math.pi)
-        # Never faster than what still allows stopping at the waypoint.
-        target = min(self._target_ms, math.sqrt(2.0 * _DECEL_MAX * distance))
         v0 = self.speed_ms
-        accel = max(-_DECEL_MAX, min(_ACCEL_MAX, (target - v0) / dt))
+        # The distance covered while foot and torque catch up is not there to brake in.
+        braking_m = max(1.0, distance - v0 * (_PEDAL_TAU_S + _TORQUE_TAU_S))
+        # Never aim faster than what still stops gently at the waypoint (a turn or a stop).
+        target = min(self._target_ms, math.sqrt(2.0 * _BRAKE_FROM * braking_m))
+        wish = (target - v0) / _SPEED_TAU_S
+        if self._target_ms == 0.0 and v0 > 0.0:
+            wish = min(wish, -_HALT)
+        # Brake for the waypoint at the deceleration that stops exactly there, once that is firm
+        # enough to begin, and until the car gets there.
+        need = v0 * v0 / (2.0 * braking_m)
+        self._braking = self._braking or need >= _BRAKE_FROM
+        if self._braking:
+            wish = max(-_DECEL_MAX, min(wish, -need))
+        else:
+            wish = max(-_BRAKE, min(_ACCEL_MAX, wish))
+        self._pedal_ms2 += (wish - self._pedal_ms2) * (1.0 - math.exp(-dt / _PEDAL_TAU_S))
+        accel = self._accel_ms2
+        accel += (self._pedal_ms2 - accel) * (1.0 - math.exp(-dt / _TORQUE_TAU_S))
         v1 = max(0.0, v0 + accel * dt)
+        if v1 == 0.0:  # stopped (short of the waypoint: it creeps on): the brake holds the car
+            self._accel_ms2 = self._pedal_ms2 = 0.0
+            self._braking = False
+        else:
+            self._accel_ms2 = accel
+        accel = (v1 - v0) / dt  # what the road load sees, a stop included
         travel = (v0 + v1) / 2 * dt
         if travel >= distance:
             travel = distance
@@ -327,7 +368,10 @@ class Vehicle:
                 * math.sin(self.heading)
                 / (_M_PER_DEG_LON * math.cos(math.radians(self.lat)))
             )
-        self.speed_ms = v1 if self.mode is Mode.DRIVING else 0.0
+        if self.mode is Mode.DRIVING:
+            self.speed_ms = v1
+        else:
+            self.speed_ms = self._accel_ms2 = self._pedal_ms2 = 0.0
         self.odometer_km += travel / 1000.0
         v = (v0 + v1) / 2
         resist = (
@@ -344,6 +388,7 @@ class Vehicle:
 
     def _arrive(self) -> None:
         rng = self._rng
+        self._braking = False
         self._waypoint = self._next_waypoint()
         if self.soc_pct < LOW_SOC:
             self._start_charging()
@@ -365,12 +410,16 @@ class Vehicle:
 
     def _start_charging(self) -> None:
         self.mode = Mode.CHARGING
-        self.speed_ms = 0.0
+        self.speed_ms = self._accel_ms2 = self._pedal_ms2 = 0.0
         self.fast_charge = self._rng.random() < 0.5
         self._charge_to = self._rng.uniform(88.0, 92.0)
+        self._charging_s = 0.0
 
     def _charge(self, dt: float) -> None:
-        power_w = _DC_W if self.fast_charge else _AC_W
+        self._charging_s += dt
+        power_w = (_DC_W if self.fast_charge else _AC_W) * min(
+            1.0, self._charging_s / _CHARGE_RAMP_S
+        )
         if self.soc_pct > _TAPER_FROM_SOC:  # constant-voltage phase: the current tapers off
             power_w *= max(0.1, (95.0 - self.soc_pct) / (95.0 - _TAPER_FROM_SOC))
         self.current_a = power_w / self.pack_voltage_v

@@ -11,9 +11,10 @@ over the step that ended there), which is how ``gateway.fleet.truth`` integrates
   great-circle steps between valid fixes;
 - driving time: steps with the ignition on; charging time: steps charging;
 - energy: pack voltage times current (+ = into the pack) times the step: out of the pack is
-  used, into it while charging is charged, into it otherwise is regenerated. Instantaneous
-  readings every few seconds sample a power that changes faster: held this way the error is
-  unbiased (trapezoids read 3-20 % low, flattening the peaks), a few percent on a day, which
+  used, into it while charging is charged, into it otherwise is regenerated. Readings at an
+  instant every 10 s sample a braking that lasts about as long: held this way the error is
+  unbiased and per vehicle-day about 0.4 % rms for used and 2 % for regenerated (trapezoids
+  read 5 % and 30 % low, splitting each braking with its neighbours' draw), as
   ``tests/lake/test_week.py`` measures against the simulator's truth;
 - charge sessions: runs of charging samples (fast when any sample of the run says so); a run
   across midnight counts on both days, as each day sees its part;

@@ -1,24 +1,26 @@
 """Acceptance: a simulated week of a fleet compacts and aggregates to within 1 % of the truth
 the simulator integrated second by second (``gateway.fleet.truth``).
 
-Distance, driving and charging time, charged energy and charge sessions hold to 1 % each day.
-
-Energy used and regenerated do not, and cannot from these frames. EVB1 reports the pack's
-voltage and current at one instant every 10 s and no energy or charge counter (its TELEMETRY
-body, codecs/evb1.md), while the power a car draws changes with every
-acceleration and braking, a few seconds each: the frames do not hold the day's energy to 1 %,
-whatever the job does with them. Measured on the simulator alone (42 vehicle-days, no gateway),
-the step rule used here (each sample's power over the step that ends at it) is unbiased and off
-by at most 3.4 % a day for energy used (16 days of 42 over 1 %) and 15 % for regeneration
-(braking to a stop lasts about 6 s; 33 of 42 over 1 %, and still up to 2.6 % at a frame every
-2 s); trapezoids are worse (3 % and 8-20 % low: they flatten the peaks and the sign split
-loses what the peaks hold). Over the week, used is within 0.8 % and regeneration within 3 %.
+Distance, driving and charging time, energy used and charged and charge sessions hold to 1 %
+each vehicle-day. Regenerated energy cannot, from these frames: EVB1 reports the pack's voltage
+and current at one instant every 10 s and no energy counter (codecs/evb1.md), and a car
+regenerates for 5-15 s at a time (``gateway.fleet.model``: a jerk-limited driver; a stop from
+50 km/h regenerates mostly in its first 10 s), so one frame or two fall on each braking and
+which part of it they sample is chance. Measured on the simulator alone (112 vehicle-days, no
+gateway), the job's step rule (each sample's power over the step that ends at it) is unbiased
+and per vehicle-day off by
+0.4 % rms for energy used (worst 1.1 %), 0.1 % for charged (worst 0.7 %) and 2.1 % rms for
+regenerated (worst 5.6 %); a frame every 5 s gives 0.7 % rms regenerated, every 2 s 0.1 %.
+Trapezoids are worse (4-5 % low for used, 29-33 % for regenerated: a braking pulse of about
+one step is split with its neighbours' draw).
 
 So the test holds two things apart: the job's own arithmetic is exact (its energies equal the
 integral of the reported samples computed here, independently, from the JSON lines), and the
-sampling error against the truth stays within those bounds (5 % a day for used, 1 % over the
-week; 5 % over the week for regeneration). A device reporting an energy counter would be read
-like the odometer and held to 1 % a day; none of the codecs has one yet.
+sampling error against the truth stays within bounds set from those measurements: 1 % a day for
+used and charged (2 of the 112 days measured went past it for used, to 1.1 %), 8 % a day and
+3 % over the week for regenerated (about 3.5 standard deviations of a day and of a week). A
+device reporting an energy counter would be read like the odometer and held to 1 % a day; none
+of the codecs has one yet.
 """
 
 from __future__ import annotations
@@ -155,14 +157,15 @@ def test_each_vehicle_day_is_within_one_percent_of_the_truth(
         if row["codec"] != "evb1":
             assert row["energy_used_kwh"] is None  # no pack current reported
             continue
-        assert close(row["energy_used_kwh"], real["energy_used_kwh"], 0.05), where
+        assert close(row["energy_used_kwh"], real["energy_used_kwh"]), where
+        assert close(row["energy_regen_kwh"], real["energy_regen_kwh"], 0.08), where
         assert close(row["energy_charged_kwh"], real["energy_charged_kwh"]), where
         assert close(row["charging_s"], real["charging_s"]), where
         assert row["charge_sessions"] == real["charge_sessions"], where
         assert row["fast_charge_sessions"] == real["fast_charge_sessions"], where
 
 
-def test_the_week_totals_are_within_one_percent_regeneration_within_five(
+def test_the_week_totals_are_within_one_percent_regeneration_within_three(
     week: tuple[Path, dict[str, Any]],
 ) -> None:
     lake_dir, truth = week
@@ -171,7 +174,7 @@ def test_the_week_totals_are_within_one_percent_regeneration_within_five(
     for key in ("distance_km", "energy_used_kwh", "energy_charged_kwh", "energy_regen_kwh"):
         measured = sum(row[key] for (d, _), row in daily.items() if d == evb1)
         real = sum(day[key] for day in truth[evb1].values())
-        tolerance = 0.05 if key == "energy_regen_kwh" else 0.01
+        tolerance = 0.03 if key == "energy_regen_kwh" else 0.01
         assert close(measured, real, tolerance), (key, measured, real)
 
 

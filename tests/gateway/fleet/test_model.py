@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -64,6 +65,36 @@ def test_driving_drains_about_0_15_pct_per_km_and_draws_current() -> None:
             last = state
     assert km > 50
     assert used / km == pytest.approx(0.15, rel=0.2)
+
+
+def test_the_driver_accelerates_and_brakes_smoothly() -> None:
+    # Second by second, as a car's 1 Hz log: comfortable accelerations, finite jerk (the foot
+    # and the torque ramp lag the wish), so power follows speed over seconds, never in one step.
+    moving = 0
+    for seed in range(6):
+        vehicle = Vehicle(random.Random(seed), T0)
+        vehicle.mode = Mode.DRIVING
+        states = drive(vehicle, 3600)
+        accel = [
+            ((b.speed_kmh - a.speed_kmh) / 3.6, a.ignition and b.ignition and b.speed_kmh > 0)
+            for a, b in itertools.pairwise(states)
+        ]
+        for (before, _), (now, moves) in itertools.pairwise(accel):
+            if moves:
+                moving += 1
+                assert -2.0 <= now <= 1.5
+                assert abs(now - before) <= 1.2  # m/s^3
+    assert moving > 2 * 3600
+
+
+def test_a_charger_ramps_its_current_up() -> None:
+    vehicle = Vehicle(random.Random(1), T0)
+    vehicle.soc_pct = 15.0
+    vehicle.mode = Mode.PARKED
+    currents = [s.pack_current_a for s in drive(vehicle, 60) if s.charging]
+    assert currents[0] == 0 < currents[1] < currents[-1] / 10  # (it plugs in, then ramps)
+    ramp = currents[:31]  # 30 s, then constant power (the current eases as the voltage rises)
+    assert ramp == sorted(ramp) and min(currents[30:]) == pytest.approx(ramp[-1], rel=0.01)
 
 
 def test_low_soc_goes_charging_until_about_90() -> None:

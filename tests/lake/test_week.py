@@ -8,11 +8,10 @@ regenerates for 5-15 s at a time (``gateway.fleet.model``: a jerk-limited driver
 50 km/h regenerates mostly in its first 10 s), so one frame or two fall on each braking and
 which part of it they sample is chance. Measured on the simulator alone (112 vehicle-days, no
 gateway), the job's step rule (each sample's power over the step that ends at it) is unbiased
-and per vehicle-day off by
-0.4 % rms for energy used (worst 1.1 %), 0.1 % for charged (worst 0.7 %) and 2.1 % rms for
-regenerated (worst 5.6 %); a frame every 5 s gives 0.7 % rms regenerated, every 2 s 0.1 %.
-Trapezoids are worse (4-5 % low for used, 29-33 % for regenerated: a braking pulse of about
-one step is split with its neighbours' draw).
+and per vehicle-day off by 0.4 % rms for energy used (worst 1.1 %), 0.1 % for charged (worst
+0.7 %) and 2.1 % rms for regenerated (worst 5.6 %); a frame every 5 s would give 0.75 % rms
+regenerated, every 2 s 0.06 %. Trapezoids are worse (4-5 % low for used, 29-33 % for
+regenerated: a braking pulse of about one step is split with its neighbours' draw).
 
 So the test holds two things apart: the job's own arithmetic is exact (its energies equal the
 integral of the reported samples computed here, independently, from the JSON lines), and the

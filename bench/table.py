@@ -27,6 +27,7 @@ import platform
 import re
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Callable
@@ -333,6 +334,13 @@ def machine() -> dict[str, str]:
     }
 
 
+def parser_build() -> str:
+    """Which parser the benches import: mypyc's extension modules sit beside the sources
+    (mypyc_build.py; ``make setup`` builds them, ``make pure`` removes them)."""
+    compiled = list((ROOT / "parser").rglob(f"*{sysconfig.get_config_var('EXT_SUFFIX')}"))
+    return f"compiled (mypyc, {len(compiled)} modules)" if compiled else "pure Python"
+
+
 def load_average() -> str:
     return " ".join(f"{load:.2f}" for load in os.getloadavg())
 
@@ -342,6 +350,7 @@ def run_benches(directory: Path, amqtt_python: str | None) -> dict[str, Any]:
     runs: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_before": load_average(),
+        "build_before": parser_build(),
         "benches": {},
     }
     for bench, args in BENCHES.items():
@@ -371,6 +380,7 @@ def run_benches(directory: Path, amqtt_python: str | None) -> dict[str, Any]:
                 break
             failures.append(error)
     runs["load_after"] = load_average()
+    runs["build_after"] = parser_build()
     return runs
 
 
@@ -396,6 +406,10 @@ def report(table: list[Row], runs: dict[str, Any]) -> str:
     lines += [f"- {what}: {value}" for what, value in machine().items()]
     if "load_before" in runs:
         lines.append(f"- run started {runs['started']}")
+        build = runs["build_before"]
+        if runs["build_after"] != build:  # the checkout changed under the run
+            build = f"{build} at the start, {runs['build_after']} at the end"
+        lines.append(f"- parser build: {build}")
         lines.append(
             f"- load average (1, 5, 15 min): {runs['load_before']} before, "
             f"{runs['load_after']} after"

@@ -151,6 +151,8 @@ def test_a_failed_bench_leaves_its_rows_not_measured(tmp_path: Path) -> None:
         "started": "2026-12-07 10:00 UTC",
         "load_before": "1.00 1.50 2.00",
         "load_after": "2.00 1.50 1.00",
+        "build_before": "pure Python",
+        "build_after": "compiled (mypyc, 20 modules)",
         "benches": {
             "bridge": {
                 "exit": 1,
@@ -171,6 +173,7 @@ def test_a_failed_bench_leaves_its_rows_not_measured(tmp_path: Path) -> None:
     text = (tmp_path / "perf.md").read_text()
     assert "1.00 1.50 2.00 before, 2.00 1.50 1.00 after" in text
     assert "bridge 60 s (load 1.00)" in text
+    assert "parser build: pure Python at the start, compiled (mypyc, 20 modules) at the end" in text
     assert "bench/bridge.py failed first (IndexError: list index out of range), then ran" in text
 
 

@@ -350,7 +350,7 @@ class Vehicle:
         accel = self._accel_ms2
         accel += (self._pedal_ms2 - accel) * (1.0 - math.exp(-dt / _TORQUE_TAU_S))
         v1 = max(0.0, v0 + accel * dt)
-        if v1 == 0.0:  # stopped (short of the waypoint: it creeps on): the brake holds the car
+        if v1 == 0.0:  # the brake holds the car; short of the waypoint, it sets off again
             self._accel_ms2 = self._pedal_ms2 = 0.0
             self._braking = False
         else:
@@ -410,7 +410,7 @@ class Vehicle:
 
     def _start_charging(self) -> None:
         self.mode = Mode.CHARGING
-        self.speed_ms = self._accel_ms2 = self._pedal_ms2 = 0.0
+        self.speed_ms = 0.0
         self.fast_charge = self._rng.random() < 0.5
         self._charge_to = self._rng.uniform(88.0, 92.0)
         self._charging_s = 0.0

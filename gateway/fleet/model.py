@@ -49,7 +49,7 @@ _AUX_W = 400.0  # air conditioning and electronics, with the ignition on
 # speed over _SPEED_TAU_S (at most 1.5 m/s^2 either way: 0-45 km/h takes about 16 s, a stop
 # from 50 km/h about 20 s, most of its regeneration in the first 10), the foot follows that
 # wish over _PEDAL_TAU_S and the motor's torque ramp follows the pedal over _TORQUE_TAU_S. The
-# two lags keep jerk under ~1 m/s^3, so power follows speed over seconds instead of jumping at
+# two lags hold jerk to about 1 m/s^3, so power follows speed over seconds instead of jumping at
 # every change of traffic. Truth integrates this power at the 1 s sub-step (``truth.py``).
 _ACCEL_MAX = 1.5  # m/s^2
 _BRAKE = 1.5

@@ -16,8 +16,9 @@ regenerated: a braking pulse of about one step is split with its neighbours' dra
 So the test holds two things apart: the job's own arithmetic is exact (its energies equal the
 integral of the reported samples computed here, independently, from the JSON lines), and the
 sampling error against the truth stays within bounds set from those measurements: 1 % a day for
-used and charged (2 of the 112 days measured went past it for used, to 1.1 %), 8 % a day and
-3 % over the week for regenerated (about 3.5 standard deviations of a day and of a week). A
+used and charged (2 of the 112 days measured went past it for used, to 1.1 %), 8 % a day for
+regenerated (about 3.5 standard deviations of a day); over the week, the issue's 1 % for every
+quantity (this week's fleet: +0.3 % regenerated; 14 of 16 single cars measured within 1 %). A
 device reporting an energy counter would be read like the odometer and held to 1 % a day; none
 of the codecs has one yet.
 """
@@ -164,7 +165,7 @@ def test_each_vehicle_day_is_within_one_percent_of_the_truth(
         assert row["fast_charge_sessions"] == real["fast_charge_sessions"], where
 
 
-def test_the_week_totals_are_within_one_percent_regeneration_within_three(
+def test_the_week_totals_are_within_one_percent(
     week: tuple[Path, dict[str, Any]],
 ) -> None:
     lake_dir, truth = week
@@ -173,8 +174,7 @@ def test_the_week_totals_are_within_one_percent_regeneration_within_three(
     for key in ("distance_km", "energy_used_kwh", "energy_charged_kwh", "energy_regen_kwh"):
         measured = sum(row[key] for (d, _), row in daily.items() if d == evb1)
         real = sum(day[key] for day in truth[evb1].values())
-        tolerance = 0.03 if key == "energy_regen_kwh" else 0.01
-        assert close(measured, real, tolerance), (key, measured, real)
+        assert close(measured, real), (key, measured, real)
 
 
 def test_faults_show_as_alarms_and_notifications_per_code_and_severity(

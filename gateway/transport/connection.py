@@ -302,6 +302,11 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
     def paused(self) -> bool:
         return self._flow is not None and self._flow.paused
 
+    @property
+    def held(self) -> bool:
+        """Held by its protocol (read without making the flags of a connection that has none)."""
+        return self._flow is not None and self._flow.held
+
     def resume_reading(self) -> None:
         flow = self._flow
         if flow is None or not flow.paused or self.transport is None or self.port.budget.paused:

@@ -36,7 +36,7 @@ from gateway.transport.mqtt.routes import Resolved, TopicCache
 from gateway.transport.mqtt.sessions import Session
 from gateway.transport.mqtt.settings import MqttListenerSettings
 from gateway.transport.port import PortState
-from gateway.transport.reply_order import PendingReply
+from gateway.transport.reply_order import PendingReply, ReplyOrder
 from parser.events import Frame
 from parser.mqtt.errors import MqttError
 from parser.mqtt.packets import (
@@ -73,7 +73,6 @@ class MqttConnection:
         "mqtt_port",
         "port",
         "qos2",
-        "reply_order",
         "session",
         "topics",
     )
@@ -84,7 +83,6 @@ class MqttConnection:
     def __init__(self, conn: MqttSocket, mqtt_port: MqttPortState) -> None:
         self.conn = conn
         self.port: PortState[MqttListenerSettings, MqttSocket] = conn.port
-        self.reply_order = conn.reply_order  # (the QoS 2 exchange releases PUBRECs in it)
         self.mqtt_port = mqtt_port
         port = conn.port
         self.mqtt = codec_connection(port.settings)
@@ -96,6 +94,12 @@ class MqttConnection:
         self._held: list[Packet] = []  # packets after a CONNECT whose password is being checked
         self.connect_flow = ConnectFlow(self)
         self.qos2 = Qos2Exchange(self)
+
+    @property
+    def reply_order(self) -> ReplyOrder:
+        """The connection's (the QoS 2 exchange releases PUBRECs in it), made on first use:
+        an idle connection has none."""
+        return self.conn.reply_order
 
     # -- DeviceHandler -----------------------------------------------------------------------
 
@@ -118,7 +122,7 @@ class MqttConnection:
         self._handle(packets)
 
     def unblocked(self) -> None:
-        if self._held and not self.conn.flow.held:
+        if self._held and not self.conn.held:
             held, self._held = self._held, []
             self._handle(held)
 
@@ -155,7 +159,7 @@ class MqttConnection:
 
     def silence_allowed_s(self) -> float:
         return handshake.silence_allowed_s(
-            self.port.settings, self.mqtt.keep_alive_s, self.conn.flow.held
+            self.port.settings, self.mqtt.keep_alive_s, self.conn.held
         )
 
     def expire(self) -> None:
@@ -174,7 +178,6 @@ class MqttConnection:
         conn = self.conn
         if packets:  # any whole packet is activity ([MQTT-3.1.2-24]); trickled bytes are not
             conn.last_activity = time.monotonic()
-        flow = conn.flow
         # The QoS 1 PUBLISHes of a read that wait for the sink share one ticket and one PUBACK
         # buffer (as a TCP read's frames do, TcpDeviceHandler.feed); the run ends before any
         # other packet, so acknowledgements keep the order of the packets they answer.
@@ -182,7 +185,7 @@ class MqttConnection:
         owed: list[int] = []
         try:  # around the loop, not per packet: costs nothing in 3.11 unless raised
             for index, packet in enumerate(packets):
-                if flow.held:
+                if conn.held:  # (a CONNECT may hold it: its password is being checked)
                     self._held.extend(packets[index:])
                     break
                 transport = conn.transport

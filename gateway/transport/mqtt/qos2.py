@@ -21,7 +21,9 @@ class Exchanging(Protocol):
 
     mqtt: MqttServerConnection
     session: Session | None
-    reply_order: ReplyOrder
+
+    @property
+    def reply_order(self) -> ReplyOrder: ...
 
     def send_reply(self, reply: bytes, accepted_at: float) -> None: ...
     def queue_control(self, reply: bytes) -> None: ...

@@ -42,12 +42,13 @@ RESULTS: dict[str, dict[str, Any]] = {
             "gateway-delivered": 60_000,
             "mosquitto": 60_000,
         },
+        "cpu": {"gateway-accepted": 0.9, "gateway-delivered": 1.0, "mosquitto": 0.2},
     },
     "bridge": {
         "medians": {
-            "mosquitto": {"msgs": 20_000},
-            "gateway-3.1.1": {"msgs": 10_000},
-            "gateway-5": {"msgs": 30_000},
+            "mosquitto": {"msgs": 20_000, "cpu": 0.25},
+            "gateway-3.1.1": {"msgs": 10_000, "cpu": 1.0},
+            "gateway-5": {"msgs": 30_000, "cpu": 1.0},
         }
     },
     "decode": {
@@ -104,13 +105,27 @@ def by_measure(rows: list[list[str]], words: str) -> list[str]:
 def test_every_row_with_baseline_ratio_and_aim(tmp_path: Path) -> None:
     status, rows, _ = table(tmp_path)
     assert status == 0
-    assert len(rows) == 15  # 13 of the rows (bridge twice) + one judged row each of 2
+    # 13 of the rows (bridge twice), one judged row each of journal.py and workers.py,
+    # and beside each MQTT and bridge rate, per CPU-second
+    assert len(rows) == 19
     one = by_measure(rows, "1 frame per write")
     assert one[1:] == ["350,000", f"{CEILING}: 500,000", "0.70", "ratio >= 0.7", "yes"]
     assert by_measure(rows, "8 frames per write")[3:] == ["0.30", "ratio >= 0.3", "yes"]
     durable = by_measure(rows, "durable ACK")
     assert durable[2:] == ["mosquitto (PUBACK from memory): 60,000", "1.00", "ratio >= 1", "yes"]
     assert by_measure(rows, "`accepted`: msg/s")[3:] == ["1.50", "ratio >= 1.5", "yes"]
+    # Per CPU-second of the server: no aim; mosquitto at 20 % of a core did 300,000 per CPU-s.
+    durable_per_core = rows[rows.index(durable) + 1]
+    assert durable_per_core == [
+        "same, msg per CPU-second of the server (100% busy)",
+        "60,000",
+        "mosquitto (20% busy): 300,000",
+        "0.20",
+        "",
+        "",
+    ]
+    bridge_per_core = rows[rows.index(by_measure(rows, "MQTT 3.1.1")) + 1]
+    assert bridge_per_core[2:4] == ["mosquitto's bridge (25% busy): 80,000", "0.12"]
     assert by_measure(rows, "MQTT 3.1.1")[3:] == ["0.50", "ratio >= 1", "no"]
     assert by_measure(rows, "MQTT 5")[3:] == ["1.50", "ratio >= 1", "yes"]
     # Aims on a rate are judged on the value, whatever the ratio to the floor.

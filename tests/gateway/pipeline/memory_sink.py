@@ -13,7 +13,8 @@ STREAMS = ("raw", "parsed", "errors")
 
 class MemorySink:
     """Writes a stream's batch while its gate is open (all open unless ``gated``); records of a
-    stream in ``lose`` are dead-lettered instead; ``fail`` raises ``SinkError`` that many times."""
+    stream in ``lose`` are dead-lettered instead; ``fail`` raises ``SinkError`` that many times.
+    ``writes`` counts the writes begun per stream (waiting at the gate included)."""
 
     def __init__(self, *, gated: bool = False) -> None:
         self.gates = {stream: asyncio.Event() for stream in STREAMS}
@@ -24,8 +25,10 @@ class MemorySink:
         self.keys: dict[str, list[str]] = {stream: [] for stream in STREAMS}
         self.lose: set[str] = set()
         self.fail = 0
+        self.writes = dict.fromkeys(STREAMS, 0)
 
     async def write(self, stream: str, records: list[bytes], keys: list[str]) -> list[int]:
+        self.writes[stream] += 1
         await self.gates[stream].wait()
         if self.fail:
             self.fail -= 1

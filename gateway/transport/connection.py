@@ -291,6 +291,7 @@ class DeviceConnection(asyncio.Protocol, Generic[S, H]):
                 reason=self.close_reason if exc is None else f"{self.close_reason}: {exc}",
             )
         self.transport = None
+        port.replies.discard(self)
         self.handler.lost()
 
     # -- the memory budget's reader (FlowControl) ----------------------------------------------

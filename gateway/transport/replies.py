@@ -28,6 +28,11 @@ class ReplyBatcher:
     def add(self, outbox: ReplyOutbox) -> None:
         self._pending.add(outbox)
 
+    def discard(self, outbox: ReplyOutbox) -> None:
+        """A closed connection: not kept until the next batch settles (under ``accepted`` no
+        batch may settle for as long as the devices are silent)."""
+        self._pending.discard(outbox)
+
     def batch_settled(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, set()

@@ -161,6 +161,28 @@ async def test_an_idle_logged_in_connection_holds_no_reply_order_outbox_or_read_
 
 
 @pytest.mark.asyncio
+async def test_under_accepted_a_frame_is_acked_while_the_journal_writer_is_stalled() -> None:
+    # The ACK leaves with the read that brought the frame: it waits for no journal write, no
+    # batch settling, and no memory budget below the high watermark (issue 17).
+    port = Port(MemorySink(gated=True), budget(), ack_policy="accepted")
+    port.pipeline.start()
+    try:
+        conn = port.listener.connection()
+        transport = made(conn)
+        conn.data_received(evb1_login(IMEI) + evb1_heartbeat(1))
+        assert transport.written() == evb1_ack(0, 1) + evb1_ack(1, HEARTBEAT)
+        await until(lambda: port.sink.writes["raw"] == 1)  # the write holds, unfinished
+        conn.data_received(evb1_heartbeat(2))
+        assert transport.written().endswith(evb1_ack(2, HEARTBEAT))
+        assert port.sink.records["raw"] == [] and port.flow.buffered_bytes > 0
+        # Closed, it is not kept for replies until the stalled write settles a batch.
+        conn.connection_lost(None)
+        assert conn not in port.listener.port.replies._pending
+    finally:
+        await port.pipeline.close()
+
+
+@pytest.mark.asyncio
 async def test_accepted_sockets_have_keep_alive_and_no_delay() -> None:
     # Set once on the listening socket, which accepted sockets inherit.
     listener = Port(MemorySink(), budget(), host="127.0.0.1").listener

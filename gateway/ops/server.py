@@ -32,7 +32,7 @@ from gateway.ops.health import HealthServer
 from gateway.ops.metrics import GatewayCollector, serve_metrics
 from gateway.ops.reload import prepare_reload
 from gateway.ops.systemd_notify import Notifier
-from gateway.ops.workers import WorkerCollector, worker_index
+from gateway.ops.workers import WorkerCollector, follow_supervisor, worker_index
 from gateway.pipeline.accept import Pipeline
 from gateway.pipeline.flow_control import FlowControl
 from gateway.pipeline.registry import CodecRegistry, default_layout_dirs
@@ -150,6 +150,8 @@ class Gateway:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._on_signal, sig)
         loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        if self.worker is not None:
+            follow_supervisor()  # once SIGTERM drains: its death now stops us cleanly
         health_address = await self._start_health() if settings.health.enabled else None
         self._sweeper = asyncio.create_task(self._sweep(), name="connection-sweeper")
         # The start-up heap (imports, settings, codecs, sinks) lives as long as the process:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 import sys
@@ -26,6 +27,8 @@ log = structlog.get_logger("gateway.ops.workers")
 
 WORKER_ENV = "GATEWAY_WORKER"
 RESTARTS_ENV = "GATEWAY_WORKER_RESTARTS"  # how often the supervisor restarted this worker
+SUPERVISOR_ENV = "GATEWAY_SUPERVISOR"  # the supervisor's pid, for a worker to die with it
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 RESTART_FIRST_S = 0.5
 RESTART_MAX_S = 30.0
 STABLE_S = 60.0  # a worker that ran this long crashed anew: its backoff starts again
@@ -38,6 +41,22 @@ def worker_index() -> int | None:
     """This process's worker number when started by the supervisor (None otherwise)."""
     value = os.environ.get(WORKER_ENV)
     return int(value) if value is not None and value.isdigit() else None
+
+
+def follow_supervisor() -> None:
+    """A worker started by ``run --workers N`` stops (SIGTERM: a clean drain) when its supervisor
+    dies, even by SIGKILL or the OOM killer. Workers run in their own process group, so nothing
+    else would reach them: orphans kept the port and their journal's lock, and the next start
+    of the gateway was refused on that lock. (Under systemd the unit's cgroup is killed whole.)"""
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor is None or not supervisor.isdigit() or not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        log.warning("cannot follow the supervisor", error=os.strerror(ctypes.get_errno()))
+        return
+    if os.getppid() != int(supervisor):  # it died before the prctl: nothing will signal us
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 class WorkerCollector:
@@ -72,6 +91,7 @@ class Supervisor:
         self._env = {
             k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")
         }
+        self._env[SUPERVISOR_ENV] = str(os.getpid())
         self._workers = workers
         self._children: dict[int, asyncio.subprocess.Process] = {}
         self._stop = asyncio.Event()

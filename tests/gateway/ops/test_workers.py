@@ -185,6 +185,25 @@ def journaled_lines(data: Path) -> list[str]:
     ]
 
 
+def test_workers_stop_when_their_supervisor_is_killed(tmp_path: Path) -> None:
+    """Workers run in their own process group: a SIGKILLed supervisor left them serving,
+    holding the port and their journals' locks, so the next start was refused."""
+    with two_workers(tmp_path) as workers:
+        pids = workers.pids()
+        assert len(pids) == 2
+        workers.proc.kill()
+        workers.proc.wait(10)
+
+        def gone(pid: int) -> bool:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except FileNotFoundError:
+                return True
+            return state == "Z"  # exited, waiting for init to reap it
+
+        assert wait_for(lambda: all(gone(pid) for pid in pids.values()), timeout=30), pids
+
+
 def test_each_worker_keeps_its_own_journal_and_a_restarted_one_continues_it(
     tmp_path: Path,
 ) -> None:
